@@ -1,0 +1,46 @@
+# Short entry points; CMake does the real work. Each target installs what it needs first
+# (scripts/deps.sh: Debian packages, as root) so it works on a brand-new machine.
+BUILD    ?= build
+ASANDIR  ?= build-asan
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all build test test-asan lab fuzz clean bench bench-quick
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	@sh scripts/deps.sh build
+
+# The README's test command.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
+
+test-asan: deps
+	cmake -S . -B $(ASANDIR) -DCMAKE_BUILD_TYPE=Debug -DLW_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(ASANDIR) -j $(JOBS)
+	cd $(ASANDIR) && ctest --output-on-failure -j 2 --timeout 300
+
+# The README's first command: the lab.
+lab: build
+	$(BUILD)/tools/lastword lab $(LAB_ARGS)
+
+clean:
+	rm -rf $(BUILD) $(ASANDIR)
+
+# libFuzzer on the close state machine (clang from Debian), bounded in time.
+FUZZ_SECONDS ?= 30
+fuzz:
+	@sh scripts/deps.sh fuzz
+	mkdir -p build-fuzz
+	clang -std=c11 -D_GNU_SOURCE -DLW_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -Iinclude -Isrc tests/fuzz_close_sm.c src/close_sm.c -o build-fuzz/fuzz_close_sm
+	mkdir -p build-fuzz/corpus
+	build-fuzz/fuzz_close_sm -max_total_time=$(FUZZ_SECONDS) -max_len=256 \
+	  build-fuzz/corpus tests/corpus/close_sm

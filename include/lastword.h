@@ -1,0 +1,315 @@
+/*
+ * lastword.h - the one public header of liblastword.
+ *
+ * liblastword is an event loop for TCP connections whose first concern is how a
+ * connection ENDS: no response lost to an RST, no peer left in CLOSE_WAIT, a reason
+ * for every connection that ends, and a count of the bytes the peer acknowledged.
+ *
+ * Everything not declared here is internal (lw__ prefix) and may change.
+ *
+ * ===================================================================================
+ *  THE TERMINATION CONTRACT  (read this first; the implementation follows it)
+ * ===================================================================================
+ *
+ * Three ways to end a connection, and one callback that always reports the ending.
+ *
+ * lw_shutdown(c)  -- half-close.
+ *   Wire: a FIN goes out after the last byte already queued with lw_conn_write().
+ *   The connection keeps reading: the peer may go on sending (B8, A12).
+ *   After it, lw_conn_write() fails with LW_ESHUTDOWN. Nothing is freed.
+ *
+ * lw_close(c, deadline_ms)  -- graceful ("lingering") close; the right default.
+ *   1. New writes are refused (LW_ECLOSING); reading for the application stops.
+ *   2. The write queue is flushed into the kernel.
+ *   3. shutdown(SHUT_WR): the FIN follows the last byte (A14 step 1).
+ *   4. Input is read and DISCARDED (counted) until the peer's FIN (A14 step 2). This is
+ *      what keeps the kernel from answering our close() with an RST when input is left
+ *      unread (B13; CLAIMS.md: 128 KB of a 3.9 MB response arrived after a naive close).
+ *   5. The library waits until the peer has acknowledged every byte (Linux: SIOCOUTQ
+ *      reaches 0), so that lw_close_info.bytes_acked is a delivery confirmation.
+ *   6. close(fd).
+ *   If deadline_ms passes before step 6, the connection is reset (RST, reason
+ *   LW_REASON_DEADLINE) and the bytes not delivered are counted. It never blocks the
+ *   loop: SO_LINGER with a positive timeout is never used, because on Linux close() then
+ *   blocks even on a non-blocking socket (A8 describes Windows only).
+ *   lw_close() on a connection already closing returns LW_EALREADY and changes nothing;
+ *   after lw_shutdown() it is the normal way to finish.
+ *
+ * lw_close_naive(c) -- the plain close() most programs do, for comparison only.
+ *
+ * lw_abort(c)  -- hard close, now.
+ *   Wire: RST (SO_LINGER{1,0} then close(), with no shutdown() before it: Windows
+ *   ignores the reset after a shutdown). No TIME_WAIT on this side (A6, A9).
+ *   Unsent and unread bytes are discarded and counted. Allowed while a lw_close() is
+ *   lingering (escalates it to RST now); LW_EALREADY once the fd is closed.
+ *
+ * The peer ends first:
+ *   - Peer FIN: the read callback gets nread == LW_EOF (B3, B14). Unless the connection
+ *     was made with allow_half_close, the library then finishes the close by itself
+ *     once every byte queued so far (including bytes queued from inside that EOF
+ *     callback) is in the kernel: no connection is left in CLOSE_WAIT (B5).
+ *     With allow_half_close the application keeps writing and ends it itself.
+ *   - Peer RST (or any fatal socket error): queued writes are cancelled, the fd is
+ *     closed, on_close reports LW_REASON_PEER_RESET (or DEAD_PEER for ETIMEDOUT, or
+ *     ERROR).
+ *
+ * Callbacks and memory (A2):
+ *   - Every lw_conn gets exactly ONE on_close callback, whatever ended it, including a
+ *     failed connect. It comes after every pending operation on the connection has
+ *     completed or been cancelled: each write callback has fired first (status 0 if the
+ *     bytes reached the kernel, LW_ECANCELED if they did not), and no read callback
+ *     follows it. A buffer given to lw_conn_write() may be freed in its write callback,
+ *     or in on_close at the latest -- never earlier.
+ *   - The lw_conn pointer stays valid until on_close returns; the library frees it
+ *     right after. Do not use it after that.
+ *   - Every call documented here may be made from inside any callback of this library,
+ *     including closing the very connection the callback is about: user callbacks that
+ *     follow a close are not run, and memory is freed only after the callback returns
+ *     (reference count + deferred free). Write callbacks, drain callbacks and on_close
+ *     are always deferred: they never run inside the lw_* call that caused them.
+ *
+ * What lw_close_info tells (the part no socket API reports):
+ *   reason, initiator (who sent the first FIN or RST), whether it ended with an RST,
+ *   the OS error, bytes queued / written to the kernel / ACKNOWLEDGED BY THE PEER /
+ *   discarded unsent / discarded unread, whether this side entered TIME_WAIT (measured
+ *   from TCP_INFO just before close()), and how long the close took.
+ *
+ * Threads: a loop and everything on it belong to the thread that runs it.
+ * Signals: every send uses MSG_NOSIGNAL; SIGPIPE is never raised by the library.
+ */
+#ifndef LASTWORD_H
+#define LASTWORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LW_VERSION_MAJOR 0
+#define LW_VERSION_MINOR 1
+#define LW_VERSION_PATCH 0
+
+/* ----------------------------------------------------------------------------------
+ * Errors: negative codes, one table. The values are the library's own (not errno), so
+ * they are the same on every OS; lw__err_from_errno / lw__err_from_win map OS errors.
+ * ---------------------------------------------------------------------------------- */
+#define LW_ERRNO_MAP(X)                                                                  \
+  X(EOF, -1, "end of stream: the peer sent FIN")                                         \
+  X(EINVAL, -2, "invalid argument")                                                      \
+  X(ENOMEM, -3, "out of memory")                                                         \
+  X(EBUSY, -4, "resource busy: handles are still alive")                                 \
+  X(EAGAIN, -5, "resource temporarily unavailable")                                      \
+  X(ECANCELED, -6, "operation cancelled: the connection ended before it completed")      \
+  X(ECONNRESET, -7, "connection reset by peer")                                          \
+  X(ECONNREFUSED, -8, "connection refused")                                              \
+  X(ECONNABORTED, -9, "connection aborted")                                              \
+  X(ETIMEDOUT, -10, "connection timed out: the peer stopped answering")                  \
+  X(EPIPE, -11, "broken pipe: the peer no longer accepts data")                          \
+  X(ENOTCONN, -12, "socket is not connected")                                            \
+  X(EADDRINUSE, -13, "address already in use")                                           \
+  X(EADDRNOTAVAIL, -14, "address not available")                                         \
+  X(EAFNOSUPPORT, -15, "address family not supported")                                   \
+  X(EMFILE, -16, "too many open files in this process")                                  \
+  X(ENFILE, -17, "too many open files in the system")                                    \
+  X(EACCES, -18, "permission denied")                                                    \
+  X(ENETUNREACH, -19, "network is unreachable")                                          \
+  X(EHOSTUNREACH, -20, "host is unreachable")                                            \
+  X(ENOSYS, -21, "not supported by this backend or OS")                                  \
+  X(ESHUTDOWN, -22, "write after lw_shutdown(): the FIN is already queued")              \
+  X(ECLOSING, -23, "the connection is closing: no new writes")                           \
+  X(EALREADY, -24, "already closing or closed")                                          \
+  X(ENOBUFS, -25, "no buffer space available")                                           \
+  X(EIO, -26, "input/output error (unmapped OS error)")                                  \
+  X(ENOENT, -27, "no such address or name")                                              \
+  X(EPERM, -28, "operation not permitted")
+
+typedef enum {
+  LW_OK = 0,
+#define LW__ERR_ENUM(name, val, msg) LW_##name = (val),
+  LW_ERRNO_MAP(LW__ERR_ENUM)
+#undef LW__ERR_ENUM
+} lw_errno;
+
+/* Message for an error code ("unknown error" for anything else). Never NULL. */
+const char *lw_strerror(int err);
+/* Symbolic name, e.g. "ECONNRESET". Never NULL. */
+const char *lw_err_name(int err);
+
+/* ----------------------------------------------------------------------------------
+ * Close reasons
+ * ---------------------------------------------------------------------------------- */
+#define LW_REASON_MAP(X)                                                                 \
+  X(NONE, "none")                     /* not closed yet */                               \
+  X(GRACEFUL, "graceful")             /* we sent FIN first, all acked, peer FIN seen */  \
+  X(PEER_CLOSED_FIRST, "peer-closed-first") /* peer's FIN came before ours */            \
+  X(PEER_RESET, "peer-reset")         /* RST received (ECONNRESET / EPIPE) */            \
+  X(DEAD_PEER, "dead-peer")           /* keepalive or user timeout: ETIMEDOUT */         \
+  X(IDLE_TIMEOUT, "idle-timeout")     /* application idle timer */                       \
+  X(STALLED, "stalled")               /* data queued, nothing acked for too long */      \
+  X(DEADLINE, "deadline")             /* lw_close() deadline passed: escalated to RST */ \
+  X(ABORT, "abort")                   /* lw_abort() */                                   \
+  X(DRAIN, "drain")                   /* server drain ended it */                        \
+  X(NAIVE, "naive")                   /* lw_close_naive(): the OS default close */       \
+  X(ERROR, "error")                   /* any other error; see os_error */
+
+typedef enum {
+#define LW__REASON_ENUM(name, str) LW_REASON_##name,
+  LW_REASON_MAP(LW__REASON_ENUM)
+#undef LW__REASON_ENUM
+      LW_REASON__COUNT
+} lw_close_reason;
+
+const char *lw_reason_name(lw_close_reason r);
+
+typedef enum { LW_INITIATOR_NONE = 0, LW_INITIATOR_LOCAL, LW_INITIATOR_PEER } lw_initiator;
+
+typedef struct lw_close_info {
+  lw_close_reason reason;
+  lw_initiator initiator;  /* who sent the first FIN or RST */
+  int rst;                 /* 1 if the connection ended with an RST (sent or received) */
+  int os_error;            /* LW_E* code of the error that ended it, or 0 */
+  uint64_t bytes_queued;   /* accepted by lw_conn_write() over the connection's life */
+  uint64_t bytes_sent;     /* written into the kernel */
+  uint64_t bytes_acked;    /* acknowledged by the peer's TCP (a delivery confirmation) */
+  int acked_known;         /* 0 where the OS cannot tell (bytes_acked is then 0) */
+  uint64_t unsent_discarded; /* queued, never acknowledged: in our queue or the kernel's */
+  uint64_t unread_discarded; /* input the application never saw (linger drain + RST) */
+  uint64_t bytes_received;   /* delivered to the read callback */
+  int time_wait;           /* 1 if this side's socket entered TIME_WAIT */
+  uint64_t close_ms;       /* from the start of the close (ours or the peer's) to the end */
+} lw_close_info;
+
+/* ----------------------------------------------------------------------------------
+ * Objects and callbacks
+ * ---------------------------------------------------------------------------------- */
+typedef struct lw_loop lw_loop;
+typedef struct lw_conn lw_conn;
+typedef struct lw_listener lw_listener;
+typedef struct lw_timer lw_timer;
+
+/* nread > 0: data (valid only during the call). nread == LW_EOF: the peer sent FIN.
+ * Errors never come here: they end the connection and are reported by on_close. */
+typedef void (*lw_read_cb)(lw_conn *c, long nread, const char *buf);
+/* status 0: every byte of this write is in the kernel. LW_ECANCELED: it is not (the
+ * connection ended first). The buffer may be freed from here on. */
+typedef void (*lw_write_cb)(lw_conn *c, int status, void *arg);
+/* The write queue fell to the low-water mark after having reached the high-water mark. */
+typedef void (*lw_drain_cb)(lw_conn *c);
+/* Exactly once per connection; see the contract above. */
+typedef void (*lw_close_cb)(lw_conn *c, const lw_close_info *info);
+/* status 0: connected. Otherwise the connect failed; on_close follows (reason ERROR). */
+typedef void (*lw_connect_cb)(lw_conn *c, int status);
+/* status 0: c is a new connection (set its callbacks, start reading). Otherwise c is NULL
+ * and status tells what failed (e.g. LW_EMFILE: the pending connection was refused). */
+typedef void (*lw_accept_cb)(lw_listener *l, lw_conn *c, int status);
+typedef void (*lw_timer_cb)(lw_timer *t);
+
+/* ----------------------------------------------------------------------------------
+ * Loop
+ * ---------------------------------------------------------------------------------- */
+typedef enum {
+  LW_RUN_DEFAULT = 0, /* until lw_loop_stop() or nothing is left alive */
+  LW_RUN_ONCE,        /* one iteration, waiting for events if needed */
+  LW_RUN_NOWAIT       /* one iteration, no waiting */
+} lw_run_mode;
+
+/* backend: NULL or "" for the default ("epoll"); the environment variable LW_BACKEND
+ * overrides the default. Returns LW_ENOSYS for a backend this build lacks. */
+int lw_loop_new(lw_loop **out, const char *backend);
+/* Returns 0 when stopped or when no handle is left alive, negative on error. */
+int lw_loop_run(lw_loop *loop, lw_run_mode mode);
+void lw_loop_stop(lw_loop *loop);
+/* Frees the loop. LW_EBUSY (and nothing freed) while connections, listeners or timers
+ * exist: close them and run the loop until their close callbacks have fired. */
+int lw_loop_close(lw_loop *loop);
+uint64_t lw_loop_now(const lw_loop *loop); /* milliseconds, monotonic, cached per tick */
+const char *lw_loop_backend(const lw_loop *loop);
+void lw_loop_set_data(lw_loop *loop, void *data);
+void *lw_loop_get_data(const lw_loop *loop);
+
+/* ----------------------------------------------------------------------------------
+ * Timers: a binary heap; start/stop are O(log n), 100k armed timers are cheap.
+ * ---------------------------------------------------------------------------------- */
+int lw_timer_new(lw_loop *loop, lw_timer **out);
+/* (Re)arms: first expiry after timeout_ms, then every repeat_ms (0: once). */
+int lw_timer_start(lw_timer *t, lw_timer_cb cb, uint64_t timeout_ms, uint64_t repeat_ms);
+void lw_timer_stop(lw_timer *t);
+/* Stops and frees at once (a timer has no pending I/O). Safe inside its own callback. */
+void lw_timer_free(lw_timer *t);
+void lw_timer_set_data(lw_timer *t, void *data);
+void *lw_timer_get_data(const lw_timer *t);
+
+/* ----------------------------------------------------------------------------------
+ * Connection options (given to lw_conn_connect, or to a listener: inherited by every
+ * accepted connection). Zero-initialise, then set what you need; 0 means the default.
+ * ---------------------------------------------------------------------------------- */
+typedef struct lw_conn_options {
+  size_t write_high_water;   /* drain_cb threshold; default 1 MiB (low water = half) */
+  size_t read_size;          /* max bytes per read callback; default 64 KiB */
+  int allow_half_close;      /* keep the connection writable after the peer's FIN */
+  int nodelay;               /* TCP_NODELAY */
+  uint32_t close_deadline_ms; /* deadline used when the library closes by itself (peer
+                                FIN) or lw_close(c, 0) is called; default 30000 */
+} lw_conn_options;
+
+/* ----------------------------------------------------------------------------------
+ * Listener
+ * ---------------------------------------------------------------------------------- */
+/* host: numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "0.0.0.0", "::").
+ * port 0 picks a free port (see lw_listener_port). SO_REUSEADDR is set.
+ * EMFILE/ENFILE on accept: the library closes the pending connection using a reserved
+ * descriptor (so the kernel's queue empties and the loop does not spin), reports
+ * LW_EMFILE/LW_ENFILE to accept_cb, and keeps serving existing connections. */
+int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
+                    const lw_conn_options *opts, lw_accept_cb cb, lw_listener **out);
+int lw_listener_port(const lw_listener *l);
+/* Stops accepting and frees the listener (deferred to the end of the loop iteration). */
+void lw_listener_close(lw_listener *l);
+void lw_listener_set_data(lw_listener *l, void *data);
+void *lw_listener_get_data(const lw_listener *l);
+
+/* ----------------------------------------------------------------------------------
+ * Connections
+ * ---------------------------------------------------------------------------------- */
+int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_options *opts,
+                    lw_connect_cb cb, lw_conn **out);
+void lw_conn_set_data(lw_conn *c, void *data);
+void *lw_conn_get_data(const lw_conn *c);
+lw_loop *lw_conn_loop(const lw_conn *c);
+void lw_conn_on_close(lw_conn *c, lw_close_cb cb);
+void lw_conn_on_drain(lw_conn *c, lw_drain_cb cb);
+/* Starts delivering input to cb. LW_ECLOSING once a close has begun. */
+int lw_conn_read_start(lw_conn *c, lw_read_cb cb);
+int lw_conn_read_stop(lw_conn *c);
+/* Maximum bytes per read callback from now on (1 .. 1 MiB). A server that must leave
+ * everything after a request line in the kernel reads with size 1 until the newline. */
+int lw_conn_set_read_size(lw_conn *c, size_t size);
+
+/* Queues len bytes WITHOUT copying: buf must stay valid until cb fires (cb may be NULL
+ * for static data). Returns 0 when queued below the high-water mark, 1 when queued
+ * with the queue at or above it (drain_cb will fire when it falls to low water), or
+ * LW_ESHUTDOWN / LW_ECLOSING / LW_EINVAL (nothing queued, cb not called). */
+int lw_conn_write(lw_conn *c, const void *buf, size_t len, lw_write_cb cb, void *arg);
+/* Same, copying the bytes first. */
+int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len);
+/* Bytes queued in user space and not yet written into the kernel. */
+size_t lw_conn_write_queue_size(const lw_conn *c);
+/* The OS descriptor, for getsockopt and the like. -1 once closed. Do not close it. */
+int lw_conn_fd(const lw_conn *c);
+
+int lw_shutdown(lw_conn *c);
+int lw_close(lw_conn *c, uint32_t deadline_ms);
+int lw_abort(lw_conn *c);
+/* The OS default, kept for comparison (respond --close naive, the lab): close(fd) now,
+ * with no shutdown, no drain and no wait. Queued bytes not yet in the kernel are
+ * cancelled. Linux then sends FIN if every input byte was read, but RST if input is
+ * left unread (B13) -- and an RST throws away what the kernel had not yet delivered.
+ * on_close reports reason LW_REASON_NAIVE, rst=1 when unread input made it an RST. */
+int lw_close_naive(lw_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LASTWORD_H */

@@ -1,0 +1,551 @@
+/*
+ * conn.c - a TCP connection: write queue, reads, and the driver that carries out the
+ * close state machine's actions (close_sm.c decides; this file does the syscalls).
+ *
+ * Order of a close, and why (cf. nginx ngx_close_connection, libuv uv__stream_destroy):
+ *   1. snapshot what the kernel knows (TCP_INFO, SIOCOUTQ, SIOCINQ) while the fd exists;
+ *   2. detach from the backend (so no event for this fd is acted on any more);
+ *   3. SO_LINGER{1,0} if resetting, then close(fd);
+ *   4. cancel the queued writes (their callbacks run deferred, status LW_ECANCELED);
+ *   5. once nothing is in flight, on_close in the loop's endgame, then free.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define LW__DEFAULT_HWM (1024u * 1024u)
+#define LW__DEFAULT_READ (64u * 1024u)
+#define LW__DEFAULT_DEADLINE 30000u
+#define LW__ACK_POLL_MAX_MS 200u
+
+static void conn_apply(lw_conn *c, unsigned acts);
+
+static int conn_event(lw_conn *c, lw__cs_event ev, int arg) {
+  int result = 0;
+  unsigned acts = lw__cs_step(&c->sm, ev, arg, &result);
+  if (acts)
+    conn_apply(c, acts);
+  return result;
+}
+
+static void conn_update(lw_conn *c) {
+  if (!c->detached)
+    c->loop->backend->conn_update(c);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Creation
+ * --------------------------------------------------------------------------------- */
+static void deadline_cb(lw_timer *t);
+static void ack_poll_cb(lw_timer *t);
+
+static lw_conn *conn_new(lw_loop *loop, int fd, const lw_conn_options *opts) {
+  lw_conn *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->loop = loop;
+  c->io.fd = fd;
+  c->io.kind = LW__IO_CONN;
+  if (opts)
+    c->opts = *opts;
+  if (!c->opts.write_high_water)
+    c->opts.write_high_water = LW__DEFAULT_HWM;
+  if (!c->opts.read_size)
+    c->opts.read_size = LW__DEFAULT_READ;
+  if (!c->opts.close_deadline_ms)
+    c->opts.close_deadline_ms = LW__DEFAULT_DEADLINE;
+  c->read_size = c->opts.read_size;
+  c->deadline_ms = c->opts.close_deadline_ms;
+  lw__cs_init(&c->sm, c->opts.allow_half_close);
+  lw__list_init(&c->wq);
+  lw__list_init(&c->wdone);
+  lw__list_init(&c->pending_node);
+  lw__list_init(&c->endgame_node);
+  lw__timer_init_internal(loop, &c->deadline_timer, deadline_cb, c);
+  lw__timer_init_internal(loop, &c->ack_timer, ack_poll_cb, c);
+  if (c->opts.nodelay)
+    lw__sock_set_nodelay(fd, 1);
+  loop->nconns++;
+  return c;
+}
+
+static void conn_free(lw_conn *c) {
+  assert(c->detached);
+  assert(lw__list_empty(&c->wq) && lw__list_empty(&c->wdone));
+  c->loop->nconns--;
+  free(c);
+}
+
+/* Called by listener.c for each accepted fd. */
+lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, int *err) {
+  lw_conn *c = conn_new(loop, fd, opts);
+  if (!c) {
+    *err = LW_ENOMEM;
+    return NULL;
+  }
+  int r = loop->backend->conn_open(c);
+  if (r < 0) {
+    loop->nconns--;
+    free(c);
+    *err = r;
+    return NULL;
+  }
+  return c;
+}
+
+int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_options *opts,
+                    lw_connect_cb cb, lw_conn **out) {
+  if (!loop || !host || !out)
+    return LW_EINVAL;
+  int fd = -1;
+  int r = lw__sock_connect_start(host, port, &fd);
+  if (r < 0)
+    return r;
+  lw_conn *c = conn_new(loop, fd, opts);
+  if (!c) {
+    close(fd);
+    return LW_ENOMEM;
+  }
+  c->connecting = 1;
+  c->connect_cb = cb;
+  r = loop->backend->conn_open(c);
+  if (r < 0) {
+    loop->nconns--;
+    free(c);
+    close(fd);
+    return r;
+  }
+  conn_update(c);
+  *out = c;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Accessors
+ * --------------------------------------------------------------------------------- */
+void lw_conn_set_data(lw_conn *c, void *data) { c->data = data; }
+void *lw_conn_get_data(const lw_conn *c) { return c->data; }
+lw_loop *lw_conn_loop(const lw_conn *c) { return c->loop; }
+void lw_conn_on_close(lw_conn *c, lw_close_cb cb) { c->close_cb = cb; }
+void lw_conn_on_drain(lw_conn *c, lw_drain_cb cb) { c->drain_cb = cb; }
+size_t lw_conn_write_queue_size(const lw_conn *c) { return c->wq_bytes; }
+int lw_conn_fd(const lw_conn *c) { return c->detached ? -1 : c->io.fd; }
+
+int lw__conn_wants_read(const lw_conn *c) {
+  if (c->detached || c->connecting || c->eof_seen)
+    return 0;
+  return c->discarding || (c->reading && lw__cs_delivers_input(&c->sm));
+}
+
+int lw__conn_wants_write(const lw_conn *c) {
+  return !c->detached && !c->connecting && !lw__list_empty(&c->wq);
+}
+
+int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max) {
+  int n = 0;
+  for (const lw__list *p = c->wq.next; p != &c->wq && n < max; p = p->next) {
+    const lw__wreq *w = LW__CONTAINER_OF(p, lw__wreq, node);
+    iov[n].iov_base = (void *)(w->buf + w->off);
+    iov[n].iov_len = w->len - w->off;
+    n++;
+  }
+  return n;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Reading
+ * --------------------------------------------------------------------------------- */
+int lw_conn_read_start(lw_conn *c, lw_read_cb cb) {
+  if (!c || !cb)
+    return LW_EINVAL;
+  if (!lw__cs_delivers_input(&c->sm))
+    return lw__cs_live(&c->sm) ? LW_ECLOSING : LW_EALREADY;
+  c->read_cb = cb;
+  c->reading = 1;
+  conn_update(c);
+  return 0;
+}
+
+int lw_conn_read_stop(lw_conn *c) {
+  if (!c)
+    return LW_EINVAL;
+  c->reading = 0;
+  conn_update(c);
+  return 0;
+}
+
+int lw_conn_set_read_size(lw_conn *c, size_t size) {
+  if (!c || size == 0 || size > 1024 * 1024)
+    return LW_EINVAL;
+  c->read_size = size;
+  return 0;
+}
+
+void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n) {
+  if (c->detached)
+    return;
+  if (n > 0) {
+    if (c->discarding || !lw__cs_delivers_input(&c->sm)) {
+      c->info.unread_discarded += (uint64_t)n;
+      return;
+    }
+    c->info.bytes_received += (uint64_t)n;
+    if (c->reading && c->read_cb)
+      c->read_cb(c, (long)n, buf);
+    return;
+  }
+  if (n == 0) {
+    c->eof_seen = 1;
+    int deliver = c->reading && c->read_cb && lw__cs_delivers_input(&c->sm);
+    if (c->sm.state == LW__CS_OPEN) {
+      /* Record the peer's FIN first, so that a close the application starts from
+       * inside the EOF callback is rightly "peer closed first". */
+      conn_event(c, LW__CE_PEER_FIN, 0);
+      if (deliver && !c->detached)
+        c->read_cb(c, LW_EOF, NULL);
+    } else {
+      /* After lw_shutdown the FIN may complete the close at once: tell the
+       * application about the EOF while it can still act on the connection. */
+      if (deliver)
+        c->read_cb(c, LW_EOF, NULL);
+      if (!c->detached)
+        conn_event(c, LW__CE_PEER_FIN, 0);
+    }
+    if (!c->detached)
+      conn_event(c, LW__CE_EOF_DELIVERED, 0);
+    conn_update(c);
+    return;
+  }
+  if (n == LW_ECONNRESET || n == LW_EPIPE)
+    conn_event(c, LW__CE_PEER_RST, (int)n);
+  else if (n != LW_EAGAIN)
+    conn_event(c, LW__CE_ERROR, (int)n);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Writing
+ * --------------------------------------------------------------------------------- */
+static int queue_write(lw_conn *c, lw__wreq *w) {
+  lw__list_push(&c->wq, &w->node);
+  c->wq_bytes += w->len;
+  c->info.bytes_queued += w->len;
+  if (c->sm.queue_empty)
+    conn_event(c, LW__CE_QUEUE_BUSY, 0);
+  conn_update(c); /* a readiness backend tries the write at once */
+  if (c->wq_bytes >= c->opts.write_high_water) {
+    c->over_hwm = 1;
+    return 1;
+  }
+  return 0;
+}
+
+int lw_conn_write(lw_conn *c, const void *buf, size_t len, lw_write_cb cb, void *arg) {
+  if (!c || (!buf && len) || len == 0)
+    return LW_EINVAL;
+  int st = lw__cs_write_status(&c->sm);
+  if (st)
+    return st;
+  lw__wreq *w = malloc(sizeof(*w));
+  if (!w)
+    return LW_ENOMEM;
+  w->buf = buf;
+  w->len = len;
+  w->off = 0;
+  w->cb = cb;
+  w->arg = arg;
+  w->status = 0;
+  return queue_write(c, w);
+}
+
+int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len) {
+  if (!c || !buf || len == 0)
+    return LW_EINVAL;
+  int st = lw__cs_write_status(&c->sm);
+  if (st)
+    return st;
+  lw__wreq *w = malloc(sizeof(*w) + len);
+  if (!w)
+    return LW_ENOMEM;
+  memcpy(w + 1, buf, len);
+  w->buf = (const char *)(w + 1);
+  w->len = len;
+  w->off = 0;
+  w->cb = NULL;
+  w->arg = NULL;
+  w->status = 0;
+  return queue_write(c, w);
+}
+
+void lw__conn_write_done(lw_conn *c, ssize_t n) {
+  if (c->detached)
+    return;
+  if (n < 0) {
+    if (n == LW_EAGAIN)
+      return;
+    if (n == LW_ECONNRESET || n == LW_EPIPE)
+      conn_event(c, LW__CE_PEER_RST, (int)n);
+    else
+      conn_event(c, LW__CE_ERROR, (int)n);
+    return;
+  }
+  size_t left = (size_t)n;
+  c->info.bytes_sent += (uint64_t)n;
+  assert(c->wq_bytes >= left);
+  c->wq_bytes -= left;
+  while (left > 0 && !lw__list_empty(&c->wq)) {
+    lw__wreq *w = LW__CONTAINER_OF(c->wq.next, lw__wreq, node);
+    size_t part = LW__MIN(left, w->len - w->off);
+    w->off += part;
+    left -= part;
+    if (w->off == w->len) {
+      lw__list_remove(&w->node);
+      w->status = 0;
+      lw__list_push(&c->wdone, &w->node);
+      lw__loop_pending_add(c);
+    }
+  }
+  if (c->over_hwm && c->wq_bytes <= c->opts.write_high_water / 2) {
+    c->over_hwm = 0;
+    c->drain_due = 1;
+    lw__loop_pending_add(c);
+  }
+  if (lw__list_empty(&c->wq))
+    conn_event(c, LW__CE_QUEUE_EMPTY, 0);
+}
+
+void lw__conn_connect_done(lw_conn *c, int status) {
+  if (c->detached)
+    return;
+  c->connecting = 0;
+  if (c->connect_cb)
+    c->connect_cb(c, status);
+  if (status < 0)
+    conn_event(c, LW__CE_ERROR, status);
+  else
+    conn_update(c);
+}
+
+/* Deferred callbacks: write completions in queue order, then drain. */
+void lw__conn_run_pending(lw_conn *c) {
+  while (!lw__list_empty(&c->wdone)) {
+    lw__wreq *w = LW__CONTAINER_OF(c->wdone.next, lw__wreq, node);
+    lw__list_remove(&w->node);
+    lw_write_cb cb = w->cb;
+    void *arg = w->arg;
+    int status = w->status;
+    free(w);
+    if (cb)
+      cb(c, status, arg);
+  }
+  if (c->drain_due) {
+    c->drain_due = 0;
+    if (c->drain_cb && lw__cs_write_status(&c->sm) == 0)
+      c->drain_cb(c);
+  }
+}
+
+/* ---------------------------------------------------------------------------------
+ * Termination: public calls
+ * --------------------------------------------------------------------------------- */
+int lw_shutdown(lw_conn *c) {
+  if (!c)
+    return LW_EINVAL;
+  int r = conn_event(c, LW__CE_SHUTDOWN, 0);
+  conn_update(c);
+  return r;
+}
+
+int lw_close(lw_conn *c, uint32_t deadline_ms) {
+  if (!c)
+    return LW_EINVAL;
+  if (lw__cs_live(&c->sm) && c->sm.state != LW__CS_FLUSHING && c->sm.state != LW__CS_LINGER &&
+      c->sm.state != LW__CS_ACK_WAIT)
+    c->deadline_ms = deadline_ms ? deadline_ms : c->opts.close_deadline_ms;
+  int r = conn_event(c, LW__CE_CLOSE, 0);
+  conn_update(c);
+  return r;
+}
+
+int lw_abort(lw_conn *c) {
+  if (!c)
+    return LW_EINVAL;
+  return conn_event(c, LW__CE_ABORT, 0);
+}
+
+int lw_close_naive(lw_conn *c) {
+  if (!c)
+    return LW_EINVAL;
+  return conn_event(c, LW__CE_CLOSE_NAIVE, 0);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Termination: carrying out the state machine's actions
+ * --------------------------------------------------------------------------------- */
+static void deadline_cb(lw_timer *t) {
+  lw_conn *c = t->data;
+  conn_event(c, LW__CE_DEADLINE, 0);
+}
+
+/* Linux has no event for "the peer acknowledged everything": poll SIOCOUTQ, starting
+ * near one RTT and backing off, bounded by the close deadline. In the usual case the
+ * peer's FIN carries the ACK of our FIN, so the first check (done at once) succeeds. */
+static int ack_check(lw_conn *c) {
+  long outq = lw__sock_outq(c->io.fd);
+  return outq == 0;
+}
+
+static void ack_poll_cb(lw_timer *t) {
+  lw_conn *c = t->data;
+  if (c->detached || c->sm.state != LW__CS_ACK_WAIT)
+    return;
+  if (ack_check(c)) {
+    conn_event(c, LW__CE_ACKED, 0);
+    return;
+  }
+  c->ack_poll_ms = c->ack_poll_ms * 2 > LW__ACK_POLL_MAX_MS ? LW__ACK_POLL_MAX_MS
+                                                            : c->ack_poll_ms * 2;
+  lw_timer_start(&c->ack_timer, ack_poll_cb, c->ack_poll_ms, 0);
+}
+
+static void start_ack_poll(lw_conn *c) {
+  if (ack_check(c)) {
+    conn_event(c, LW__CE_ACKED, 0);
+    return;
+  }
+  lw__tcp_snapshot s;
+  lw__sock_snapshot(c->io.fd, &s);
+  uint32_t ms = s.rtt_us / 1000u;
+  c->ack_poll_ms = ms < 1 ? 1 : ms;
+  lw_timer_start(&c->ack_timer, ack_poll_cb, c->ack_poll_ms, 0);
+}
+
+static void cancel_writes(lw_conn *c) {
+  while (!lw__list_empty(&c->wq)) {
+    lw__wreq *w = LW__CONTAINER_OF(c->wq.next, lw__wreq, node);
+    lw__list_remove(&w->node);
+    /* A request partly written counts as cancelled: its bytes did not all arrive. */
+    w->status = LW_ECANCELED;
+    lw__list_push(&c->wdone, &w->node);
+  }
+  c->wq_bytes = 0;
+  c->over_hwm = 0;
+  c->drain_due = 0;
+  if (!lw__list_empty(&c->wdone))
+    lw__loop_pending_add(c);
+}
+
+/* Everything the kernel can tell us, read while the fd still exists. */
+static void final_snapshot(lw_conn *c, int resetting) {
+  int fd = c->io.fd;
+  lw__tcp_snapshot s;
+  lw__sock_snapshot(fd, &s);
+  long outq = lw__sock_outq(fd);
+  long inq = lw__sock_inq(fd);
+  lw_close_info *in = &c->info;
+  if (outq == 0 && s.state != LW__TCP_CLOSE) {
+    /* Nothing left unacknowledged on a socket that did not die: exact. */
+    in->bytes_acked = in->bytes_sent;
+    in->acked_known = 1;
+  } else if (s.acked_known) {
+    in->bytes_acked = s.bytes_acked < in->bytes_sent ? s.bytes_acked : in->bytes_sent;
+    in->acked_known = 1;
+  }
+  if (inq > 0) {
+    in->unread_discarded += (uint64_t)inq;
+    /* close() with unread input: tcp_close() sends RST instead of FIN (RFC 2525,
+     * 2.17; B13). Only a plain close can hit this; lingering close drained first. */
+    if (!resetting && s.state != LW__TCP_CLOSE)
+      c->info.rst = 1;
+  }
+  /* TIME_WAIT belongs to the side whose FIN went first, and only if it did not reset.
+   * Linux moves the socket itself to CLOSE when the peer's FIN arrives in FIN_WAIT2
+   * and hands the 2MSL wait to a separate timewait sock (tcp_fin -> tcp_time_wait ->
+   * tcp_done), so TCP_INFO on our fd shows CLOSE, not TIME_WAIT: decide from the
+   * order of the FINs, confirmed by the state. */
+  int fins_done = c->sm.fin_sent && c->sm.peer_fin && c->sm.initiator == LW_INITIATOR_LOCAL;
+  in->time_wait = !resetting && fins_done &&
+                  (s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE ||
+                   s.state == LW__TCP_CLOSING);
+}
+
+static void close_fd(lw_conn *c, int reset) {
+  assert(!c->detached);
+  final_snapshot(c, reset);
+  c->loop->backend->conn_detach(c);
+  c->detached = 1;
+  c->reading = 0;
+  c->discarding = 0;
+  if (reset)
+    lw__sock_set_linger0(c->io.fd);
+  close(c->io.fd);
+}
+
+static void conn_apply(lw_conn *c, unsigned acts) {
+  lw_loop *loop = c->loop;
+  if ((acts & (LW__CA_ARM_DEADLINE | LW__CA_CLOSE_FD | LW__CA_RESET_FD)) && !c->close_start)
+    c->close_start = loop->now ? loop->now : 1;
+  if (acts & LW__CA_DISCARD)
+    c->discarding = 1;
+  if (acts & LW__CA_ARM_DEADLINE)
+    lw_timer_start(&c->deadline_timer, deadline_cb, c->deadline_ms, 0);
+  if (acts & LW__CA_SHUT_WR)
+    lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
+  if (acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {
+    lw_timer_stop(&c->deadline_timer);
+    lw_timer_stop(&c->ack_timer);
+    close_fd(c, (acts & LW__CA_RESET_FD) != 0);
+  }
+  if (acts & LW__CA_CANCEL)
+    cancel_writes(c);
+  if (acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {
+    /* The backend reports ops done at once (epoll) or after its last completion. */
+    if (c->ops_done)
+      conn_event(c, LW__CE_OPS_DONE, 0);
+  }
+  if (acts & LW__CA_EMIT_CLOSE) {
+    lw_close_info *in = &c->info;
+    in->reason = c->sm.reason;
+    in->initiator = c->sm.initiator;
+    in->rst = c->sm.rst || in->rst;
+    in->os_error = c->sm.err;
+    uint64_t delivered = in->acked_known ? in->bytes_acked : in->bytes_sent;
+    in->unsent_discarded = in->bytes_queued > delivered ? in->bytes_queued - delivered : 0;
+    in->close_ms = c->close_start ? loop->now - c->close_start : 0;
+    if (!c->in_endgame) {
+      c->in_endgame = 1;
+      lw__list_push(&loop->endgame, &c->endgame_node);
+    }
+    return;
+  }
+  if (acts & LW__CA_POLL_ACK && !c->detached)
+    start_ack_poll(c);
+  if (!(acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)))
+    conn_update(c);
+}
+
+void lw__conn_ops_done(lw_conn *c) {
+  c->ops_done = 1;
+  if (c->detached)
+    conn_event(c, LW__CE_OPS_DONE, 0);
+}
+
+void lw__conn_endgame(lw_conn *c) {
+  assert(c->sm.state == LW__CS_CLOSED);
+  c->in_endgame = 0;
+  if (c->in_pending) {
+    lw__list_remove(&c->pending_node);
+    c->in_pending = 0;
+  }
+  /* A2: every write callback before on_close. */
+  c->drain_due = 0;
+  lw__conn_run_pending(c);
+  if (c->close_cb)
+    c->close_cb(c, &c->info);
+  /* A write queued from inside on_close was refused (ECLOSING), so nothing is left. */
+  lw__conn_run_pending(c);
+  conn_free(c);
+}

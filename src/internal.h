@@ -1,0 +1,226 @@
+/*
+ * internal.h - what the portable core, the close state machine and the backends share.
+ * Nothing here is public; names are lw__ (internal) or LW__.
+ */
+#ifndef LW_INTERNAL_H
+#define LW_INTERNAL_H
+
+#include "lastword.h"
+#include "close_sm.h"
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define LW__CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define LW__MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* ---- intrusive doubly linked list (circular, with a head node) ---- */
+typedef struct lw__list {
+  struct lw__list *next, *prev;
+} lw__list;
+
+static inline void lw__list_init(lw__list *h) { h->next = h->prev = h; }
+static inline int lw__list_empty(const lw__list *h) { return h->next == h; }
+static inline void lw__list_push(lw__list *h, lw__list *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+static inline void lw__list_remove(lw__list *n) {
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->next = n->prev = n;
+}
+
+/* ---- timers: a binary min-heap of pointers; each timer knows its slot ---- */
+#define LW__TIMER_IDLE SIZE_MAX
+struct lw_timer {
+  lw_loop *loop;
+  lw_timer_cb cb;
+  void *data;
+  uint64_t due;
+  uint64_t repeat;
+  uint64_t seq;    /* insertion order: equal deadlines fire first-armed first */
+  size_t heap_idx; /* LW__TIMER_IDLE when not armed */
+  int internal;    /* embedded in a conn: does not count as a user handle */
+  int freed;       /* lw_timer_free called from inside its own callback */
+};
+
+typedef struct lw__heap {
+  lw_timer **v;
+  size_t n, cap;
+} lw__heap;
+
+int lw__heap_push(lw__heap *h, lw_timer *t);
+void lw__heap_remove(lw__heap *h, lw_timer *t);
+static inline lw_timer *lw__heap_min(const lw__heap *h) { return h->n ? h->v[0] : NULL; }
+void lw__heap_free(lw__heap *h);
+void lw__timer_init_internal(lw_loop *loop, lw_timer *t, lw_timer_cb cb, void *data);
+/* Runs every due timer; returns how many ran. */
+int lw__timers_run(lw_loop *loop);
+/* Milliseconds until the next due timer, -1 if none. */
+int lw__timers_next_ms(lw_loop *loop);
+
+/* ---- a write request: user bytes (or a copy that trails the struct) ---- */
+typedef struct lw__wreq {
+  lw__list node;
+  const char *buf;
+  size_t len;
+  size_t off; /* bytes already written into the kernel */
+  lw_write_cb cb;
+  void *arg;
+  int status;
+} lw__wreq;
+
+/* ---- the registration a backend keeps for each fd ---- */
+enum { LW__IO_CONN = 1, LW__IO_LISTENER = 2 };
+typedef struct lw__io {
+  int fd;
+  int kind;
+  uint32_t registered; /* epoll: events currently registered (0 = not added) */
+  int added;
+  int wblocked; /* readiness backends: the last write hit EAGAIN */
+} lw__io;
+
+/* ---- the backend seam: completion-shaped (see docs/architecture.md) ----
+ * The core asks for operations; the backend reports their completion through the
+ * lw__*_done functions below. A readiness backend (epoll) performs the syscall when
+ * the fd is ready and then reports it as a completion. */
+typedef struct lw__backend {
+  const char *name;
+  int (*init)(lw_loop *loop);
+  void (*destroy)(lw_loop *loop);
+  /* Waits up to timeout_ms (-1: forever) and reports completions. */
+  int (*poll)(lw_loop *loop, int timeout_ms);
+  int (*listener_open)(lw_listener *l);
+  void (*listener_close)(lw_listener *l);
+  int (*conn_open)(lw_conn *c);
+  /* Re-evaluates what the conn wants (reading, writing, connecting) and submits or
+   * cancels operations to match. Called after every state change of the conn. */
+  void (*conn_update)(lw_conn *c);
+  /* Removes the fd from the loop and cancels what is in flight. The core closes the fd
+   * after this returns. The backend calls lw__conn_ops_done once nothing of this conn
+   * is left in the kernel (at once for epoll; after the last CQE for io_uring). */
+  void (*conn_detach)(lw_conn *c);
+} lw__backend;
+
+extern const lw__backend lw__backend_epoll;
+
+struct lw_loop {
+  const lw__backend *backend;
+  void *backend_data;
+  uint64_t now;
+  lw__heap timers;
+  uint64_t timer_seq;
+  int stop;
+  unsigned nconns, nlisteners, ntimers, ntimers_armed;
+  lw__list pending; /* conns with deferred write/drain callbacks */
+  lw__list endgame; /* conns waiting for on_close + free */
+  lw__list endgame_listeners;
+  char *rbuf;       /* shared read buffer for readiness backends */
+  size_t rbuf_size;
+  void *data;
+};
+
+struct lw_listener {
+  lw_loop *loop;
+  lw__io io;
+  lw_accept_cb cb;
+  lw_conn_options opts;
+  int port;
+  int closing;
+  lw__list endgame_node;
+  void *data;
+  uint64_t shed; /* connections refused under fd exhaustion */
+};
+
+struct lw_conn {
+  lw_loop *loop;
+  lw__io io;
+  lw__cs sm;
+  lw_conn_options opts;
+  lw_read_cb read_cb;
+  lw_close_cb close_cb;
+  lw_drain_cb drain_cb;
+  lw_connect_cb connect_cb;
+  void *data;
+
+  lw__list wq;    /* queued writes, head first */
+  lw__list wdone; /* writes finished or cancelled, callbacks not yet run */
+  size_t wq_bytes;
+  size_t read_size;
+  unsigned reading : 1;    /* the application wants input */
+  unsigned discarding : 1; /* lingering close: read and throw away */
+  unsigned connecting : 1;
+  unsigned over_hwm : 1;
+  unsigned drain_due : 1;
+  unsigned eof_seen : 1;
+  unsigned detached : 1; /* fd removed from the backend and closed */
+  unsigned ops_done : 1;
+  unsigned in_pending : 1;
+  unsigned in_endgame : 1;
+  lw__list pending_node;
+  lw__list endgame_node;
+
+  lw_timer deadline_timer;
+  lw_timer ack_timer;
+  uint32_t deadline_ms;
+  uint32_t ack_poll_ms;
+
+  uint64_t close_start; /* loop time when the close began, 0 if not begun */
+  lw_close_info info;
+  void *backend_data;
+};
+
+/* ---- completions, called by backends ---- */
+/* n > 0 data, 0 peer FIN, < 0 LW_E* error. */
+void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n);
+/* n >= 0 bytes taken by the kernel, < 0 LW_E* error. */
+void lw__conn_write_done(lw_conn *c, ssize_t n);
+void lw__conn_connect_done(lw_conn *c, int status);
+void lw__conn_ops_done(lw_conn *c);
+/* fd >= 0: a new connection; fd < 0: an LW_E* error (EMFILE...). */
+void lw__listener_accept_done(lw_listener *l, int fd, int status);
+
+/* What the conn wants from its backend right now. */
+int lw__conn_wants_read(const lw_conn *c);
+int lw__conn_wants_write(const lw_conn *c);
+/* Fills up to max iovecs from the write queue; returns the count. */
+struct iovec;
+int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max);
+
+void lw__loop_pending_add(lw_conn *c);
+
+/* ---- OS socket helpers (src/linux/sockopt.c; src/win/ on Windows) ---- */
+int lw__err_from_errno(int e);
+int lw__sock_nonblock_cloexec(int fd);
+int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port);
+int lw__sock_connect_start(const char *host, int port, int *out_fd);
+int lw__sock_so_error(int fd);
+int lw__sock_shutdown_wr(int fd);
+int lw__sock_set_linger0(int fd);
+int lw__sock_set_nodelay(int fd, int on);
+/* Unacknowledged bytes in the send queue (SIOCOUTQ); -1 if unknown. */
+long lw__sock_outq(int fd);
+/* Unread bytes in the receive queue (SIOCINQ); -1 if unknown. */
+long lw__sock_inq(int fd);
+typedef struct lw__tcp_snapshot {
+  int state;           /* LW__TCP_* below, -1 unknown */
+  uint64_t bytes_acked; /* tcpi_bytes_acked, data bytes only (SYN/FIN removed) */
+  int acked_known;
+  uint32_t rtt_us;
+} lw__tcp_snapshot;
+enum { LW__TCP_ESTABLISHED = 1, LW__TCP_FIN_WAIT1 = 4, LW__TCP_FIN_WAIT2 = 5,
+       LW__TCP_TIME_WAIT = 6, LW__TCP_CLOSE = 7, LW__TCP_CLOSE_WAIT = 8,
+       LW__TCP_LAST_ACK = 9, LW__TCP_CLOSING = 11 };
+void lw__sock_snapshot(int fd, lw__tcp_snapshot *s);
+/* Accepts and closes every pending connection using a reserved descriptor, so that a
+ * listener at EMFILE does not stay readable forever (libuv's trick). Returns how many. */
+int lw__sock_accept_shed(int lfd);
+void lw__sock_reserve_init(void);
+uint64_t lw__now_ms(void);
+
+#endif

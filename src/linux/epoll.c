@@ -1,0 +1,247 @@
+/*
+ * epoll.c - the epoll backend: emulates completions from readiness.
+ *
+ * The core asks "I want to read / write / connect"; this backend registers interest,
+ * performs the syscall when the fd is ready, and reports the result through the
+ * lw__*_done completion functions, exactly as a completion kernel would.
+ *
+ * Writes are tried at once when the core queues them (no round trip through
+ * epoll_wait for a socket that has room: what libuv's uv__write does); EPOLLOUT is
+ * registered only after EAGAIN.
+ *
+ * Level-triggered, and an fd with no interest is removed from the set: an fd that has
+ * seen both FINs reports EPOLLHUP on every epoll_wait (tcp_poll sets it once
+ * sk_shutdown == SHUTDOWN_MASK), which would spin a loop that only waits for an ACK.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define EP_MAX_EVENTS 256
+#define EP_MAX_IOV 64
+/* Reads per readiness event: enough to drain a socket buffer, bounded so one busy
+ * connection cannot starve the others. */
+#define EP_READS_PER_EVENT 16
+#define EP_ACCEPTS_PER_EVENT 128
+
+typedef struct ep_state {
+  int epfd;
+  struct epoll_event events[EP_MAX_EVENTS];
+} ep_state;
+
+static ep_state *ep(lw_loop *loop) { return loop->backend_data; }
+
+static int ep_init(lw_loop *loop) {
+  ep_state *s = calloc(1, sizeof(*s));
+  if (!s)
+    return LW_ENOMEM;
+  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (s->epfd < 0) {
+    int r = lw__err_from_errno(errno);
+    free(s);
+    return r;
+  }
+  loop->backend_data = s;
+  return 0;
+}
+
+static void ep_destroy(lw_loop *loop) {
+  ep_state *s = ep(loop);
+  close(s->epfd);
+  free(s);
+  loop->backend_data = NULL;
+}
+
+/* Brings the registration of io to `want` (0 removes it from the set). */
+static int ep_set(lw_loop *loop, lw__io *io, uint32_t want) {
+  if (io->added && io->registered == want)
+    return 0;
+  if (!io->added && want == 0)
+    return 0;
+  struct epoll_event ev = {.events = want, .data.ptr = io};
+  int op = !io->added ? EPOLL_CTL_ADD : (want ? EPOLL_CTL_MOD : EPOLL_CTL_DEL);
+  if (epoll_ctl(ep(loop)->epfd, op, io->fd, &ev) < 0)
+    return lw__err_from_errno(errno);
+  io->added = want != 0;
+  io->registered = want;
+  return 0;
+}
+
+/* ---- connections ---- */
+
+/* Set on EAGAIN, cleared by EPOLLOUT: only a blocked writer registers EPOLLOUT. */
+#define EP_WBLOCKED(c) ((c)->io.wblocked)
+
+static void ep_do_write(lw_conn *c) {
+  struct iovec iov[EP_MAX_IOV];
+  for (int rounds = 0; rounds < 16 && lw__conn_wants_write(c); rounds++) {
+    int n = lw__conn_fill_iov(c, iov, EP_MAX_IOV);
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    /* MSG_NOSIGNAL: an RST'd peer must give EPIPE, not kill the process (SIGPIPE). */
+    ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->io.wblocked = 1;
+        ep_set(c->loop, &c->io, c->io.registered | EPOLLOUT);
+        return;
+      }
+      lw__conn_write_done(c, lw__err_from_errno(errno));
+      return;
+    }
+    lw__conn_write_done(c, w);
+  }
+}
+
+static void ep_conn_update(lw_conn *c) {
+  if (c->detached)
+    return;
+  if (!c->connecting && lw__conn_wants_write(c) && !EP_WBLOCKED(c)) {
+    ep_do_write(c);
+    if (c->detached)
+      return;
+  }
+  uint32_t want = 0;
+  if (c->connecting)
+    want = EPOLLOUT;
+  else {
+    if (lw__conn_wants_read(c))
+      want |= EPOLLIN;
+    if (lw__conn_wants_write(c) && EP_WBLOCKED(c))
+      want |= EPOLLOUT;
+  }
+  int r = ep_set(c->loop, &c->io, want);
+  assert(r == 0 || c->detached);
+  (void)r;
+}
+
+static int ep_conn_open(lw_conn *c) {
+  c->io.added = 0;
+  c->io.registered = 0;
+  c->io.wblocked = 0;
+  return 0;
+}
+
+static void ep_conn_detach(lw_conn *c) {
+  ep_set(c->loop, &c->io, 0);
+  /* Nothing is ever in flight in the kernel for a readiness backend. */
+  lw__conn_ops_done(c);
+}
+
+static void ep_conn_read(lw_conn *c) {
+  lw_loop *loop = c->loop;
+  for (int i = 0; i < EP_READS_PER_EVENT && lw__conn_wants_read(c); i++) {
+    size_t size = c->discarding ? loop->rbuf_size : LW__MIN(c->read_size, loop->rbuf_size);
+    ssize_t n = recv(c->io.fd, loop->rbuf, size, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      lw__conn_read_done(c, NULL, lw__err_from_errno(errno));
+      return;
+    }
+    lw__conn_read_done(c, loop->rbuf, n);
+    if (n == 0 || (size_t)n < size)
+      return; /* EOF, or the socket buffer is empty: wait for the next event */
+  }
+}
+
+static void ep_conn_event(lw_conn *c, uint32_t ev) {
+  if (c->detached)
+    return; /* stale: closed earlier in this batch (memory is freed only later) */
+  if (c->connecting) {
+    if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+      int st = lw__sock_so_error(c->io.fd);
+      lw__conn_connect_done(c, st);
+      if (!c->detached)
+        ep_conn_update(c);
+    }
+    return;
+  }
+  int handled = 0;
+  if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && lw__conn_wants_read(c)) {
+    ep_conn_read(c);
+    handled = 1;
+  }
+  if (c->detached)
+    return;
+  if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && EP_WBLOCKED(c)) {
+    c->io.wblocked = 0;
+    ep_do_write(c);
+    handled = 1;
+  }
+  if (c->detached)
+    return;
+  if ((ev & EPOLLERR) && !handled) {
+    /* An error with no read or write to report it through (e.g. a keepalive timeout
+     * while the application is not reading): SO_ERROR says which. */
+    int st = lw__sock_so_error(c->io.fd);
+    lw__conn_read_done(c, NULL, st ? st : LW_EIO);
+    return;
+  }
+  ep_conn_update(c);
+}
+
+/* ---- listeners ---- */
+
+static int ep_listener_open(lw_listener *l) { return ep_set(l->loop, &l->io, EPOLLIN); }
+
+static void ep_listener_close(lw_listener *l) { ep_set(l->loop, &l->io, 0); }
+
+static void ep_listener_event(lw_listener *l) {
+  for (int i = 0; i < EP_ACCEPTS_PER_EVENT && !l->closing; i++) {
+    int fd = accept4(l->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      lw__listener_accept_done(l, fd, 0);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return;
+    int err = lw__err_from_errno(errno);
+    if (errno == EMFILE || errno == ENFILE) {
+      /* Empty the accept queue with the reserved fd; otherwise the listener stays
+       * readable and level-triggered epoll spins at 100% CPU. */
+      l->shed += (uint64_t)lw__sock_accept_shed(l->io.fd);
+    }
+    lw__listener_accept_done(l, -1, err);
+    return;
+  }
+}
+
+static int ep_poll(lw_loop *loop, int timeout_ms) {
+  ep_state *s = ep(loop);
+  int n = epoll_wait(s->epfd, s->events, EP_MAX_EVENTS, timeout_ms);
+  if (n < 0)
+    return errno == EINTR ? 0 : lw__err_from_errno(errno);
+  loop->now = lw__now_ms();
+  for (int i = 0; i < n; i++) {
+    lw__io *io = s->events[i].data.ptr;
+    uint32_t ev = s->events[i].events;
+    if (io->kind == LW__IO_CONN)
+      ep_conn_event(LW__CONTAINER_OF(io, lw_conn, io), ev);
+    else
+      ep_listener_event(LW__CONTAINER_OF(io, lw_listener, io));
+  }
+  return n;
+}
+
+const lw__backend lw__backend_epoll = {
+    .name = "epoll",
+    .init = ep_init,
+    .destroy = ep_destroy,
+    .poll = ep_poll,
+    .listener_open = ep_listener_open,
+    .listener_close = ep_listener_close,
+    .conn_open = ep_conn_open,
+    .conn_update = ep_conn_update,
+    .conn_detach = ep_conn_detach,
+};

@@ -1,0 +1,225 @@
+/*
+ * sockopt.c - Linux socket helpers used by the core (not backend-specific: the epoll
+ * and io_uring backends share them). Each function says which kernel behaviour it
+ * relies on.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked (glibc's is older) */
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int lw__err_from_errno(int e) {
+  switch (e) {
+  case 0: return 0;
+  case EINVAL: return LW_EINVAL;
+  case ENOMEM: return LW_ENOMEM;
+  case EBUSY: return LW_EBUSY;
+  case EAGAIN: return LW_EAGAIN;
+  case ECANCELED: return LW_ECANCELED;
+  case ECONNRESET: return LW_ECONNRESET;
+  case ECONNREFUSED: return LW_ECONNREFUSED;
+  case ECONNABORTED: return LW_ECONNABORTED;
+  case ETIMEDOUT: return LW_ETIMEDOUT;
+  case EPIPE: return LW_EPIPE;
+  case ENOTCONN: return LW_ENOTCONN;
+  case EADDRINUSE: return LW_EADDRINUSE;
+  case EADDRNOTAVAIL: return LW_EADDRNOTAVAIL;
+  case EAFNOSUPPORT: return LW_EAFNOSUPPORT;
+  case EMFILE: return LW_EMFILE;
+  case ENFILE: return LW_ENFILE;
+  case EACCES: return LW_EACCES;
+  case ENETUNREACH: return LW_ENETUNREACH;
+  case EHOSTUNREACH: return LW_EHOSTUNREACH;
+  case ENOSYS: return LW_ENOSYS;
+  case ENOBUFS: return LW_ENOBUFS;
+  case ENOENT: return LW_ENOENT;
+  case EPERM: return LW_EPERM;
+  default: return LW_EIO;
+  }
+}
+
+uint64_t lw__now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int lw__sock_nonblock_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    return lw__err_from_errno(errno);
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+    return lw__err_from_errno(errno);
+  return 0;
+}
+
+/* Numeric addresses only (plus "localhost"): a library that owns connection ENDINGS has
+ * no business doing blocking DNS on the loop. */
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof(*ss));
+  if (port < 0 || port > 65535 || !host)
+    return LW_EINVAL;
+  if (strcmp(host, "localhost") == 0)
+    host = "127.0.0.1";
+  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    *len = sizeof(*a4);
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)port);
+    *len = sizeof(*a6);
+    return 0;
+  }
+  return LW_EINVAL;
+}
+
+int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int r = parse_addr(host, port, &ss, &len);
+  if (r < 0)
+    return r;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return lw__err_from_errno(errno);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (ss.ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog > 0 ? backlog : 511) < 0) {
+    r = lw__err_from_errno(errno);
+    close(fd);
+    return r;
+  }
+  len = sizeof(ss);
+  getsockname(fd, (struct sockaddr *)&ss, &len);
+  *out_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                            : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  *out_fd = fd;
+  return 0;
+}
+
+/* Starts a non-blocking connect. Returns 0 (connected or in progress) or an error. */
+int lw__sock_connect_start(const char *host, int port, int *out_fd) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int r = parse_addr(host, port, &ss, &len);
+  if (r < 0)
+    return r;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return lw__err_from_errno(errno);
+  if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+    r = lw__err_from_errno(errno);
+    close(fd);
+    return r;
+  }
+  *out_fd = fd;
+  return 0;
+}
+
+/* Reading SO_ERROR clears it (FINDINGS.md): call it once, when the error is needed. */
+int lw__sock_so_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    return lw__err_from_errno(errno);
+  return lw__err_from_errno(err);
+}
+
+int lw__sock_shutdown_wr(int fd) {
+  return shutdown(fd, SHUT_WR) < 0 ? lw__err_from_errno(errno) : 0;
+}
+
+/* SO_LINGER{1,0}: close() then sends RST and frees the socket at once, no TIME_WAIT
+ * (tcp_close -> tcp_disconnect when sk_lingertime == 0; A6, A9). */
+int lw__sock_set_linger0(int fd) {
+  struct linger lg = {1, 0};
+  return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0 ? lw__err_from_errno(errno)
+                                                                     : 0;
+}
+
+int lw__sock_set_nodelay(int fd, int on) {
+  return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0
+             ? lw__err_from_errno(errno)
+             : 0;
+}
+
+/* SIOCOUTQ = write_seq - snd_una: bytes not yet acknowledged, plus 1 for a FIN sent
+ * and not yet acknowledged (tcp_send_fin advances write_seq). 0 means the peer's TCP
+ * has acknowledged every byte and our FIN. */
+long lw__sock_outq(int fd) {
+  int n = 0;
+  return ioctl(fd, SIOCOUTQ, &n) < 0 ? -1 : (long)n;
+}
+
+long lw__sock_inq(int fd) {
+  int n = 0;
+  return ioctl(fd, SIOCINQ, &n) < 0 ? -1 : (long)n;
+}
+
+/* tcpi_bytes_acked (RFC 4898 HCThruOctetsAcked, Linux >= 4.1) counts sequence space:
+ * it includes the SYN (1) and, once acknowledged, the FIN (1). The caller clamps the
+ * result to the data bytes it sent, so the FIN never shows up as a data byte. */
+void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  memset(&ti, 0, sizeof(ti));
+  s->state = -1;
+  s->bytes_acked = 0;
+  s->acked_known = 0;
+  s->rtt_us = 0;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+    return;
+  s->state = ti.tcpi_state;
+  s->rtt_us = ti.tcpi_rtt;
+  if (len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked)) {
+    s->bytes_acked = ti.tcpi_bytes_acked > 0 ? ti.tcpi_bytes_acked - 1 : 0;
+    s->acked_known = 1;
+  }
+}
+
+/* One descriptor kept open for the EMFILE dance: close it, accept(), close what was
+ * accepted (the peer sees a reset), reopen it. Per process, like libuv's
+ * uv__emfile_trick; the loop is single-threaded and so is this. */
+static int reserve_fd = -1;
+
+void lw__sock_reserve_init(void) {
+  if (reserve_fd < 0)
+    reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+int lw__sock_accept_shed(int lfd) {
+  int n = 0;
+  if (reserve_fd < 0)
+    return 0;
+  close(reserve_fd);
+  reserve_fd = -1;
+  for (int i = 0; i < 1024; i++) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+      break;
+    /* linger0: tell the peer at once (RST) instead of leaving it a half-open socket
+     * that looks like a dead server. */
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    n++;
+  }
+  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return n;
+}

@@ -1,0 +1,77 @@
+/* listener.c - listening sockets; accepted connections inherit the listener's options. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, int *err);
+
+int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
+                    const lw_conn_options *opts, lw_accept_cb cb, lw_listener **out) {
+  if (!loop || !host || !cb || !out)
+    return LW_EINVAL;
+  lw_listener *l = calloc(1, sizeof(*l));
+  if (!l)
+    return LW_ENOMEM;
+  int fd = -1;
+  int r = lw__sock_listen(host, port, backlog, &fd, &l->port);
+  if (r < 0) {
+    free(l);
+    return r;
+  }
+  l->loop = loop;
+  l->io.fd = fd;
+  l->io.kind = LW__IO_LISTENER;
+  l->cb = cb;
+  if (opts)
+    l->opts = *opts;
+  lw__list_init(&l->endgame_node);
+  r = loop->backend->listener_open(l);
+  if (r < 0) {
+    close(fd);
+    free(l);
+    return r;
+  }
+  loop->nlisteners++;
+  *out = l;
+  return 0;
+}
+
+int lw_listener_port(const lw_listener *l) { return l->port; }
+void lw_listener_set_data(lw_listener *l, void *data) { l->data = data; }
+void *lw_listener_get_data(const lw_listener *l) { return l->data; }
+
+void lw_listener_close(lw_listener *l) {
+  if (!l || l->closing)
+    return;
+  l->closing = 1;
+  l->loop->backend->listener_close(l);
+  close(l->io.fd);
+  l->io.fd = -1;
+  lw__list_push(&l->loop->endgame_listeners, &l->endgame_node);
+}
+
+void lw__listener_endgame(lw_listener *l) {
+  l->loop->nlisteners--;
+  free(l);
+}
+
+void lw__listener_accept_done(lw_listener *l, int fd, int status) {
+  if (l->closing) {
+    if (fd >= 0)
+      close(fd);
+    return;
+  }
+  if (fd < 0) {
+    l->cb(l, NULL, status);
+    return;
+  }
+  int err = 0;
+  lw_conn *c = lw__conn_accepted(l->loop, fd, &l->opts, &err);
+  if (!c) {
+    close(fd);
+    l->cb(l, NULL, err);
+    return;
+  }
+  l->cb(l, c, 0);
+}

@@ -1,0 +1,159 @@
+/*
+ * loop.c - the event loop: one iteration is
+ *   1. update the clock, run due timers;
+ *   2. run deferred callbacks (write completions, drain) -- never inside an lw_* call;
+ *   3. wait in the backend (no wait if step 2 or the endgame has work), which reports
+ *      completions: reads, accepts and connects call the application directly;
+ *   4. run deferred callbacks again, then the endgame: on_close for every connection
+ *      whose close finished, and the free that follows it.
+ * Freeing only in step 4, after the backend's batch is fully dispatched, is what makes
+ * closing from inside any callback safe and stale events harmless: an event already
+ * returned for a connection closed earlier in the same batch still points to live
+ * memory whose `detached` flag says "ignore me" (nginx reaches the same end with its
+ * instance bit; libuv with uv__platform_invalidate_fd).
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void lw__conn_run_pending(lw_conn *c);
+void lw__conn_endgame(lw_conn *c);
+void lw__listener_endgame(lw_listener *l);
+
+static const lw__backend *backend_by_name(const char *name) {
+  if (!name || !*name || strcmp(name, "epoll") == 0)
+    return &lw__backend_epoll;
+  return NULL;
+}
+
+int lw_loop_new(lw_loop **out, const char *backend) {
+  if (!out)
+    return LW_EINVAL;
+  *out = NULL;
+  if (!backend || !*backend)
+    backend = getenv("LW_BACKEND");
+  const lw__backend *be = backend_by_name(backend);
+  if (!be)
+    return LW_ENOSYS;
+  lw_loop *loop = calloc(1, sizeof(*loop));
+  if (!loop)
+    return LW_ENOMEM;
+  loop->backend = be;
+  lw__list_init(&loop->pending);
+  lw__list_init(&loop->endgame);
+  lw__list_init(&loop->endgame_listeners);
+  loop->rbuf_size = 64 * 1024;
+  loop->rbuf = malloc(loop->rbuf_size);
+  if (!loop->rbuf) {
+    free(loop);
+    return LW_ENOMEM;
+  }
+  loop->now = lw__now_ms();
+  lw__sock_reserve_init();
+  int r = be->init(loop);
+  if (r < 0) {
+    free(loop->rbuf);
+    free(loop);
+    return r;
+  }
+  *out = loop;
+  return 0;
+}
+
+int lw_loop_close(lw_loop *loop) {
+  if (!loop)
+    return LW_EINVAL;
+  if (loop->nconns || loop->nlisteners || loop->ntimers || !lw__list_empty(&loop->endgame) ||
+      !lw__list_empty(&loop->endgame_listeners))
+    return LW_EBUSY;
+  loop->backend->destroy(loop);
+  lw__heap_free(&loop->timers);
+  free(loop->rbuf);
+  free(loop);
+  return 0;
+}
+
+void lw_loop_stop(lw_loop *loop) { loop->stop = 1; }
+uint64_t lw_loop_now(const lw_loop *loop) { return loop->now; }
+const char *lw_loop_backend(const lw_loop *loop) { return loop->backend->name; }
+void lw_loop_set_data(lw_loop *loop, void *data) { loop->data = data; }
+void *lw_loop_get_data(const lw_loop *loop) { return loop->data; }
+
+void lw__loop_pending_add(lw_conn *c) {
+  if (c->in_pending)
+    return;
+  c->in_pending = 1;
+  lw__list_push(&c->loop->pending, &c->pending_node);
+}
+
+static void run_pending(lw_loop *loop) {
+  /* Callbacks may queue more pending work; take the list as it is now and leave the
+   * rest for the next round so a callback that writes in a loop cannot starve I/O. */
+  lw__list batch;
+  lw__list_init(&batch);
+  if (lw__list_empty(&loop->pending))
+    return;
+  batch.next = loop->pending.next;
+  batch.prev = loop->pending.prev;
+  batch.next->prev = &batch;
+  batch.prev->next = &batch;
+  lw__list_init(&loop->pending);
+  while (!lw__list_empty(&batch)) {
+    lw__list *n = batch.next;
+    lw__list_remove(n);
+    lw_conn *c = LW__CONTAINER_OF(n, lw_conn, pending_node);
+    c->in_pending = 0;
+    lw__conn_run_pending(c);
+  }
+}
+
+static void run_endgame(lw_loop *loop) {
+  while (!lw__list_empty(&loop->endgame)) {
+    lw__list *n = loop->endgame.next;
+    lw__list_remove(n);
+    lw__conn_endgame(LW__CONTAINER_OF(n, lw_conn, endgame_node));
+  }
+  while (!lw__list_empty(&loop->endgame_listeners)) {
+    lw__list *n = loop->endgame_listeners.next;
+    lw__list_remove(n);
+    lw__listener_endgame(LW__CONTAINER_OF(n, lw_listener, endgame_node));
+  }
+}
+
+static int loop_alive(const lw_loop *loop) {
+  return loop->nconns || loop->nlisteners || loop->ntimers_armed ||
+         !lw__list_empty(&loop->pending) || !lw__list_empty(&loop->endgame) ||
+         !lw__list_empty(&loop->endgame_listeners);
+}
+
+int lw_loop_run(lw_loop *loop, lw_run_mode mode) {
+  assert(loop);
+  loop->stop = 0;
+  int r = 0;
+  for (;;) {
+    loop->now = lw__now_ms();
+    lw__timers_run(loop);
+    run_pending(loop);
+    run_endgame(loop);
+    if (loop->stop || !loop_alive(loop))
+      break;
+
+    int timeout = -1;
+    if (mode == LW_RUN_NOWAIT || !lw__list_empty(&loop->pending) ||
+        !lw__list_empty(&loop->endgame) || !lw__list_empty(&loop->endgame_listeners))
+      timeout = 0;
+    else
+      timeout = lw__timers_next_ms(loop);
+    r = loop->backend->poll(loop, timeout);
+    if (r < 0)
+      break;
+    loop->now = lw__now_ms();
+    lw__timers_run(loop);
+    run_pending(loop);
+    run_endgame(loop);
+    if (mode != LW_RUN_DEFAULT || loop->stop)
+      break;
+  }
+  return r < 0 ? r : 0;
+}

@@ -1,0 +1,71 @@
+/*
+ * helper.h - what the integration tests share: a test server that speaks the respond
+ * protocol on a real loop, and a raw-socket peer in a thread that can read, stop
+ * reading, half-close, reset or vanish on command. Assertions are cmocka's.
+ */
+#ifndef LW_TEST_HELPER_H
+#define LW_TEST_HELPER_H
+
+#include <lastword.h>
+
+#include <setjmp.h> /* cmocka needs these before it */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ---- the raw peer (a client on blocking sockets, in its own thread) ---- */
+typedef struct lwt_peer {
+  /* what to do */
+  const char *host;        /* default "127.0.0.1" */
+  int port;
+  size_t extra;            /* bytes sent after "GET\n", never read by the server */
+  int shut_wr_after_send;  /* half-close right after the request */
+  int delay_ms;            /* sleep between sending and reading */
+  size_t read_limit;       /* stop reading after this many bytes (0: read to the end) */
+  int hold_ms;             /* after read_limit: keep the socket open this long */
+  int rst_after;           /* 1: after read_limit, close with SO_LINGER{1,0} (RST) */
+  /* what happened */
+  size_t received;
+  int pattern_ok;
+  int end_err;             /* 0: clean EOF; else errno (ECONNRESET...) */
+  int connect_err;
+  atomic_int done;
+  pthread_t thread;
+} lwt_peer;
+
+void lwt_peer_start(lwt_peer *p);
+void lwt_peer_join(lwt_peer *p);
+
+/* ---- the in-process server ---- */
+enum { LWT_CLOSE_GRACEFUL, LWT_CLOSE_NAIVE, LWT_CLOSE_ABORT, LWT_CLOSE_NONE };
+typedef struct lwt_server {
+  lw_loop *loop;
+  lw_listener *listener;
+  int port;
+  size_t bytes;
+  char *payload;
+  int close_mode;
+  uint32_t deadline_ms;
+  lw_conn_options opts;
+  /* counts */
+  int accepts;
+  int write_ok, write_cancelled;
+  int closes;
+  lw_close_info last;
+  lw_conn *conn; /* the last accepted, while open */
+} lwt_server;
+
+void lwt_server_start(lwt_server *s, const char *host);
+void lwt_server_stop(lwt_server *s); /* closes the listener, runs the loop dry, asserts no leak */
+
+/* Runs the loop until *flag (or the peer) says done, failing after timeout_ms. */
+void lwt_run_until(lw_loop *loop, atomic_int *flag, int *count, int want, int timeout_ms);
+
+uint64_t lwt_now_ms(void);
+int lwt_fd_count(void);
+
+#endif
