@@ -466,7 +466,8 @@ static void final_snapshot(lw_conn *c, int resetting) {
    * and hands the 2MSL wait to a separate timewait sock (tcp_fin -> tcp_time_wait ->
    * tcp_done), so TCP_INFO on our fd shows CLOSE, not TIME_WAIT: decide from the
    * order of the FINs, confirmed by the state. */
-  int fins_done = c->sm.fin_sent && c->sm.peer_fin && c->sm.initiator == LW_INITIATOR_LOCAL;
+  int fins_done = c->sm.fin_sent && c->sm.peer_fin && c->sm.initiator == LW_INITIATOR_LOCAL &&
+                  !c->peer_fin_first;
   in->time_wait = !resetting && fins_done &&
                   (s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE ||
                    s.state == LW__TCP_CLOSING);
@@ -492,8 +493,18 @@ static void conn_apply(lw_conn *c, unsigned acts) {
     c->discarding = 1;
   if (acts & LW__CA_ARM_DEADLINE)
     lw_timer_start(&c->deadline_timer, deadline_cb, c->deadline_ms, 0);
-  if (acts & LW__CA_SHUT_WR)
+  if (acts & LW__CA_SHUT_WR) {
+    /* The state machine knows of the peer's FIN only once it is read; the kernel may
+     * already hold it (CLOSE_WAIT). Then the peer closed first, whatever the order of
+     * our reads: no TIME_WAIT here, and the reason must say so. */
+    if (!c->sm.peer_fin) {
+      lw__tcp_snapshot snap;
+      lw__sock_snapshot(c->io.fd, &snap);
+      if (snap.state == LW__TCP_CLOSE_WAIT)
+        c->peer_fin_first = 1;
+    }
     lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
+  }
   if (acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {
     lw_timer_stop(&c->deadline_timer);
     lw_timer_stop(&c->ack_timer);
@@ -510,6 +521,10 @@ static void conn_apply(lw_conn *c, unsigned acts) {
     lw_close_info *in = &c->info;
     in->reason = c->sm.reason;
     in->initiator = c->sm.initiator;
+    if (c->peer_fin_first && in->reason == LW_REASON_GRACEFUL) {
+      in->reason = LW_REASON_PEER_CLOSED_FIRST;
+      in->initiator = LW_INITIATOR_PEER;
+    }
     in->rst = c->sm.rst || in->rst;
     in->os_error = c->sm.err;
     uint64_t delivered = in->acked_known ? in->bytes_acked : in->bytes_sent;

@@ -120,6 +120,7 @@ struct lw_loop {
   lw__list pending; /* conns with deferred write/drain callbacks */
   lw__list endgame; /* conns waiting for on_close + free */
   lw__list endgame_listeners;
+  int reserve_fd;   /* kept for EMFILE on accept (lw__sock_accept_shed) */
   char *rbuf;       /* shared read buffer for readiness backends */
   size_t rbuf_size;
   void *data;
@@ -162,6 +163,7 @@ struct lw_conn {
   unsigned ops_done : 1;
   unsigned in_pending : 1;
   unsigned in_endgame : 1;
+  unsigned peer_fin_first : 1; /* the kernel had the peer's FIN before ours left */
   lw__list pending_node;
   lw__list endgame_node;
 
@@ -219,8 +221,8 @@ enum { LW__TCP_ESTABLISHED = 1, LW__TCP_FIN_WAIT1 = 4, LW__TCP_FIN_WAIT2 = 5,
 void lw__sock_snapshot(int fd, lw__tcp_snapshot *s);
 /* Accepts and closes every pending connection using a reserved descriptor, so that a
  * listener at EMFILE does not stay readable forever (libuv's trick). Returns how many. */
-int lw__sock_accept_shed(int lfd);
-void lw__sock_reserve_init(void);
+int lw__sock_accept_shed(int lfd, int *reserve);
+int lw__sock_reserve_open(void);
 uint64_t lw__now_ms(void);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void lw__conn_run_pending(lw_conn *c);
 void lw__conn_endgame(lw_conn *c);
@@ -50,9 +51,11 @@ int lw_loop_new(lw_loop **out, const char *backend) {
     return LW_ENOMEM;
   }
   loop->now = lw__now_ms();
-  lw__sock_reserve_init();
+  loop->reserve_fd = lw__sock_reserve_open();
   int r = be->init(loop);
   if (r < 0) {
+    if (loop->reserve_fd >= 0)
+      close(loop->reserve_fd);
     free(loop->rbuf);
     free(loop);
     return r;
@@ -68,6 +71,8 @@ int lw_loop_close(lw_loop *loop) {
       !lw__list_empty(&loop->endgame_listeners))
     return LW_EBUSY;
   loop->backend->destroy(loop);
+  if (loop->reserve_fd >= 0)
+    close(loop->reserve_fd);
   lw__heap_free(&loop->timers);
   free(loop->rbuf);
   free(loop);

@@ -210,7 +210,7 @@ static void ep_listener_event(lw_listener *l) {
     if (errno == EMFILE || errno == ENFILE) {
       /* Empty the accept queue with the reserved fd; otherwise the listener stays
        * readable and level-triggered epoll spins at 100% CPU. */
-      l->shed += (uint64_t)lw__sock_accept_shed(l->io.fd);
+      l->shed += (uint64_t)lw__sock_accept_shed(l->io.fd, &l->loop->reserve_fd);
     }
     lw__listener_accept_done(l, -1, err);
     return;

@@ -193,22 +193,16 @@ void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
   }
 }
 
-/* One descriptor kept open for the EMFILE dance: close it, accept(), close what was
- * accepted (the peer sees a reset), reopen it. Per process, like libuv's
- * uv__emfile_trick; the loop is single-threaded and so is this. */
-static int reserve_fd = -1;
+/* One descriptor per loop kept open for the EMFILE dance: close it, accept(), close
+ * what was accepted (the peer sees a reset), reopen it (libuv's uv__emfile_trick). */
+int lw__sock_reserve_open(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
-void lw__sock_reserve_init(void) {
-  if (reserve_fd < 0)
-    reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-int lw__sock_accept_shed(int lfd) {
+int lw__sock_accept_shed(int lfd, int *reserve) {
   int n = 0;
-  if (reserve_fd < 0)
+  if (*reserve < 0)
     return 0;
-  close(reserve_fd);
-  reserve_fd = -1;
+  close(*reserve);
+  *reserve = -1;
   for (int i = 0; i < 1024; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
@@ -220,6 +214,6 @@ int lw__sock_accept_shed(int lfd) {
     close(fd);
     n++;
   }
-  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  *reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
   return n;
 }
