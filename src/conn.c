@@ -111,6 +111,7 @@ int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_opt
     return LW_ENOMEM;
   }
   c->connecting = 1;
+  c->active_open = 1;
   c->connect_cb = cb;
   r = loop->backend->conn_open(c);
   if (r < 0) {
@@ -451,7 +452,10 @@ static void final_snapshot(lw_conn *c, int resetting) {
     in->bytes_acked = in->bytes_sent;
     in->acked_known = 1;
   } else if (s.acked_known) {
-    in->bytes_acked = s.bytes_acked < in->bytes_sent ? s.bytes_acked : in->bytes_sent;
+    uint64_t acked = s.bytes_acked;
+    if (c->active_open && acked > 0)
+      acked--; /* the SYN */
+    in->bytes_acked = acked < in->bytes_sent ? acked : in->bytes_sent;
     in->acked_known = 1;
   }
   if (inq > 0) {

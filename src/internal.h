@@ -163,6 +163,7 @@ struct lw_conn {
   unsigned ops_done : 1;
   unsigned in_pending : 1;
   unsigned in_endgame : 1;
+  unsigned active_open : 1;    /* made by lw_conn_connect: its SYN is in bytes_acked */
   unsigned peer_fin_first : 1; /* the kernel had the peer's FIN before ours left */
   lw__list pending_node;
   lw__list endgame_node;
@@ -211,7 +212,7 @@ long lw__sock_outq(int fd);
 long lw__sock_inq(int fd);
 typedef struct lw__tcp_snapshot {
   int state;           /* LW__TCP_* below, -1 unknown */
-  uint64_t bytes_acked; /* tcpi_bytes_acked, data bytes only (SYN/FIN removed) */
+  uint64_t bytes_acked; /* tcpi_bytes_acked, raw (see lw__sock_snapshot) */
   int acked_known;
   uint32_t rtt_us;
 } lw__tcp_snapshot;

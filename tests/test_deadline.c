@@ -36,6 +36,9 @@ static void test_never_reads_never_closes(void **state) {
   assert_int_equal(s.write_cancelled, 1);          /* its write callback said so */
   assert_int_equal(s.write_ok, 0);
   assert_true(s.last.unsent_discarded > 0);
+  /* The peer's kernel acknowledged what its receive buffer took: some, not all. */
+  assert_true(s.last.acked_known);
+  assert_true(s.last.bytes_acked >= 1 && s.last.bytes_acked < s.last.bytes_sent);
   assert_int_equal(s.last.unsent_discarded, s.bytes - s.last.bytes_acked);
   assert_int_equal(s.last.time_wait, 0);
   assert_int_equal(lwt_fd_count(), fds);

@@ -172,9 +172,11 @@ long lw__sock_inq(int fd) {
   return ioctl(fd, SIOCINQ, &n) < 0 ? -1 : (long)n;
 }
 
-/* tcpi_bytes_acked (RFC 4898 HCThruOctetsAcked, Linux >= 4.1) counts sequence space:
- * it includes the SYN (1) and, once acknowledged, the FIN (1). The caller clamps the
- * result to the data bytes it sent, so the FIN never shows up as a data byte. */
+/* tcpi_bytes_acked (RFC 4898 HCThruOctetsAcked, Linux >= 4.1) counts sequence space
+ * acknowledged through tcp_snd_una_update(): on an actively opened socket that includes
+ * the SYN (tcp_ack in SYN_SENT), on an accepted one it does not (SYN_RECV sets snd_una
+ * directly); and, once acknowledged, the FIN. Returned raw; conn.c removes the SYN for
+ * connections it opened and clamps to the data bytes sent (removing the FIN). */
 void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
   struct tcp_info ti;
   socklen_t len = sizeof(ti);
@@ -188,7 +190,7 @@ void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
   s->state = ti.tcpi_state;
   s->rtt_us = ti.tcpi_rtt;
   if (len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked)) {
-    s->bytes_acked = ti.tcpi_bytes_acked > 0 ? ti.tcpi_bytes_acked - 1 : 0;
+    s->bytes_acked = ti.tcpi_bytes_acked;
     s->acked_known = 1;
   }
 }
