@@ -264,6 +264,12 @@ typedef struct lw_conn_options {
  * LW_EMFILE/LW_ENFILE to accept_cb, and keeps serving existing connections. */
 int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
                     const lw_conn_options *opts, lw_accept_cb cb, lw_listener **out);
+/* Adopts a socket that is already bound and listening (systemd socket activation's
+ * LISTEN_FDS, a socket inherited from a previous process for a restart that drops
+ * nothing). The listener owns fd from then on; LW_EINVAL if fd is not a listening
+ * TCP socket. */
+int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_accept_cb cb,
+                      lw_listener **out);
 int lw_listener_port(const lw_listener *l);
 /* Stops accepting and frees the listener (deferred to the end of the loop iteration). */
 void lw_listener_close(lw_listener *l);

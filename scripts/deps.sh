@@ -5,10 +5,10 @@
 set -eu
 set_pkgs() {
   case "$1" in
-    build) echo "cmake pkg-config libcmocka-dev libpcap-dev iproute2 nftables" ;;
-    lab)   echo "cmake pkg-config libcmocka-dev libpcap-dev iproute2 nftables" ;;
+    build) echo "cmake pkg-config python3 libcmocka-dev libpcap-dev iproute2 nftables" ;;
+    lab)   echo "cmake pkg-config python3 libcmocka-dev libpcap-dev iproute2 nftables" ;;
     fuzz)  echo "clang libclang-rt-14-dev" ;;
-    all)   echo "cmake pkg-config libcmocka-dev libpcap-dev iproute2 nftables clang libclang-rt-14-dev" ;;
+    all)   echo "cmake pkg-config python3 libcmocka-dev libpcap-dev iproute2 nftables clang libclang-rt-14-dev" ;;
     *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
   esac
 }

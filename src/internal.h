@@ -201,6 +201,8 @@ void lw__loop_pending_add(lw_conn *c);
 int lw__err_from_errno(int e);
 int lw__sock_nonblock_cloexec(int fd);
 int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port);
+/* SO_ACCEPTCONN + SOCK_STREAM, made non-blocking; *port from getsockname. */
+int lw__sock_check_listening(int fd, int *port);
 int lw__sock_connect_start(const char *host, int port, int *out_fd);
 int lw__sock_so_error(int fd);
 int lw__sock_shutdown_wr(int fd);

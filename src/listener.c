@@ -37,6 +37,35 @@ int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
   return 0;
 }
 
+int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_accept_cb cb,
+                      lw_listener **out) {
+  if (!loop || fd < 0 || !cb || !out)
+    return LW_EINVAL;
+  int port = 0;
+  int r = lw__sock_check_listening(fd, &port);
+  if (r < 0)
+    return r;
+  lw_listener *l = calloc(1, sizeof(*l));
+  if (!l)
+    return LW_ENOMEM;
+  l->loop = loop;
+  l->io.fd = fd;
+  l->io.kind = LW__IO_LISTENER;
+  l->port = port;
+  l->cb = cb;
+  if (opts)
+    l->opts = *opts;
+  lw__list_init(&l->endgame_node);
+  r = loop->backend->listener_open(l);
+  if (r < 0) {
+    free(l);
+    return r;
+  }
+  loop->nlisteners++;
+  *out = l;
+  return 0;
+}
+
 int lw_listener_port(const lw_listener *l) { return l->port; }
 void lw_listener_set_data(lw_listener *l, void *data) { l->data = data; }
 void *lw_listener_get_data(const lw_listener *l) { return l->data; }

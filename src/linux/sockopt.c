@@ -113,6 +113,25 @@ int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *o
   return 0;
 }
 
+int lw__sock_check_listening(int fd, int *port) {
+  int v = 0;
+  socklen_t len = sizeof(v);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || !v)
+    return LW_EINVAL;
+  len = sizeof(v);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0 || v != SOCK_STREAM)
+    return LW_EINVAL;
+  struct sockaddr_storage ss;
+  len = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    return lw__err_from_errno(errno);
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+    return LW_EINVAL;
+  *port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                        : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  return lw__sock_nonblock_cloexec(fd);
+}
+
 /* Starts a non-blocking connect. Returns 0 (connected or in progress) or an error. */
 int lw__sock_connect_start(const char *host, int port, int *out_fd) {
   struct sockaddr_storage ss;

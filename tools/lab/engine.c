@@ -321,8 +321,12 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
     c = lw_lab_record(x, s, st->op, ret, err, LW_MS());
     if (c)
       c->bytes = ret > 0 ? ret : 0;
+    double took = LW_MS();
     if (ret < 0 && err == EAGAIN)
       LW_TXT(c, "recv() = nothing within %ld ms", to);
+    else if (took >= 50) /* it waited: say how long, that is the measurement */
+      LW_TXT(c, "recv() = %s%s after %.0f ms", lw_lab_errstr(ret, err, b, sizeof b),
+             ret == 0 ? " (EOF)" : "", took);
     else
       LW_TXT(c, "recv() = %s%s", lw_lab_errstr(ret, err, b, sizeof b), ret == 0 ? " (EOF)" : "");
     break;
@@ -527,6 +531,14 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
     c = lw_lab_record(x, LW_SIDE_NONE, st->op, ret, err, LW_MS());
     LW_TXT(c, "nft: drop every segment of port %u (the peer vanishes) = %s", p,
            ret == 0 ? "0" : x->sc->netns ? "failed" : "refused outside a netns scenario");
+    if (ret != 0) {
+      /* Without the drop rule the peer does not vanish: the scenario cannot say anything
+       * about the claim, so it is skipped (and says why), never judged. */
+      x->r->skipped = 1;
+      snprintf(x->r->note, sizeof x->r->note, "%s",
+               x->sc->netns ? "nft failed or is not installed (apt-get install nftables)"
+                            : "'drop' needs a netns scenario");
+    }
     break;
   }
   case LW_OP_WAIT:
@@ -615,6 +627,15 @@ static void lw_lab_run_inner(lw_lab_ctx *x) {
     lw_lab_step_run(x, &x->sc->steps[i]);
   for (int s = 0; s < 2; s++)
     lw_lab_join(x, s, 1); /* a helper thread still running is bounded by SO_RCVTIMEO */
+  /* A joined call is stamped when it returned, which may precede calls recorded after
+   * it; keep the list in time order for the timeline (insertion sort, stable). */
+  for (int i = 1; i < r->ncalls; i++) {
+    lw_lab_call tmp = r->calls[i];
+    int k = i;
+    for (; k > 0 && r->calls[k - 1].t_ms > tmp.t_ms; k--)
+      r->calls[k] = r->calls[k - 1];
+    r->calls[k] = tmp;
+  }
   if (cap) {
     size_t n;
     const lw_cap_seg *segs = lw_cap_stop(cap, &n);

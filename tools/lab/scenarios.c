@@ -13,6 +13,8 @@
  *
  * Buffer sizes are made small (SO_RCVBUF/SO_SNDBUF 8 KiB) where a scenario needs data
  * still queued at close time, so "send until EAGAIN" takes a few dozen KB, not MBs.
+ * SO_SNDBUF is set on the accepted socket: the kernel creates it (cloning the
+ * listener's options) when the handshake completes, i.e. during the client's connect().
  */
 #include "lab.h"
 
@@ -146,8 +148,8 @@ const char lw_lab_builtin_script[] =
     "title default close() on a non-blocking socket with data still queued\n"
     "client rcvbuf 8192\n"
     "client connect\n"
-    "server sndbuf 8192\n"
     "server accept\n"
+    "server sndbuf 8192\n"
     "server nonblock\n"
     "server fill\n"
     "server close\n"
@@ -168,8 +170,8 @@ const char lw_lab_builtin_script[] =
     "title SO_LINGER{1,0} then close() with data still queued\n"
     "client rcvbuf 8192\n"
     "client connect\n"
-    "server sndbuf 8192\n"
     "server accept\n"
+    "server sndbuf 8192\n"
     "server fill\n"
     "server linger 1 0\n"
     "server close\n"
@@ -206,8 +208,8 @@ const char lw_lab_builtin_script[] =
     "title SO_LINGER{1,1}, blocking, the peer does not read: the linger time runs out\n"
     "client rcvbuf 8192\n"
     "client connect\n"
-    "server sndbuf 8192\n"
     "server accept\n"
+    "server sndbuf 8192\n"
     "server fill\n"
     "server linger 1 1\n"
     "server close\n"
@@ -222,8 +224,8 @@ const char lw_lab_builtin_script[] =
     "title SO_LINGER{1,1} on a NON-BLOCKING socket, the peer does not read\n"
     "client rcvbuf 8192\n"
     "client connect\n"
-    "server sndbuf 8192\n"
     "server accept\n"
+    "server sndbuf 8192\n"
     "server nonblock\n"
     "server fill\n"
     "server linger 1 1\n"
@@ -488,11 +490,11 @@ const char lw_lab_builtin_script[] =
     "end\n"
 
     "scenario B7 claim B7\n"
-    "title shutdown(SHUT_RDWR) with 1000 bytes received and ~40 KB queued to send\n"
+    "title shutdown(SHUT_RDWR) with 1000 bytes received and a full send buffer\n"
     "client rcvbuf 8192\n"
     "client connect\n"
-    "server sndbuf 8192\n"
     "server accept\n"
+    "server sndbuf 8192\n"
     "client send 1000\n"
     "wait 20\n"
     "server fill\n"
@@ -544,11 +546,11 @@ const char lw_lab_builtin_script[] =
     "end\n"
 
     "scenario B10 claim B10\n"
-    "title default SO_LINGER{0,0}, ~40 KB queued, nothing unread: close()\n"
+    "title default SO_LINGER{0,0}, send buffer full, nothing unread: close()\n"
     "client rcvbuf 8192\n"
     "client connect\n"
-    "server sndbuf 8192\n"
     "server accept\n"
+    "server sndbuf 8192\n"
     "server fill\n"
     "server close\n"
     "client recv_all\n"
@@ -564,8 +566,8 @@ const char lw_lab_builtin_script[] =
     "title the same close() with 1000 request bytes left unread (what B10 may have seen)\n"
     "client rcvbuf 8192\n"
     "client connect\n"
-    "server sndbuf 8192\n"
     "server accept\n"
+    "server sndbuf 8192\n"
     "client send 1000\n"
     "wait 20\n"
     "server fill\n"
