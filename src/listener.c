@@ -6,45 +6,9 @@
 
 lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, int *err);
 
-int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
-                    const lw_conn_options *opts, lw_accept_cb cb, lw_listener **out) {
-  if (!loop || !host || !cb || !out)
-    return LW_EINVAL;
-  lw_listener *l = calloc(1, sizeof(*l));
-  if (!l)
-    return LW_ENOMEM;
-  int fd = -1;
-  int r = lw__sock_listen(host, port, backlog, &fd, &l->port);
-  if (r < 0) {
-    free(l);
-    return r;
-  }
-  l->loop = loop;
-  l->io.fd = fd;
-  l->io.kind = LW__IO_LISTENER;
-  l->cb = cb;
-  if (opts)
-    l->opts = *opts;
-  lw__list_init(&l->endgame_node);
-  r = loop->backend->listener_open(l);
-  if (r < 0) {
-    close(fd);
-    free(l);
-    return r;
-  }
-  loop->nlisteners++;
-  *out = l;
-  return 0;
-}
-
-int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_accept_cb cb,
-                      lw_listener **out) {
-  if (!loop || fd < 0 || !cb || !out)
-    return LW_EINVAL;
-  int port = 0;
-  int r = lw__sock_check_listening(fd, &port);
-  if (r < 0)
-    return r;
+/* Shared by new and adopt: wraps a listening fd. On error the caller still owns fd. */
+static int listener_wrap(lw_loop *loop, int fd, int port, const lw_conn_options *opts,
+                         lw_accept_cb cb, lw_listener **out) {
   lw_listener *l = calloc(1, sizeof(*l));
   if (!l)
     return LW_ENOMEM;
@@ -56,7 +20,7 @@ int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_acc
   if (opts)
     l->opts = *opts;
   lw__list_init(&l->endgame_node);
-  r = loop->backend->listener_open(l);
+  int r = loop->backend->listener_open(l);
   if (r < 0) {
     free(l);
     return r;
@@ -64,6 +28,31 @@ int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_acc
   loop->nlisteners++;
   *out = l;
   return 0;
+}
+
+int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
+                    const lw_conn_options *opts, lw_accept_cb cb, lw_listener **out) {
+  if (!loop || !host || !cb || !out)
+    return LW_EINVAL;
+  int fd = -1, real_port = 0;
+  int r = lw__sock_listen(host, port, backlog, &fd, &real_port);
+  if (r < 0)
+    return r;
+  r = listener_wrap(loop, fd, real_port, opts, cb, out);
+  if (r < 0)
+    close(fd);
+  return r;
+}
+
+int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_accept_cb cb,
+                      lw_listener **out) {
+  if (!loop || fd < 0 || !cb || !out)
+    return LW_EINVAL;
+  int port = 0;
+  int r = lw__sock_check_listening(fd, &port);
+  if (r < 0)
+    return r;
+  return listener_wrap(loop, fd, port, opts, cb, out);
 }
 
 int lw_listener_port(const lw_listener *l) { return l->port; }
