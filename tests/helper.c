@@ -54,6 +54,8 @@ static void *peer_main(void *arg) {
     len = sizeof(*a);
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && p->rcvbuf)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &p->rcvbuf, sizeof(p->rcvbuf));
   if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len) < 0) {
     p->connect_err = errno;
     if (fd >= 0)

@@ -28,6 +28,7 @@ typedef struct lwt_peer {
   size_t read_limit;       /* stop reading after this many bytes (0: read to the end) */
   int hold_ms;             /* after read_limit: keep the socket open this long */
   int rst_after;           /* 1: after read_limit, close with SO_LINGER{1,0} (RST) */
+  int rcvbuf;              /* SO_RCVBUF before connect (0: the kernel's autotuning) */
   /* what happened */
   size_t received;
   int pattern_ok;

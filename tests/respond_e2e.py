@@ -10,7 +10,11 @@ LOG_RE = re.compile(r"^close reason=(\S+) initiator=(local|peer|none) rst=([01])
                     r"time_wait=([01]) ms=(\d+)$")
 
 def client(port, extra, nbytes):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = socket.socket()
+    s.settimeout(10)
+    # Small receive buffer: the server still holds bytes when it closes (deterministic loss).
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(("127.0.0.1", port))
     s.sendall(b"GET\n" + b"x" * extra)
     time.sleep(0.2)
     got, end = bytearray(), "eof"
