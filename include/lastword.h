@@ -32,6 +32,7 @@
  *   LW_REASON_DEADLINE) and the bytes not delivered are counted. It never blocks the
  *   loop: SO_LINGER with a positive timeout is never used, because on Linux close() then
  *   blocks even on a non-blocking socket (A8 describes Windows only).
+ *   Called before a connect has completed, it aborts the attempt (reason ABORT).
  *   lw_close() on a connection already closing returns LW_EALREADY and changes nothing;
  *   after lw_shutdown() it is the normal way to finish.
  *

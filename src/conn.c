@@ -363,6 +363,10 @@ int lw_shutdown(lw_conn *c) {
 int lw_close(lw_conn *c, uint32_t deadline_ms) {
   if (!c)
     return LW_EINVAL;
+  /* Before the handshake completes there is nothing to flush and no FIN to send
+   * (shutdown() fails with ENOTCONN): the only close there is, is to abort it. */
+  if (c->connecting && !c->detached)
+    return conn_event(c, LW__CE_ABORT, 0);
   if (lw__cs_live(&c->sm) && c->sm.state != LW__CS_FLUSHING && c->sm.state != LW__CS_LINGER &&
       c->sm.state != LW__CS_ACK_WAIT)
     c->deadline_ms = deadline_ms ? deadline_ms : c->opts.close_deadline_ms;

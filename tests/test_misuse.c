@@ -85,7 +85,29 @@ static void test_misuse(void **state) {
   assert_int_equal(lwt_fd_count(), fds);
 }
 
+/* lw_close before the connect completed: nothing to flush, so it aborts the attempt. */
+static void test_close_while_connecting(void **state) {
+  (void)state;
+  memset(&st, 0, sizeof(st));
+  lw_loop *loop;
+  assert_int_equal(lw_loop_new(&loop, NULL), 0);
+  lw_listener *l;
+  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, on_accept, &l), 0);
+  lw_conn *c;
+  assert_int_equal(lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), NULL, NULL, &c), 0);
+  lw_conn_on_close(c, on_close);
+  assert_int_equal(lw_close(c, 1000), 0);
+  assert_int_equal(lw_close(c, 1000), LW_EALREADY);
+  lw_listener_close(l);
+  assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
+  assert_null(st.srv); /* the listener closed before the loop ever ran */
+  assert_int_equal(st.closes, 1);
+  assert_int_equal(st.info.reason, LW_REASON_ABORT);
+  assert_int_equal(lw_loop_close(loop), 0);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_misuse)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_misuse),
+                                     cmocka_unit_test(test_close_while_connecting)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
