@@ -27,6 +27,15 @@ test-asan: deps
 	cmake --build $(ASANDIR) -j $(JOBS)
 	cd $(ASANDIR) && ctest --output-on-failure -j 2 --timeout 300
 
+# Benchmarks side by side (bench/README.md); quick mode for iteration.
+bench: build
+	@sh scripts/deps.sh bench
+	sh bench/run.sh --build $(BUILD)
+
+bench-quick: build
+	@sh scripts/deps.sh bench
+	sh bench/run.sh --build $(BUILD) --quick
+
 # The README's first command: the lab.
 lab: build
 	$(BUILD)/tools/lastword lab $(LAB_ARGS)
