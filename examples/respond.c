@@ -2,7 +2,8 @@
  * respond - the reference server that the tests, the lab and the benchmarks drive.
  *
  *   respond --listen HOST:PORT [--bytes N] [--close graceful|abort|naive]
- *           [--deadline-ms D] [--log]
+ *           [--deadline-ms D] [--dead-after-ms T] [--idle-timeout-ms T]
+ *           [--stall-timeout-ms T] [--log]
  *
  * Prints "listening on HOST:PORT" (the real port, so :0 works). For each connection:
  * reads up to the first '\n' and never a byte after it (reads of size 1), writes N bytes
@@ -11,6 +12,8 @@
  *             peer's ACK of every byte, close; RST if D ms pass first
  *   abort     lw_abort() once the response is in the kernel: RST
  *   naive     lw_close_naive() once the response is in the kernel: a plain close()
+ * --dead-after-ms, --idle-timeout-ms, --stall-timeout-ms set the liveness options of
+ * the same names (lw_conn_options in lastword.h) on every accepted connection.
  * --log prints one line per ended connection (fields documented in README.md).
  * SIGTERM/SIGINT: stop accepting, close every connection gracefully, exit 0.
  */
@@ -32,6 +35,7 @@ typedef struct server {
   size_t bytes;
   int close_mode;
   uint32_t deadline_ms;
+  lw_conn_options opts;
   int log;
   unsigned live;
   int stopping;
@@ -57,7 +61,7 @@ static void on_close(lw_conn *c, const lw_close_info *in) {
   server *srv = s->srv;
   if (srv->log) {
     printf("close reason=%s initiator=%s rst=%d queued=%llu sent=%llu acked=%llu "
-           "unsent_discarded=%llu unread_discarded=%llu time_wait=%d ms=%llu\n",
+           "unsent_discarded=%llu unread_discarded=%llu time_wait=%d ms=%llu silent_ms=%llu\n",
            lw_reason_name(in->reason),
            in->initiator == LW_INITIATOR_PEER    ? "peer"
            : in->initiator == LW_INITIATOR_LOCAL ? "local"
@@ -65,7 +69,7 @@ static void on_close(lw_conn *c, const lw_close_info *in) {
            in->rst, (unsigned long long)in->bytes_queued, (unsigned long long)in->bytes_sent,
            (unsigned long long)in->bytes_acked, (unsigned long long)in->unsent_discarded,
            (unsigned long long)in->unread_discarded, in->time_wait,
-           (unsigned long long)in->close_ms);
+           (unsigned long long)in->close_ms, (unsigned long long)in->peer_silent_ms);
     fflush(stdout);
   }
   s->prev->next = s->next;
@@ -162,7 +166,8 @@ static int parse_hostport(const char *arg, char *host, size_t hostlen, int *port
 
 static void usage(void) {
   fprintf(stderr, "usage: respond --listen HOST:PORT [--bytes N] "
-                  "[--close graceful|abort|naive] [--deadline-ms D] [--log]\n");
+                  "[--close graceful|abort|naive] [--deadline-ms D] [--dead-after-ms T] "
+                  "[--idle-timeout-ms T] [--stall-timeout-ms T] [--log]\n");
   exit(2);
 }
 
@@ -177,6 +182,12 @@ int main(int argc, char **argv) {
       srv.bytes = strtoull(argv[++i], NULL, 10);
     else if (strcmp(a, "--deadline-ms") == 0 && i + 1 < argc)
       srv.deadline_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
+    else if (strcmp(a, "--dead-after-ms") == 0 && i + 1 < argc)
+      srv.opts.dead_after_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
+    else if (strcmp(a, "--idle-timeout-ms") == 0 && i + 1 < argc)
+      srv.opts.idle_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
+    else if (strcmp(a, "--stall-timeout-ms") == 0 && i + 1 < argc)
+      srv.opts.stall_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
     else if (strcmp(a, "--log") == 0)
       srv.log = 1;
     else if (strcmp(a, "--close") == 0 && i + 1 < argc) {
@@ -216,7 +227,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "respond: loop: %s\n", lw_strerror(r));
     return 1;
   }
-  r = lw_listener_new(srv.loop, host, port, 1024, NULL, on_accept, &srv.listener);
+  r = lw_listener_new(srv.loop, host, port, 1024, &srv.opts, on_accept, &srv.listener);
   if (r < 0) {
     fprintf(stderr, "respond: listen %s: %s\n", listen_arg, lw_strerror(r));
     return 1;

@@ -53,6 +53,9 @@
  *   - Peer RST (or any fatal socket error): queued writes are cancelled, the fd is
  *     closed, on_close reports LW_REASON_PEER_RESET (or DEAD_PEER for ETIMEDOUT, or
  *     ERROR).
+ *   - The peer vanishes (no FIN, no RST): nothing happens unless liveness is set up --
+ *     dead_after_ms (DEAD_PEER), idle_timeout_ms (IDLE_TIMEOUT), stall_timeout_ms
+ *     (STALLED) in lw_conn_options below.
  *
  * Callbacks and memory (A2):
  *   - Every lw_conn gets exactly ONE on_close callback, whatever ended it, including a
@@ -180,6 +183,11 @@ typedef struct lw_close_info {
   uint64_t bytes_received;   /* delivered to the read callback */
   int time_wait;           /* 1 if this side's socket entered TIME_WAIT */
   uint64_t close_ms;       /* from the start of the close (ours or the peer's) to the end */
+  /* ms since the peer's TCP last sent us anything (data, ACK, keepalive answer) when
+   * the connection ended (TCP_INFO last_ack_recv/last_data_recv, read just before
+   * close). For DEAD_PEER: how long the peer had been silent when declared dead. Where
+   * the OS cannot tell: since the last byte read or written. */
+  uint64_t peer_silent_ms;
 } lw_close_info;
 
 /* ----------------------------------------------------------------------------------
@@ -253,6 +261,65 @@ typedef struct lw_conn_options {
   int nodelay;               /* TCP_NODELAY */
   uint32_t close_deadline_ms; /* deadline used when the library closes by itself (peer
                                 FIN) or lw_close(c, 0) is called; default 30000 */
+
+  /* ---- Liveness: telling a dead peer from a quiet one (all 0 = off, the OS default:
+   * Linux finds a vanished peer after 2 h 11 min when idle -- keepalive 7200 s + 9 x 75 s
+   * -- and, with data in flight, after ~15 min of retransmissions (tcp_retries2)). ----
+   *
+   * dead_after_ms = T: "the peer is dead if it has not answered for T ms", whether the
+   * connection is idle or busy sending. It sets, on every connection (accepted ones
+   * inherit it from the listener; on Linux it also bounds a connect):
+   *   SO_KEEPALIVE, and in whole seconds (the kernel's unit, at least 1 s each):
+   *     TCP_KEEPIDLE  = idle  = max(1, floor(T / 2000))          first probe after idle
+   *     TCP_KEEPINTVL = intvl = max(1, ceil(rest / 9)), where rest = max(1, floor(T / 1000) - idle)
+   *     TCP_KEEPCNT   = cnt   = max(1, rest / intvl)             probes before giving up
+   *   TCP_USER_TIMEOUT = T ms  (= idle + intvl x cnt, rounded to seconds)
+   * so the two mechanisms agree instead of fighting. On Linux, with TCP_USER_TIMEOUT set:
+   *   - idle connection: probes go out at idle, idle + intvl, ...; the connection is
+   *     declared dead at the first probe sent once T ms have passed since the peer last
+   *     sent anything, i.e. within [T, T + intvl] (3000 -> idle 1, intvl 1, cnt 2: ~3.0 s);
+   *   - data in flight: dead once sent data has stayed unacknowledged for T ms (the
+   *     retransmission timer is clamped to the user timeout), typically T + one RTO
+   *     probe: 3000 -> ~3.4 s measured;
+   *   - a peer that keeps its receive window closed for T ms is ended the same way
+   *     (Linux >= 5.11 zero-window probes honour the user timeout): keep
+   *     stall_timeout_ms below T if such peers must be reported as "stalled".
+   * Either way on_close gets reason LW_REASON_DEAD_PEER, os_error LW_ETIMEDOUT, and
+   * peer_silent_ms. Detection works whether or not the application is reading: the
+   * connection stays registered for socket errors while it wants neither read nor write.
+   * T below 2000 cannot be honoured exactly by keepalive (1 s granularity) in the idle
+   * case: detection then comes at the first probe after T (at 2 s at the earliest).
+   *
+   * Expert knobs, each overriding its derived value when non-zero (they also work
+   * without dead_after_ms; keepalive is switched on when any keepalive knob is set):
+   *   keepalive_idle_ms / keepalive_intvl_ms (rounded up to whole seconds),
+   *   keepalive_cnt, user_timeout_ms. */
+  uint32_t dead_after_ms;
+  uint32_t keepalive_idle_ms;
+  uint32_t keepalive_intvl_ms;
+  uint32_t keepalive_cnt;
+  uint32_t user_timeout_ms;
+
+  /* idle_timeout_ms = N: no byte read from or written into the socket for N ms (the
+   * application's view: data moving in neither direction) ends the connection with
+   * reason LW_REASON_IDLE_TIMEOUT. By default GRACEFULLY, as lw_close(c, 0) would (flush,
+   * FIN, linger up to close_deadline_ms; a peer that does not finish in time is then
+   * reset with reason DEADLINE); with idle_timeout_abort = 1, by lw_abort (RST at once).
+   * Starts when the connection is established; stops once a close has begun. One
+   * timer per connection, re-armed lazily (a read or write only stores a timestamp),
+   * so 100k idle connections cost 100k heap entries and no work per byte. */
+  uint32_t idle_timeout_ms;
+  int idle_timeout_abort;
+
+  /* stall_timeout_ms = N: bytes are waiting to be delivered (in our queue or the
+   * kernel's) but the peer has acknowledged none of them for N ms -- a peer that is
+   * alive (its kernel answers) but stopped reading: zero window, slowloris reader.
+   * The connection is aborted (RST) with reason LW_REASON_STALLED, within
+   * [N, 1.25 N] of the last acknowledged byte (checked every N/4 while output is
+   * pending, with one SIOCOUTQ ioctl per check). Applies in every state until the fd
+   * is closed, including a lingering lw_close (whichever of it and the close deadline
+   * comes first). */
+  uint32_t stall_timeout_ms;
 } lw_conn_options;
 
 /* ----------------------------------------------------------------------------------

@@ -91,6 +91,12 @@ static unsigned send_fin(lw__cs *m) {
   return LW__CA_SHUT_WR;
 }
 
+/* LW__CE_CLOSE's arg: 0 for lw_close(), or the reason of a library-initiated graceful
+ * close (LW_REASON_IDLE_TIMEOUT). */
+static lw_close_reason close_reason(int arg, lw_close_reason dflt) {
+  return arg > LW_REASON_NONE && arg < LW_REASON__COUNT ? (lw_close_reason)arg : dflt;
+}
+
 /* Begin a close that flushes, sends FIN, and lingers. */
 static unsigned begin_close(lw__cs *m, lw_close_reason reason, lw_initiator who) {
   if (m->reason == LW_REASON_NONE) {
@@ -147,7 +153,7 @@ unsigned lw__cs_step(lw__cs *m, lw__cs_event ev, int arg, int *result) {
       m->state = LW__CS_SHUT_PENDING;
       return 0;
     case LW__CE_CLOSE:
-      return begin_close(m, LW_REASON_GRACEFUL, LW_INITIATOR_LOCAL);
+      return begin_close(m, close_reason(arg, LW_REASON_GRACEFUL), LW_INITIATOR_LOCAL);
     case LW__CE_PEER_FIN:
       /* Writable until the application has seen the EOF: a response written from
        * inside the EOF callback still goes out before our FIN. */
@@ -164,7 +170,7 @@ unsigned lw__cs_step(lw__cs *m, lw__cs_event ev, int arg, int *result) {
       *result = LW_EALREADY;
       return 0;
     case LW__CE_CLOSE:
-      return begin_close(m, LW_REASON_GRACEFUL, LW_INITIATOR_LOCAL);
+      return begin_close(m, close_reason(arg, LW_REASON_GRACEFUL), LW_INITIATOR_LOCAL);
     case LW__CE_QUEUE_EMPTY:
       m->fin_sent = 1;
       m->state = LW__CS_HALF_LOCAL;
@@ -184,7 +190,7 @@ unsigned lw__cs_step(lw__cs *m, lw__cs_event ev, int arg, int *result) {
       *result = LW_EALREADY;
       return 0;
     case LW__CE_CLOSE:
-      return begin_close(m, LW_REASON_GRACEFUL, LW_INITIATOR_LOCAL);
+      return begin_close(m, close_reason(arg, LW_REASON_GRACEFUL), LW_INITIATOR_LOCAL);
     case LW__CE_PEER_FIN:
       m->peer_fin = 1;
       return begin_close(m, LW_REASON_GRACEFUL, LW_INITIATOR_LOCAL);
@@ -196,7 +202,9 @@ unsigned lw__cs_step(lw__cs *m, lw__cs_event ev, int arg, int *result) {
     switch (ev) {
     case LW__CE_SHUTDOWN:
     case LW__CE_CLOSE:
-      return begin_close(m, LW_REASON_PEER_CLOSED_FIRST, LW_INITIATOR_PEER);
+      return begin_close(m, close_reason(ev == LW__CE_CLOSE ? arg : 0,
+                                         LW_REASON_PEER_CLOSED_FIRST),
+                         LW_INITIATOR_PEER);
     case LW__CE_EOF_DELIVERED:
       /* Default: finish by ourselves so nothing sits in CLOSE_WAIT (B5). */
       if (m->allow_half_close)

@@ -31,7 +31,8 @@ typedef enum lw__cs_state {
 
 typedef enum lw__cs_event {
   LW__CE_SHUTDOWN = 0, /* application: lw_shutdown */
-  LW__CE_CLOSE,        /* application: lw_close */
+  LW__CE_CLOSE,        /* application: lw_close (arg 0), or the library's graceful
+                          idle close (arg: LW_REASON_IDLE_TIMEOUT) */
   LW__CE_ABORT,        /* application: lw_abort */
   LW__CE_CLOSE_NAIVE,  /* application: lw_close_naive */
   LW__CE_QUEUE_EMPTY,  /* every queued byte is in the kernel */

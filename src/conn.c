@@ -42,6 +42,36 @@ static void conn_update(lw_conn *c) {
  * --------------------------------------------------------------------------------- */
 static void deadline_cb(lw_timer *t);
 static void ack_poll_cb(lw_timer *t);
+static void live_cb(lw_timer *t);
+static void idle_start(lw_conn *c);
+
+/* dead_after_ms -> keepalive + TCP_USER_TIMEOUT, with the arithmetic documented in
+ * lastword.h; the expert knobs override each derived value. */
+static void liveness_setup(lw_conn *c) {
+  const lw_conn_options *o = &c->opts;
+  unsigned idle = 0, intvl = 0, cnt = 0, ut = 0;
+  if (o->dead_after_ms) {
+    unsigned t = o->dead_after_ms / 1000u;
+    idle = t / 2 ? t / 2 : 1;
+    unsigned rest = t > idle ? t - idle : 1;
+    intvl = (rest + 8) / 9;
+    cnt = rest / intvl;
+    ut = o->dead_after_ms;
+  }
+  if (o->keepalive_idle_ms)
+    idle = (o->keepalive_idle_ms + 999u) / 1000u;
+  if (o->keepalive_intvl_ms)
+    intvl = (o->keepalive_intvl_ms + 999u) / 1000u;
+  if (o->keepalive_cnt)
+    cnt = o->keepalive_cnt;
+  if (o->user_timeout_ms)
+    ut = o->user_timeout_ms;
+  int keepalive = idle || intvl || cnt;
+  if (!keepalive && !ut)
+    return;
+  lw__sock_set_liveness(c->io.fd, keepalive, idle, intvl, cnt, ut);
+  c->watch_errors = 1;
+}
 
 static lw_conn *conn_new(lw_loop *loop, int fd, const lw_conn_options *opts) {
   lw_conn *c = calloc(1, sizeof(*c));
@@ -67,8 +97,11 @@ static lw_conn *conn_new(lw_loop *loop, int fd, const lw_conn_options *opts) {
   lw__list_init(&c->endgame_node);
   lw__timer_init_internal(loop, &c->deadline_timer, deadline_cb, c);
   lw__timer_init_internal(loop, &c->ack_timer, ack_poll_cb, c);
+  lw__timer_init_internal(loop, &c->live_timer, live_cb, c);
+  c->last_io = loop->now;
   if (c->opts.nodelay)
     lw__sock_set_nodelay(fd, 1);
+  liveness_setup(c);
   loop->nconns++;
   return c;
 }
@@ -76,6 +109,8 @@ static lw_conn *conn_new(lw_loop *loop, int fd, const lw_conn_options *opts) {
 static void conn_free(lw_conn *c) {
   assert(c->detached);
   assert(lw__list_empty(&c->wq) && lw__list_empty(&c->wdone));
+  if (c->loop->backend->conn_free)
+    c->loop->backend->conn_free(c);
   c->loop->nconns--;
   free(c);
 }
@@ -94,6 +129,9 @@ lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, i
     *err = r;
     return NULL;
   }
+  idle_start(c);
+  if (c->watch_errors)
+    conn_update(c); /* watched for errors even before the application reads */
   return c;
 }
 
@@ -146,6 +184,98 @@ int lw__conn_wants_write(const lw_conn *c) {
   return !c->detached && !c->connecting && !lw__list_empty(&c->wq);
 }
 
+int lw__conn_wants_errors(const lw_conn *c) {
+  return c->watch_errors && !c->detached && !c->connecting && lw__cs_live(&c->sm);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Liveness: the idle and stall timeouts share one timer per connection, re-armed
+ * lazily: reads and writes only store loop->now in last_io; the timer, when it fires,
+ * compares and re-arms for the remaining time. The stall clock runs only while output
+ * is pending and samples the peer's progress (bytes_sent - SIOCOUTQ) every N/4.
+ * --------------------------------------------------------------------------------- */
+static uint64_t stall_period(const lw_conn *c) {
+  uint64_t p = c->opts.stall_timeout_ms / 4u;
+  return p ? p : 1;
+}
+
+/* The idle timeout is the application's: it stops once a close has begun. */
+static int idle_applies(const lw_conn *c) {
+  return c->opts.idle_timeout_ms && !c->connecting && !c->detached &&
+         (c->sm.state == LW__CS_OPEN || c->sm.state == LW__CS_SHUT_PENDING ||
+          c->sm.state == LW__CS_HALF_LOCAL || c->sm.state == LW__CS_HALF_PEER);
+}
+
+/* Arms the liveness timer for `ms` from now unless it is already due sooner. */
+static void live_arm(lw_conn *c, uint64_t ms) {
+  lw_timer *t = &c->live_timer;
+  if (t->heap_idx != LW__TIMER_IDLE && t->due <= c->loop->now + ms)
+    return;
+  lw_timer_start(t, live_cb, ms, 0);
+}
+
+static void idle_start(lw_conn *c) {
+  c->last_io = c->loop->now;
+  if (idle_applies(c))
+    live_arm(c, c->opts.idle_timeout_ms);
+}
+
+/* Output became pending: everything sent so far has been acknowledged (the clock
+ * stops only when SIOCOUTQ reads 0 with an empty queue), so no syscall is needed. */
+static void stall_start(lw_conn *c) {
+  c->stall_active = 1;
+  c->stall_since = c->loop->now;
+  c->stall_acked = c->info.bytes_sent;
+  live_arm(c, stall_period(c));
+}
+
+static void live_cb(lw_timer *t) {
+  lw_conn *c = t->data;
+  if (c->detached || !lw__cs_live(&c->sm))
+    return;
+  const lw_conn_options *o = &c->opts;
+  uint64_t now = c->loop->now, next = UINT64_MAX;
+  if (idle_applies(c)) {
+    uint64_t due = c->last_io + o->idle_timeout_ms;
+    if (now >= due) {
+      if (o->idle_timeout_abort) {
+        conn_event(c, LW__CE_TIMEOUT, LW_REASON_IDLE_TIMEOUT);
+      } else {
+        c->deadline_ms = o->close_deadline_ms;
+        conn_event(c, LW__CE_CLOSE, LW_REASON_IDLE_TIMEOUT);
+        conn_update(c);
+      }
+      return;
+    }
+    next = due;
+  }
+  if (o->stall_timeout_ms && c->stall_active) {
+    long outq = lw__sock_outq(c->io.fd);
+    if (outq == 0 && lw__list_empty(&c->wq)) {
+      c->stall_active = 0;
+    } else {
+      /* SIOCOUTQ counts an unacknowledged FIN as 1: "acked" may dip by one, never
+       * rise, so only a rise counts as progress. */
+      uint64_t acked = outq >= 0 && c->info.bytes_sent >= (uint64_t)outq
+                           ? c->info.bytes_sent - (uint64_t)outq
+                           : c->stall_acked;
+      if (acked > c->stall_acked) {
+        c->stall_acked = acked;
+        c->stall_since = now;
+      }
+      uint64_t due = c->stall_since + o->stall_timeout_ms;
+      if (now >= due) {
+        conn_event(c, LW__CE_TIMEOUT, LW_REASON_STALLED);
+        return;
+      }
+      uint64_t chk = now + stall_period(c);
+      next = LW__MIN(next, LW__MIN(chk, due));
+    }
+  }
+  if (next != UINT64_MAX)
+    lw_timer_start(&c->live_timer, live_cb, next - now, 0);
+}
+
 int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max) {
   int n = 0;
   for (const lw__list *p = c->wq.next; p != &c->wq && n < max; p = p->next) {
@@ -195,6 +325,7 @@ void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n) {
       return;
     }
     c->info.bytes_received += (uint64_t)n;
+    c->last_io = c->loop->now;
     if (c->reading && c->read_cb)
       c->read_cb(c, (long)n, buf);
     return;
@@ -236,6 +367,8 @@ static int queue_write(lw_conn *c, lw__wreq *w) {
   c->info.bytes_queued += w->len;
   if (c->sm.queue_empty)
     conn_event(c, LW__CE_QUEUE_BUSY, 0);
+  if (c->opts.stall_timeout_ms && !c->stall_active && !c->detached)
+    stall_start(c);
   conn_update(c); /* a readiness backend tries the write at once */
   if (c->wq_bytes >= c->opts.write_high_water) {
     c->over_hwm = 1;
@@ -295,6 +428,8 @@ void lw__conn_write_done(lw_conn *c, ssize_t n) {
   }
   size_t left = (size_t)n;
   c->info.bytes_sent += (uint64_t)n;
+  if (n > 0)
+    c->last_io = c->loop->now;
   assert(c->wq_bytes >= left);
   c->wq_bytes -= left;
   while (left > 0 && !lw__list_empty(&c->wq)) {
@@ -322,6 +457,8 @@ void lw__conn_connect_done(lw_conn *c, int status) {
   if (c->detached)
     return;
   c->connecting = 0;
+  if (status >= 0)
+    idle_start(c);
   if (c->connect_cb)
     c->connect_cb(c, status);
   if (status < 0)
@@ -332,6 +469,11 @@ void lw__conn_connect_done(lw_conn *c, int status) {
 
 /* Deferred callbacks: write completions in queue order, then drain. */
 void lw__conn_run_pending(lw_conn *c) {
+  /* A2: after a close, a completion backend may still have a send in flight that
+   * reads these buffers. Their callbacks (which may free them) wait until the backend
+   * has reaped its last completion for this connection; the endgame runs them. */
+  if (c->detached && !c->ops_done)
+    return;
   while (!lw__list_empty(&c->wdone)) {
     lw__wreq *w = LW__CONTAINER_OF(c->wdone.next, lw__wreq, node);
     lw__list_remove(&w->node);
@@ -462,6 +604,10 @@ static void final_snapshot(lw_conn *c, int resetting) {
     in->bytes_acked = acked < in->bytes_sent ? acked : in->bytes_sent;
     in->acked_known = 1;
   }
+  if (s.silent_known)
+    in->peer_silent_ms = s.silent_ms;
+  else if (c->loop->now > c->last_io)
+    in->peer_silent_ms = c->loop->now - c->last_io;
   if (inq > 0) {
     in->unread_discarded += (uint64_t)inq;
     /* close() with unread input: tcp_close() sends RST instead of FIN (RFC 2525,
@@ -516,6 +662,7 @@ static void conn_apply(lw_conn *c, unsigned acts) {
   if (acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {
     lw_timer_stop(&c->deadline_timer);
     lw_timer_stop(&c->ack_timer);
+    lw_timer_stop(&c->live_timer);
     close_fd(c, (acts & LW__CA_RESET_FD) != 0);
   }
   if (acts & LW__CA_CANCEL)

@@ -83,6 +83,7 @@ typedef struct lw__io {
   uint32_t registered; /* epoll: events currently registered (0 = not added) */
   int added;
   int wblocked; /* readiness backends: the last write hit EAGAIN */
+  int hup;      /* epoll: EPOLLHUP seen with nothing wanted (both FINs, or CLOSE) */
 } lw__io;
 
 /* ---- the backend seam: completion-shaped (see docs/architecture.md) ----
@@ -105,9 +106,14 @@ typedef struct lw__backend {
    * after this returns. The backend calls lw__conn_ops_done once nothing of this conn
    * is left in the kernel (at once for epoll; after the last CQE for io_uring). */
   void (*conn_detach)(lw_conn *c);
+  /* Frees the backend's per-connection data (NULL if it keeps none). */
+  void (*conn_free)(lw_conn *c);
 } lw__backend;
 
 extern const lw__backend lw__backend_epoll;
+#ifdef LW_HAVE_URING
+extern const lw__backend lw__backend_uring;
+#endif
 
 struct lw_loop {
   const lw__backend *backend;
@@ -136,6 +142,7 @@ struct lw_listener {
   lw__list endgame_node;
   void *data;
   uint64_t shed; /* connections refused under fd exhaustion */
+  void *backend_data;
 };
 
 struct lw_conn {
@@ -173,6 +180,14 @@ struct lw_conn {
   uint32_t deadline_ms;
   uint32_t ack_poll_ms;
 
+  /* liveness (idle and stall timeouts share one lazily re-armed timer) */
+  lw_timer live_timer;
+  uint64_t last_io;     /* loop time of the last byte read or written into the kernel */
+  uint64_t stall_since; /* loop time of the last progress of the peer's ACKs */
+  uint64_t stall_acked; /* bytes acknowledged at stall_since (bytes_sent - SIOCOUTQ) */
+  unsigned stall_active : 1; /* output pending: the stall clock runs */
+  unsigned watch_errors : 1; /* keepalive/user timeout on: keep the fd registered */
+
   uint64_t close_start; /* loop time when the close began, 0 if not begun */
   lw_close_info info;
   void *backend_data;
@@ -191,6 +206,9 @@ void lw__listener_accept_done(lw_listener *l, int fd, int status);
 /* What the conn wants from its backend right now. */
 int lw__conn_wants_read(const lw_conn *c);
 int lw__conn_wants_write(const lw_conn *c);
+/* Neither read nor write wanted, but socket errors must still end the connection (a
+ * keepalive or user timeout while the application is not reading). */
+int lw__conn_wants_errors(const lw_conn *c);
 /* Fills up to max iovecs from the write queue; returns the count. */
 struct iovec;
 int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max);
@@ -208,6 +226,10 @@ int lw__sock_so_error(int fd);
 int lw__sock_shutdown_wr(int fd);
 int lw__sock_set_linger0(int fd);
 int lw__sock_set_nodelay(int fd, int on);
+/* SO_KEEPALIVE (if keepalive) + TCP_KEEPIDLE/KEEPINTVL (seconds) / KEEPCNT, and
+ * TCP_USER_TIMEOUT (ms); a 0 value leaves that knob at the kernel's default. */
+int lw__sock_set_liveness(int fd, int keepalive, unsigned idle_s, unsigned intvl_s,
+                          unsigned cnt, unsigned user_timeout_ms);
 /* Unacknowledged bytes in the send queue (SIOCOUTQ); -1 if unknown. */
 long lw__sock_outq(int fd);
 /* Unread bytes in the receive queue (SIOCINQ); -1 if unknown. */
@@ -217,6 +239,8 @@ typedef struct lw__tcp_snapshot {
   uint64_t bytes_acked; /* tcpi_bytes_acked, raw (see lw__sock_snapshot) */
   int acked_known;
   uint32_t rtt_us;
+  uint32_t silent_ms;  /* since the peer last sent anything (min of last ack/data recv) */
+  int silent_known;
 } lw__tcp_snapshot;
 enum { LW__TCP_ESTABLISHED = 1, LW__TCP_FIN_WAIT1 = 4, LW__TCP_FIN_WAIT2 = 5,
        LW__TCP_TIME_WAIT = 6, LW__TCP_CLOSE = 7, LW__TCP_CLOSE_WAIT = 8,

@@ -14,6 +14,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,18 +26,14 @@ void lw__listener_endgame(lw_listener *l);
 static const lw__backend *backend_by_name(const char *name) {
   if (!name || !*name || strcmp(name, "epoll") == 0)
     return &lw__backend_epoll;
+#ifdef LW_HAVE_URING
+  if (strcmp(name, "uring") == 0 || strcmp(name, "io_uring") == 0)
+    return &lw__backend_uring;
+#endif
   return NULL;
 }
 
-int lw_loop_new(lw_loop **out, const char *backend) {
-  if (!out)
-    return LW_EINVAL;
-  *out = NULL;
-  if (!backend || !*backend)
-    backend = getenv("LW_BACKEND");
-  const lw__backend *be = backend_by_name(backend);
-  if (!be)
-    return LW_ENOSYS;
+static int loop_try(lw_loop **out, const lw__backend *be) {
   lw_loop *loop = calloc(1, sizeof(*loop));
   if (!loop)
     return LW_ENOMEM;
@@ -62,6 +59,38 @@ int lw_loop_new(lw_loop **out, const char *backend) {
   }
   *out = loop;
   return 0;
+}
+
+/* A backend that the kernel refuses (io_uring missing, disabled by the
+ * kernel.io_uring_disabled sysctl, or blocked by a seccomp filter as in many container
+ * runtimes) falls back to epoll, saying so once on stderr: the application keeps
+ * working, and lw_loop_backend() tells which backend it got. An unknown name is an
+ * error (LW_ENOSYS), not a fallback. */
+int lw_loop_new(lw_loop **out, const char *backend) {
+  static int warned;
+  if (!out)
+    return LW_EINVAL;
+  *out = NULL;
+  if (!backend || !*backend)
+    backend = getenv("LW_BACKEND");
+  const lw__backend *be = backend_by_name(backend);
+  if (!be) {
+    if (backend && (strcmp(backend, "uring") == 0 || strcmp(backend, "io_uring") == 0)) {
+      if (!warned++)
+        fprintf(stderr, "lastword: io_uring backend not built in (no liburing); using epoll\n");
+      be = &lw__backend_epoll;
+    } else {
+      return LW_ENOSYS;
+    }
+  }
+  int r = loop_try(out, be);
+  if (r < 0 && be != &lw__backend_epoll) {
+    if (!warned++)
+      fprintf(stderr, "lastword: %s backend refused by this kernel (%s); using epoll\n",
+              be->name, lw_err_name(r));
+    r = loop_try(out, &lw__backend_epoll);
+  }
+  return r;
 }
 
 int lw_loop_close(lw_loop *loop) {

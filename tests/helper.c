@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,6 +26,35 @@ int lwt_fd_count(void) {
     n++;
   closedir(d);
   return n - 3; /* ".", "..", and the DIR's own fd */
+}
+
+const char *lwt_backend(void) {
+  const char *b = getenv("LW_BACKEND");
+  return b && *b ? b : "epoll";
+}
+
+void lwt_check_backend(lw_loop *loop) {
+  if (strcmp(lw_loop_backend(loop), lwt_backend()) != 0) {
+    printf("SKIP: asked for the %s backend, got %s (refused by this kernel)\n", lwt_backend(),
+           lw_loop_backend(loop));
+    exit(77);
+  }
+}
+
+int lwt_highest_fd(void) {
+  int hi = -1;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return -1;
+  int self = dirfd(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    int fd = atoi(e->d_name);
+    if (e->d_name[0] != '.' && fd != self && fd > hi)
+      hi = fd;
+  }
+  closedir(d);
+  return hi;
 }
 
 static void msleep(int ms) {
@@ -188,6 +218,7 @@ void lwt_server_start(lwt_server *s, const char *host) {
   for (size_t i = 0; i < s->bytes; i++)
     s->payload[i] = (char)(i % 251);
   assert_int_equal(lw_loop_new(&s->loop, NULL), 0);
+  lwt_check_backend(s->loop);
   assert_int_equal(lw_listener_new(s->loop, host ? host : "127.0.0.1", 0, 128, &s->opts,
                                    srv_accept, &s->listener),
                    0);

@@ -67,6 +67,11 @@ void lwt_server_stop(lwt_server *s); /* closes the listener, runs the loop dry, 
 void lwt_run_until(lw_loop *loop, atomic_int *flag, int *count, int want, int timeout_ms);
 
 uint64_t lwt_now_ms(void);
+/* The backend the suite runs on (LW_BACKEND, default "epoll"); a loop that got another
+ * one (io_uring refused by this kernel) makes the test skip with exit code 77. */
+const char *lwt_backend(void);
+void lwt_check_backend(lw_loop *loop);
 int lwt_fd_count(void);
+int lwt_highest_fd(void);
 
 #endif

@@ -7,7 +7,7 @@ import re, signal, socket, subprocess, sys, time
 RESPOND = sys.argv[1]
 LOG_RE = re.compile(r"^close reason=(\S+) initiator=(local|peer|none) rst=([01]) queued=(\d+) "
                     r"sent=(\d+) acked=(\d+) unsent_discarded=(\d+) unread_discarded=(\d+) "
-                    r"time_wait=([01]) ms=(\d+)$")
+                    r"time_wait=([01]) ms=(\d+) silent_ms=(\d+)$")
 
 def client(port, extra, nbytes):
     s = socket.socket()
@@ -56,4 +56,22 @@ assert got < N and ok and end == "reset", (got, ok, end)
 assert lm.group(1) == "naive" and lm.group(3) == "1"
 got, ok, end, lm = run("graceful", 1024 * 1024, 0)   # the default size, nothing unread
 assert (got, ok, end) == (1024 * 1024, True, "eof")
-print("respond_e2e: 3 passed, 0 failed")
+# --idle-timeout-ms: a client that connects and says nothing is closed gracefully.
+p = subprocess.Popen([RESPOND, "--listen", "127.0.0.1:0", "--idle-timeout-ms", "300",
+                      "--dead-after-ms", "3000", "--stall-timeout-ms", "3000", "--log"],
+                     stdout=subprocess.PIPE, text=True)
+m = re.match(r"listening on 127\.0\.0\.1:(\d+)$", p.stdout.readline().strip())
+assert m
+c = socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10)
+t0 = time.monotonic()
+assert c.recv(100) == b""                  # a FIN, not a reset
+waited = time.monotonic() - t0
+c.close()
+log = p.stdout.readline().strip()
+p.send_signal(signal.SIGTERM)
+assert p.wait(timeout=10) == 0
+lm = LOG_RE.match(log)
+assert lm and lm.group(1) == "idle-timeout" and lm.group(3) == "0", log
+assert 0.25 <= waited <= 2.0, waited
+print(f"idle      closed after {waited * 1000:.0f} ms | {log}")
+print("respond_e2e: 4 passed, 0 failed")

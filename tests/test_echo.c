@@ -61,7 +61,8 @@ static void run_echo(const char *host) {
   int fds = lwt_fd_count();
   lw_loop *loop;
   assert_int_equal(lw_loop_new(&loop, NULL), 0);
-  assert_string_equal(lw_loop_backend(loop), "epoll");
+  lwt_check_backend(loop);
+  assert_string_equal(lw_loop_backend(loop), lwt_backend());
   int r = lw_listener_new(loop, host, 0, 16, NULL, on_accept, &ctx.l);
   if (r == LW_EADDRNOTAVAIL || r == LW_EAFNOSUPPORT) {
     lw_loop_close(loop);

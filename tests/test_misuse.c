@@ -79,7 +79,8 @@ static void test_misuse(void **state) {
   assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
   assert_int_equal(st.closes, 1);
   assert_int_equal(st.wcb, 1); /* only the accepted write has a callback, once */
-  assert_int_equal(st.cancelled, 0);
+  /* epoll writes at once; io_uring's send was still in flight when abort came. */
+  assert_int_equal(st.cancelled, strcmp(lwt_backend(), "epoll") == 0 ? 0 : 1);
   assert_int_equal(st.info.reason, LW_REASON_ABORT);
   assert_int_equal(lw_loop_close(loop), 0);
   assert_int_equal(lwt_fd_count(), fds);

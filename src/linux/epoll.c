@@ -12,6 +12,12 @@
  * Level-triggered, and an fd with no interest is removed from the set: an fd that has
  * seen both FINs reports EPOLLHUP on every epoll_wait (tcp_poll sets it once
  * sk_shutdown == SHUTDOWN_MASK), which would spin a loop that only waits for an ACK.
+ * Except with liveness on (keepalive / TCP_USER_TIMEOUT, lw__conn_wants_errors): then
+ * an fd with no interest stays registered with events = EPOLLET alone, for the
+ * EPOLLERR|EPOLLHUP that epoll always reports, so that an ETIMEDOUT (or an RST) ends
+ * the connection even while the application is not reading. Edge-triggered, and
+ * parked for good (removed) at its first EPOLLHUP without EPOLLERR: both FINs done or
+ * CLOSE, states that never clear, so it cannot spin.
  */
 #include "internal.h"
 
@@ -115,6 +121,8 @@ static void ep_conn_update(lw_conn *c) {
       want |= EPOLLIN;
     if (lw__conn_wants_write(c) && EP_WBLOCKED(c))
       want |= EPOLLOUT;
+    if (!want && !c->io.hup && lw__conn_wants_errors(c))
+      want = EPOLLET; /* errors only: EPOLLERR|EPOLLHUP are implied */
   }
   int r = ep_set(c->loop, &c->io, want);
   assert(r == 0 || c->detached);
@@ -186,6 +194,8 @@ static void ep_conn_event(lw_conn *c, uint32_t ev) {
     lw__conn_read_done(c, NULL, st ? st : LW_EIO);
     return;
   }
+  if ((ev & EPOLLHUP) && !handled)
+    c->io.hup = 1; /* nothing to do about it: park the errors-only registration */
   ep_conn_update(c);
 }
 

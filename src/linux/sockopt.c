@@ -178,6 +178,27 @@ int lw__sock_set_nodelay(int fd, int on) {
              : 0;
 }
 
+/* The kernel's limits: MAX_TCP_KEEPIDLE/KEEPINTVL 32767 s, MAX_TCP_KEEPCNT 127. */
+int lw__sock_set_liveness(int fd, int keepalive, unsigned idle_s, unsigned intvl_s,
+                          unsigned cnt, unsigned user_timeout_ms) {
+  int r = 0;
+  if (keepalive) {
+    int one = 1, idle = (int)LW__MIN(idle_s, 32767u), intvl = (int)LW__MIN(intvl_s, 32767u),
+        n = (int)LW__MIN(cnt, 127u);
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+        (idle && setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0) ||
+        (intvl && setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0) ||
+        (n && setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &n, sizeof(n)) < 0))
+      r = lw__err_from_errno(errno);
+  }
+  if (user_timeout_ms) {
+    unsigned ut = user_timeout_ms;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut)) < 0)
+      r = lw__err_from_errno(errno);
+  }
+  return r;
+}
+
 /* SIOCOUTQ = write_seq - snd_una: bytes not yet acknowledged, plus 1 for a FIN sent
  * and not yet acknowledged (tcp_send_fin advances write_seq). 0 means the peer's TCP
  * has acknowledged every byte and our FIN. */
@@ -204,10 +225,16 @@ void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
   s->bytes_acked = 0;
   s->acked_known = 0;
   s->rtt_us = 0;
+  s->silent_ms = 0;
+  s->silent_known = 0;
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
     return;
   s->state = ti.tcpi_state;
   s->rtt_us = ti.tcpi_rtt;
+  /* tcpi_last_ack_recv: since the last segment that advanced rcv_tstamp (any ACK,
+   * keepalive answers included); tcpi_last_data_recv: since the last data segment. */
+  s->silent_ms = LW__MIN(ti.tcpi_last_ack_recv, ti.tcpi_last_data_recv);
+  s->silent_known = 1;
   if (len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked)) {
     s->bytes_acked = ti.tcpi_bytes_acked;
     s->acked_known = 1;
