@@ -167,13 +167,15 @@ static int parse_hostport(const char *arg, char *host, size_t hostlen, int *port
 static void usage(void) {
   fprintf(stderr, "usage: respond --listen HOST:PORT [--bytes N] "
                   "[--close graceful|abort|naive] [--deadline-ms D] [--dead-after-ms T] "
-                  "[--idle-timeout-ms T] [--stall-timeout-ms T] [--log]\n");
+                  "[--idle-timeout-ms T] [--stall-timeout-ms T] [--backend epoll|uring] "
+                  "[--log]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   server srv = {.bytes = 1024 * 1024, .close_mode = CLOSE_GRACEFUL, .deadline_ms = 5000};
   const char *listen_arg = NULL;
+  const char *backend = NULL; /* NULL: LW_BACKEND, else epoll */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--listen") == 0 && i + 1 < argc)
@@ -190,6 +192,8 @@ int main(int argc, char **argv) {
       srv.opts.stall_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
     else if (strcmp(a, "--log") == 0)
       srv.log = 1;
+    else if (strcmp(a, "--backend") == 0 && i + 1 < argc)
+      backend = argv[++i];
     else if (strcmp(a, "--close") == 0 && i + 1 < argc) {
       const char *m = argv[++i];
       if (strcmp(m, "graceful") == 0)
@@ -222,7 +226,7 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
 
-  int r = lw_loop_new(&srv.loop, NULL);
+  int r = lw_loop_new(&srv.loop, backend);
   if (r < 0) {
     fprintf(stderr, "respond: loop: %s\n", lw_strerror(r));
     return 1;
@@ -235,6 +239,9 @@ int main(int argc, char **argv) {
   lw_listener_set_data(srv.listener, &srv);
   printf(strchr(host, ':') ? "listening on [%s]:%d\n" : "listening on %s:%d\n", host,
          lw_listener_port(srv.listener));
+  /* The backend actually in use (io_uring may have been refused): on stderr, so the
+   * first stdout line stays the documented "listening on" line. */
+  fprintf(stderr, "respond: backend %s\n", lw_loop_backend(srv.loop));
   fflush(stdout);
 
   /* Signals are polled from a timer rather than handled in the handler: the loop is

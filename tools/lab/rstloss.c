@@ -267,13 +267,14 @@ static int lw_rst_server_respond(int lfd, uint16_t port, lw_rst_row *row) {
   for (int i = 0; i < LW_RST_RESPONSE; i++)
     st.payload[i] = (char)(i % 251);
   lw_listener_set_data(l, &st);
+  const char *backend = lw_loop_backend(loop);
   lw_loop_run(loop, LW_RUN_DEFAULT); /* ends when the connection's on_close has run */
   lw_loop_close(loop);
   free(st.payload);
   row->written = (long long)st.info.bytes_sent;
   row->close_ms = (double)st.info.close_ms;
-  snprintf(row->note, sizeof row->note, "reason=%s acked=%llu", lw_reason_name(st.info.reason),
-           (unsigned long long)st.info.bytes_acked);
+  snprintf(row->note, sizeof row->note, "reason=%s acked=%llu backend=%s",
+           lw_reason_name(st.info.reason), (unsigned long long)st.info.bytes_acked, backend);
   return 0;
 }
 
