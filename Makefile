@@ -43,8 +43,10 @@ lab: build
 clean:
 	rm -rf $(BUILD) $(ASANDIR)
 
-# libFuzzer on the close state machine (clang from Debian), bounded in time.
+# libFuzzer on the close state machine and on the lab's scenario parser (clang from
+# Debian), each bounded in time.
 FUZZ_SECONDS ?= 30
+FUZZ_SCRIPT_SECONDS ?= 20
 fuzz:
 	@sh scripts/deps.sh fuzz
 	mkdir -p build-fuzz
@@ -53,3 +55,10 @@ fuzz:
 	mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_close_sm -max_total_time=$(FUZZ_SECONDS) -max_len=256 \
 	  build-fuzz/corpus tests/corpus/close_sm
+	@# The lab's scenario parser (tools/lab/script.c), seeds in tools/tests/corpus/script.
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -Itools -Itools/lab tools/tests/fuzz_script.c tools/lab/script.c tools/sockdiag.c \
+	  -o build-fuzz/fuzz_script
+	mkdir -p build-fuzz/corpus-script
+	build-fuzz/fuzz_script -max_total_time=$(FUZZ_SCRIPT_SECONDS) -max_len=4096 \
+	  build-fuzz/corpus-script tools/tests/corpus/script

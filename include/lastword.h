@@ -127,7 +127,8 @@ extern "C" {
   X(ENOBUFS, -25, "no buffer space available")                                           \
   X(EIO, -26, "input/output error (unmapped OS error)")                                  \
   X(ENOENT, -27, "no such address or name")                                              \
-  X(EPERM, -28, "operation not permitted")
+  X(EPERM, -28, "operation not permitted")                                              \
+  X(EQUEUEFULL, -29, "write queue full (write_queue_max): the connection is reset")
 
 typedef enum {
   LW_OK = 0,
@@ -156,7 +157,10 @@ const char *lw_err_name(int err);
   X(ABORT, "abort")                   /* lw_abort() */                                   \
   X(DRAIN, "drain")                   /* server drain ended it */                        \
   X(NAIVE, "naive")                   /* lw_close_naive(): the OS default close */       \
-  X(ERROR, "error")                   /* any other error; see os_error */
+  X(ERROR, "error")                   /* any other error; see os_error */               \
+  X(QUEUE_FULL, "queue-full")         /* a write would pass write_queue_max: RST */      \
+  X(DISCARD_LIMIT, "discard-limit")   /* linger input passed linger_discard_max: RST */  \
+  X(FIRST_BYTE_TIMEOUT, "first-byte-timeout") /* accepted, peer silent: RST */
 
 typedef enum {
 #define LW__REASON_ENUM(name, str) LW_REASON_##name,
@@ -320,6 +324,37 @@ typedef struct lw_conn_options {
    * is closed, including a lingering lw_close (whichever of it and the close deadline
    * comes first). */
   uint32_t stall_timeout_ms;
+
+  /* ---- Bounds: what a peer that misbehaves can cost (hostile or broken peers). ----
+   *
+   * write_queue_max: the most bytes the user-space write queue may hold (beyond the
+   * high-water mark, which only signals). Default (0): 64 MiB, or 16 x write_high_water
+   * if that is larger; SIZE_MAX: no bound. A write that would take the queue past it
+   * queues nothing (its callback is not called), returns LW_EQUEUEFULL, and the
+   * connection is reset at once with reason LW_REASON_QUEUE_FULL (on_close follows,
+   * deferred as always). Closing rather than only refusing is deliberate: refusing one
+   * write and accepting the next would leave a hole in the byte stream, and a peer that
+   * has left that much unread is not coming back for it in time. A single write larger
+   * than the bound is refused the same way: chunk it, or raise the bound. */
+  size_t write_queue_max;
+
+  /* linger_discard_max: the most input bytes a lingering close (lw_close, the library's
+   * own close after the peer's FIN, a graceful idle timeout) reads and discards while it
+   * waits for the peer's FIN. A peer that goes on sending past it is cut off with an RST,
+   * reason LW_REASON_DISCARD_LIMIT; the time spent is bounded by the close deadline
+   * anyway (close_deadline_ms / lw_close's deadline_ms). Counted in
+   * lw_close_info.unread_discarded. Default (0): 1 MiB; SIZE_MAX: no bound. */
+  size_t linger_discard_max;
+
+  /* first_byte_timeout_ms = N (accepted connections only): a peer that has sent nothing
+   * at all -- no byte, no FIN -- N ms after the accept is reset (RST), reason
+   * LW_REASON_FIRST_BYTE_TIMEOUT. Bytes the server writes first (a banner) do not count;
+   * bytes the peer sent that the application has not read yet (reading stopped) do.
+   * Default 0: off, because protocols where only the server talks (a push stream) are
+   * legitimate; servers whose clients speak first should set it (e.g. 10000). It does
+   * not bound a peer that sends slowly (one byte per second): idle_timeout_ms does not
+   * either; that needs an application-level request deadline. */
+  uint32_t first_byte_timeout_ms;
 } lw_conn_options;
 
 /* ----------------------------------------------------------------------------------

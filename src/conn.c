@@ -44,6 +44,12 @@ static void deadline_cb(lw_timer *t);
 static void ack_poll_cb(lw_timer *t);
 static void live_cb(lw_timer *t);
 static void idle_start(lw_conn *c);
+/* Bounds (write_queue_max, linger_discard_max, first_byte_timeout_ms): end of file. */
+static void lw__conn_bounds_defaults(lw_conn_options *o);
+static void first_byte_start(lw_conn *c);
+static int first_byte_check(lw_conn *c, uint64_t *next);
+static void discard_check(lw_conn *c);
+static int queue_full(lw_conn *c, size_t len);
 
 /* dead_after_ms -> keepalive + TCP_USER_TIMEOUT, with the arithmetic documented in
  * lastword.h; the expert knobs override each derived value. */
@@ -90,6 +96,7 @@ static lw_conn *conn_new(lw_loop *loop, int fd, const lw_conn_options *opts) {
     c->opts.close_deadline_ms = LW__DEFAULT_DEADLINE;
   c->read_size = c->opts.read_size;
   c->deadline_ms = c->opts.close_deadline_ms;
+  lw__conn_bounds_defaults(&c->opts);
   lw__cs_init(&c->sm, c->opts.allow_half_close);
   lw__list_init(&c->wq);
   lw__list_init(&c->wdone);
@@ -130,6 +137,7 @@ lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, i
     return NULL;
   }
   idle_start(c);
+  first_byte_start(c);
   if (c->watch_errors)
     conn_update(c); /* watched for errors even before the application reads */
   return c;
@@ -272,6 +280,8 @@ static void live_cb(lw_timer *t) {
       next = LW__MIN(next, LW__MIN(chk, due));
     }
   }
+  if (first_byte_check(c, &next))
+    return;
   if (next != UINT64_MAX)
     lw_timer_start(&c->live_timer, live_cb, next - now, 0);
 }
@@ -322,6 +332,7 @@ void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n) {
   if (n > 0) {
     if (c->discarding || !lw__cs_delivers_input(&c->sm)) {
       c->info.unread_discarded += (uint64_t)n;
+      discard_check(c);
       return;
     }
     c->info.bytes_received += (uint64_t)n;
@@ -383,6 +394,8 @@ int lw_conn_write(lw_conn *c, const void *buf, size_t len, lw_write_cb cb, void 
   int st = lw__cs_write_status(&c->sm);
   if (st)
     return st;
+  if (queue_full(c, len))
+    return LW_EQUEUEFULL;
   lw__wreq *w = malloc(sizeof(*w));
   if (!w)
     return LW_ENOMEM;
@@ -401,6 +414,8 @@ int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len) {
   int st = lw__cs_write_status(&c->sm);
   if (st)
     return st;
+  if (queue_full(c, len))
+    return LW_EQUEUEFULL;
   lw__wreq *w = malloc(sizeof(*w) + len);
   if (!w)
     return LW_ENOMEM;
@@ -542,6 +557,7 @@ static void deadline_cb(lw_timer *t) {
  * peer's FIN carries the ACK of our FIN, so the first check (done at once) succeeds. */
 static int ack_check(lw_conn *c) {
   long outq = lw__sock_outq(c->io.fd);
+  c->acked_clean = outq == 0;
   return outq == 0;
 }
 
@@ -588,6 +604,18 @@ static void cancel_writes(lw_conn *c) {
 /* Everything the kernel can tell us, read while the fd still exists. */
 static void final_snapshot(lw_conn *c, int resetting) {
   int fd = c->io.fd;
+  if (!resetting && c->acked_clean && c->eof_seen && c->sm.state == LW__CS_CLOSING &&
+      c->sm.reason != LW_REASON_NAIVE) {
+    /* The clean end of a lingering close: SIOCOUTQ read 0 a moment ago (every byte and
+     * our FIN acknowledged) and the peer's FIN was read, so nothing can be unread and
+     * the state is CLOSE or TIME_WAIT. TCP_INFO, SIOCOUTQ and SIOCINQ would tell
+     * nothing new: skip three syscalls on the path every connection takes. */
+    c->info.bytes_acked = c->info.bytes_sent;
+    c->info.acked_known = 1;
+    c->info.time_wait = c->sm.fin_sent && c->sm.peer_fin &&
+                        c->sm.initiator == LW_INITIATOR_LOCAL && !c->peer_fin_first;
+    return;
+  }
   lw__tcp_snapshot s;
   lw__sock_snapshot(fd, &s);
   long outq = lw__sock_outq(fd);
@@ -718,4 +746,67 @@ void lw__conn_endgame(lw_conn *c) {
   /* A write queued from inside on_close was refused (ECLOSING), so nothing is left. */
   lw__conn_run_pending(c);
   conn_free(c);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Bounds: what a misbehaving peer can cost (lastword.h, "Bounds").
+ * --------------------------------------------------------------------------------- */
+#define LW__DEFAULT_QUEUE_MAX (64u * 1024u * 1024u)
+#define LW__DEFAULT_DISCARD_MAX (1024u * 1024u)
+
+static void lw__conn_bounds_defaults(lw_conn_options *o) {
+  if (!o->write_queue_max) {
+    size_t hwm16 = o->write_high_water <= SIZE_MAX / 16 ? o->write_high_water * 16 : SIZE_MAX;
+    o->write_queue_max = hwm16 > LW__DEFAULT_QUEUE_MAX ? hwm16 : LW__DEFAULT_QUEUE_MAX;
+  }
+  if (!o->linger_discard_max)
+    o->linger_discard_max = LW__DEFAULT_DISCARD_MAX;
+}
+
+/* A write of len bytes would take the queue past write_queue_max: reset the connection
+ * (a refused write followed by an accepted one would be a hole in the stream). */
+static int queue_full(lw_conn *c, size_t len) {
+  size_t max = c->opts.write_queue_max;
+  if (c->wq_bytes <= max && len <= max - c->wq_bytes)
+    return 0;
+  conn_event(c, LW__CE_TIMEOUT, LW_REASON_QUEUE_FULL);
+  return 1;
+}
+
+/* Input read and thrown away while closing (all of it comes through read_done before
+ * the fd is closed, so unread_discarded counts exactly that until then). */
+static void discard_check(lw_conn *c) {
+  if (!c->detached && c->info.unread_discarded > c->opts.linger_discard_max)
+    conn_event(c, LW__CE_TIMEOUT, LW_REASON_DISCARD_LIMIT);
+}
+
+/* Accepted connections only; shares the liveness timer (live_arm keeps the sooner). */
+static void first_byte_start(lw_conn *c) {
+  if (!c->opts.first_byte_timeout_ms || c->active_open)
+    return;
+  c->first_byte_due = c->loop->now + c->opts.first_byte_timeout_ms;
+  live_arm(c, c->opts.first_byte_timeout_ms);
+}
+
+/* From live_cb. Returns 1 if the connection was reset; else lowers *next to its due. */
+static int first_byte_check(lw_conn *c, uint64_t *next) {
+  if (!c->first_byte_due || c->detached)
+    return 0;
+  /* The peer spoke: bytes delivered or discarded, its FIN, or bytes still unread. */
+  if (c->info.bytes_received || c->info.unread_discarded || c->eof_seen ||
+      c->sm.peer_fin || !lw__cs_delivers_input(&c->sm)) {
+    /* (or a close began: a banner-then-close is bounded by the close deadline) */
+    c->first_byte_due = 0;
+    return 0;
+  }
+  uint64_t now = c->loop->now;
+  if (now < c->first_byte_due) {
+    *next = LW__MIN(*next, c->first_byte_due);
+    return 0;
+  }
+  c->first_byte_due = 0;
+  if (lw__sock_inq(c->io.fd) > 0)
+    return 0; /* sent, not read yet (the application stopped reading) */
+  conn_event(c, LW__CE_TIMEOUT, LW_REASON_FIRST_BYTE_TIMEOUT);
+  return 1;
 }

@@ -172,6 +172,7 @@ struct lw_conn {
   unsigned in_endgame : 1;
   unsigned active_open : 1;    /* made by lw_conn_connect: its SYN is in bytes_acked */
   unsigned peer_fin_first : 1; /* the kernel had the peer's FIN before ours left */
+  unsigned acked_clean : 1;    /* the last SIOCOUTQ read 0: peer acked all, FIN too */
   lw__list pending_node;
   lw__list endgame_node;
 
@@ -189,6 +190,7 @@ struct lw_conn {
   unsigned watch_errors : 1; /* keepalive/user timeout on: keep the fd registered */
 
   uint64_t close_start; /* loop time when the close began, 0 if not begun */
+  uint64_t first_byte_due; /* first_byte_timeout_ms: loop time it fires; 0: off/done */
   lw_close_info info;
   void *backend_data;
 };

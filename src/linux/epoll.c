@@ -105,14 +105,7 @@ static void ep_do_write(lw_conn *c) {
   }
 }
 
-static void ep_conn_update(lw_conn *c) {
-  if (c->detached)
-    return;
-  if (!c->connecting && lw__conn_wants_write(c) && !EP_WBLOCKED(c)) {
-    ep_do_write(c);
-    if (c->detached)
-      return;
-  }
+static uint32_t ep_conn_want(const lw_conn *c) {
   uint32_t want = 0;
   if (c->connecting)
     want = EPOLLOUT;
@@ -124,6 +117,23 @@ static void ep_conn_update(lw_conn *c) {
     if (!want && !c->io.hup && lw__conn_wants_errors(c))
       want = EPOLLET; /* errors only: EPOLLERR|EPOLLHUP are implied */
   }
+  return want;
+}
+
+static void ep_conn_update(lw_conn *c) {
+  if (c->detached)
+    return;
+  if (!c->connecting && lw__conn_wants_write(c) && !EP_WBLOCKED(c)) {
+    ep_do_write(c);
+    if (c->detached)
+      return;
+  }
+  uint32_t want = ep_conn_want(c);
+  /* Interest dropping to nothing (read_stop before a write and lw_close) is common
+   * and usually brief: leave the registration, and remove it lazily if an event comes
+   * for it (ep_conn_event). Saves an EPOLL_CTL_DEL + ADD pair per connection. */
+  if (want == 0 && c->io.added)
+    return;
   int r = ep_set(c->loop, &c->io, want);
   assert(r == 0 || c->detached);
   (void)r;
@@ -137,6 +147,10 @@ static int ep_conn_open(lw_conn *c) {
 }
 
 static void ep_conn_detach(lw_conn *c) {
+  /* EPOLL_CTL_DEL before close(), always: the registration belongs to the open file,
+   * and a child forked by the application (fork, system, popen) keeps that file open
+   * after our close(), so a registration left behind would deliver events for a
+   * connection already freed (seen as a heap-use-after-free in ep_poll). */
   ep_set(c->loop, &c->io, 0);
   /* Nothing is ever in flight in the kernel for a readiness backend. */
   lw__conn_ops_done(c);
@@ -171,6 +185,15 @@ static void ep_conn_event(lw_conn *c, uint32_t ev) {
       if (!c->detached)
         ep_conn_update(c);
     }
+    return;
+  }
+  if (!(ep_conn_want(c) & (EPOLLIN | EPOLLOUT)) && !(ev & EPOLLERR)) {
+    /* An event for a registration kept lazily, or a HUP on an errors-only watch:
+     * nothing to read or write. Bring the registration to what is wanted now (none,
+     * or errors only; a HUP parks the errors-only watch for good, see the top). */
+    if (ev & EPOLLHUP)
+      c->io.hup = 1;
+    ep_set(c->loop, &c->io, ep_conn_want(c));
     return;
   }
   int handled = 0;

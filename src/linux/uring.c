@@ -352,8 +352,12 @@ static void ur_errpoll_done(lw_conn *c, int res) {
   u->err_inflight = 0;
   if (!c->detached && res > 0) {
     if (res & POLLERR) {
+      /* sk_err is handed out once: a recv or send in flight may have taken it in the
+       * kernel already (its CQE, in this batch or the next, reports it: e.g. ETIMEDOUT
+       * during a lingering close). Only with none in flight is a missing error EIO. */
       int st = lw__sock_so_error(c->io.fd);
-      lw__conn_read_done(c, NULL, st ? st : LW_EIO);
+      if (st || !(u->recv_inflight || u->send_inflight))
+        lw__conn_read_done(c, NULL, st ? st : LW_EIO);
     } else if (res & POLLHUP) {
       c->io.hup = 1;
     }

@@ -1,0 +1,872 @@
+/*
+ * iocp.c - the Windows backend: an I/O completion port behind the same completion-
+ * shaped seam as io_uring (src/linux/uring.c is the model).
+ *
+ * Operations:
+ *   AcceptEx   a small pool of accepts posted on each listener (LW__IOCP_ACCEPTS); each
+ *              takes its socket from the reuse pool when there is one (A15), else a
+ *              new WSASocket. SO_UPDATE_ACCEPT_CONTEXT on completion.
+ *   ConnectEx  on a socket made and bound by lw__sock_connect_start.
+ *   WSARecv    one in flight per connection, into a per-socket buffer. Input that
+ *              completes after the application stopped reading is stashed, never lost.
+ *              A zero-byte WSARecv watches for errors (dead peer) while the application
+ *              does not read, as uring.c's POLLERR watch does.
+ *   WSASend    one in flight per connection, gathering the head of the write queue.
+ *   DisconnectEx(TF_REUSE_SOCKET)  when reuse is on and a connection ended gracefully.
+ *   GetQueuedCompletionStatusEx    the wait, up to LW__IOCP_BATCH completions at once.
+ *
+ * Closing (A2 and libuv #3034). The core detaches the connection, optionally sets
+ * SO_LINGER{1,0}, and calls close(fd) (= lw__win_close, compat.h) at once. Here:
+ *   - conn_detach: CancelIoEx on the socket if anything is in flight; otherwise
+ *     lw__conn_ops_done at once (as epoll does).
+ *   - lw__win_close: an abort (SO_LINGER{1,0} set) is closesocket NOW -- the RST must
+ *     go now, and the cancelled operations complete afterwards. Otherwise, with an
+ *     operation still in flight, the closesocket WAITS for its completion: closesocket
+ *     with a pending overlapped WSARecv can make Windows send RST instead of FIN.
+ *   - the last completion: closesocket (or DisconnectEx into the pool), then
+ *     lw__conn_ops_done: on_close comes only after every completion was reaped.
+ * A completion is matched to its socket record by its OVERLAPPED (never by handle), so
+ * a socket value reused by the system after closesocket cannot be confused.
+ *
+ * Socket records (iocp_sock) live apart from the lw_conn: a recycled socket outlives
+ * its connection (DisconnectEx in flight, then the pool), and is freed by whichever of
+ * "the conn was freed" and "its last operation completed" comes last.
+ */
+#include "win.h"
+
+#include <io.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LW__IOCP_ACCEPTS 8     /* AcceptEx posted per listener */
+#define LW__IOCP_BATCH 128     /* completions per GetQueuedCompletionStatusEx */
+#define LW__IOCP_MAX_BUFS 64   /* WSABUFs per WSASend */
+#define LW__IOCP_RBUF (64 * 1024)
+#define LW__IOCP_POOL_MAX 1024 /* hard bound on the reuse pool */
+#define LW__IOCP_ADDRLEN ((DWORD)sizeof(struct sockaddr_storage) + 16)
+
+#define SOCK(fd) ((SOCKET)(intptr_t)(fd))
+
+enum { OP_RECV = 1, OP_SEND, OP_CONNECT, OP_DISCONNECT, OP_ACCEPT };
+
+typedef struct iocp_op {
+  OVERLAPPED ov;
+  int kind;
+  void *owner; /* iocp_sock* or iocp_acc* */
+} iocp_op;
+
+typedef struct iocp_sock {
+  SOCKET s;
+  int family;
+  lw_loop *loop;
+  lw_conn *conn; /* NULL once the conn is freed */
+  iocp_op recv, send, connect, disc;
+  unsigned inflight; /* recv + send + connect in flight (not the disconnect) */
+  unsigned recv_inflight : 1, send_inflight : 1, connect_inflight : 1, disc_inflight : 1;
+  unsigned recv_zero : 1;      /* the pending recv is the zero-byte error watch */
+  unsigned err_parked : 1;     /* the watch saw input; not re-armed until a read */
+  unsigned associated : 1;     /* on the completion port (a handle is, for life) */
+  unsigned accepted : 1;       /* came from AcceptEx: may be recycled */
+  unsigned detached : 1;       /* conn_detach done */
+  unsigned released : 1;       /* closesocket or DisconnectEx done */
+  unsigned ops_reported : 1;   /* lw__conn_ops_done called */
+  unsigned recycle_ready : 1;  /* DisconnectEx completed while the conn still existed */
+  unsigned uses;               /* connections served by this socket */
+  char *rbuf;
+  size_t stash_off, stash_len; /* input received but not yet delivered */
+  WSABUF wbufs[LW__IOCP_MAX_BUFS];
+  struct iovec iov[LW__IOCP_MAX_BUFS];
+  struct sockaddr_storage peer; /* ConnectEx destination */
+  int peer_len;
+  lw__list node; /* in the reuse pool */
+} iocp_sock;
+
+typedef struct iocp_lis iocp_lis;
+typedef struct iocp_acc {
+  iocp_op op;
+  iocp_lis *lis;
+  iocp_sock *ws;
+  int inflight;
+  char addrs[2 * (sizeof(struct sockaddr_storage) + 16)];
+} iocp_acc;
+
+struct iocp_lis {
+  lw_listener *l; /* NULL: orphaned (listener closed, accepts still completing) */
+  SOCKET ls;
+  int family;
+  unsigned inflight;
+  int want_rearm; /* a slot could not be posted (no socket): retried every poll */
+  lw__list node;  /* in the loop's rearm list */
+  iocp_acc acc[LW__IOCP_ACCEPTS];
+};
+
+typedef struct iocp_state {
+  HANDLE port;
+  LPFN_ACCEPTEX acceptex;
+  LPFN_CONNECTEX connectex;
+  LPFN_DISCONNECTEX disconnectex;
+  LPFN_GETACCEPTEXSOCKADDRS gaesa;
+  unsigned pool_max; /* 0: reuse off */
+  int wine;          /* running under Wine: reuse is broken there (README.md) */
+  lw__list pool;     /* recycled sockets ready for AcceptEx */
+  unsigned orphans;  /* orphaned listener states */
+  lw__list rearm;    /* listeners with a slot to post again */
+  lw__iocp_stats st;
+} iocp_state;
+
+static iocp_state *st_of(lw_loop *loop) { return loop->backend_data; }
+static iocp_sock *ws_of(lw_conn *c) { return c->backend_data; }
+
+/* The hand-offs between the core's calls (see compat.h and the README): the socket
+ * just detached (its close() follows at once), and the accepted socket whose lw_conn
+ * is being made (its conn_open follows at once, or its close() on failure). */
+static _Thread_local iocp_sock *tls_detached;
+static _Thread_local iocp_sock *tls_accepted;
+
+static void ws_release(iocp_sock *ws, int reset);
+static void iocp_conn_update(lw_conn *c);
+
+/* ---------------------------------------------------------------------------------
+ * Plumbing
+ * --------------------------------------------------------------------------------- */
+static int associate(iocp_state *st, iocp_sock *ws) {
+  if (ws->associated)
+    return 0;
+  if (!CreateIoCompletionPort((HANDLE)ws->s, st->port, 0, 0))
+    return lw__err_from_win(GetLastError());
+  ws->associated = 1;
+  return 0;
+}
+
+static iocp_sock *ws_new(lw_loop *loop, SOCKET s, int family) {
+  iocp_sock *ws = calloc(1, sizeof(*ws));
+  if (!ws)
+    return NULL;
+  ws->s = s;
+  ws->family = family;
+  ws->loop = loop;
+  ws->recv.kind = OP_RECV;
+  ws->send.kind = OP_SEND;
+  ws->connect.kind = OP_CONNECT;
+  ws->disc.kind = OP_DISCONNECT;
+  ws->recv.owner = ws->send.owner = ws->connect.owner = ws->disc.owner = ws;
+  lw__list_init(&ws->node);
+  return ws;
+}
+
+static void ws_free(iocp_sock *ws) {
+  if (ws->s != INVALID_SOCKET)
+    closesocket(ws->s);
+  free(ws->rbuf);
+  free(ws);
+}
+
+/* An operation that failed at once: no completion packet is queued for it, so post
+ * one ourselves carrying the error in the completion key. Every operation then ends
+ * through the same path, inflight counting included. */
+static void post_failure(iocp_state *st, iocp_op *op, DWORD err) {
+  memset(&op->ov, 0, sizeof(op->ov));
+  if (!PostQueuedCompletionStatus(st->port, 0, (ULONG_PTR)(err ? err : WSAEINVAL), &op->ov))
+    abort(); /* the port itself is broken: nothing sane is left to do */
+}
+
+static void *ext_fn(SOCKET s, GUID g) {
+  void *fn = NULL;
+  DWORD got = 0;
+  if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof(g), &fn, sizeof(fn), &got,
+               NULL, NULL) != 0)
+    return NULL;
+  return fn;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Loop
+ * --------------------------------------------------------------------------------- */
+static int iocp_init(lw_loop *loop) {
+  int r = lw__win_startup();
+  if (r < 0)
+    return r;
+  iocp_state *st = calloc(1, sizeof(*st));
+  if (!st)
+    return LW_ENOMEM;
+  lw__list_init(&st->pool);
+  lw__list_init(&st->rearm);
+  st->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
+  if (!st->port) {
+    free(st);
+    return lw__err_from_win(GetLastError());
+  }
+  SOCKET s = WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+  if (s == INVALID_SOCKET) {
+    CloseHandle(st->port);
+    free(st);
+    return lw__err_from_win((unsigned long)WSAGetLastError());
+  }
+  GUID ga = WSAID_ACCEPTEX, gc = WSAID_CONNECTEX, gd = WSAID_DISCONNECTEX,
+       gs = WSAID_GETACCEPTEXSOCKADDRS;
+  st->acceptex = (LPFN_ACCEPTEX)ext_fn(s, ga);
+  st->connectex = (LPFN_CONNECTEX)ext_fn(s, gc);
+  st->disconnectex = (LPFN_DISCONNECTEX)ext_fn(s, gd);
+  st->gaesa = (LPFN_GETACCEPTEXSOCKADDRS)ext_fn(s, gs);
+  closesocket(s);
+  if (!st->acceptex || !st->connectex || !st->gaesa) {
+    CloseHandle(st->port);
+    free(st);
+    return LW_ENOSYS;
+  }
+  HMODULE nt = GetModuleHandleA("ntdll.dll");
+  st->wine = nt && GetProcAddress(nt, "wine_get_version") != NULL;
+  const char *reuse = getenv("LW_WIN_REUSE");
+  if (reuse && *reuse && (!st->wine || getenv("LW_WIN_REUSE_FORCE"))) {
+    long n = strtol(reuse, NULL, 10);
+    st->pool_max = n <= 0 ? 0 : n > LW__IOCP_POOL_MAX ? LW__IOCP_POOL_MAX : (unsigned)n;
+  }
+  loop->backend_data = st;
+  return 0;
+}
+
+static int iocp_poll(lw_loop *loop, int timeout_ms);
+
+static void pool_drain(iocp_state *st) {
+  while (!lw__list_empty(&st->pool)) {
+    iocp_sock *ws = LW__CONTAINER_OF(st->pool.next, iocp_sock, node);
+    lw__list_remove(&ws->node);
+    st->st.pool_size--;
+    ws_free(ws);
+  }
+}
+
+static void iocp_destroy(lw_loop *loop) {
+  iocp_state *st = st_of(loop);
+  pool_drain(st);
+  /* Orphaned accepts and disconnects in flight still point into memory we own: reap
+   * them (closing the listener already cancelled the accepts; a DisconnectEx delayed
+   * by TIME_WAIT is cut short by closing its socket in iocp_disc_done's path). */
+  for (int i = 0; i < 200 && (st->orphans > 0 || st->st.recycling > 0); i++) {
+    st->pool_max = 0; /* whatever completes now is closed, not pooled */
+    iocp_poll(loop, 10);
+  }
+  pool_drain(st);
+  CloseHandle(st->port);
+  free(st);
+  loop->backend_data = NULL;
+}
+
+int lw__iocp_set_reuse(lw_loop *loop, unsigned pool_max) {
+  if (!loop || loop->backend != &lw__backend_iocp)
+    return LW_EINVAL;
+  iocp_state *st = st_of(loop);
+  if (pool_max && !st->disconnectex)
+    return LW_ENOSYS;
+  /* Wine (8.0 .. at least 9.x): AcceptEx into a recycled socket does not clear the
+   * shutdown state the socket had (server/sock.c accept_into_socket resets the state,
+   * not wr_shutdown), so the new connection's first WSASend fails with WSAESHUTDOWN
+   * after our graceful close did shutdown(SD_SEND). Off there unless forced (tests). */
+  if (pool_max && st->wine && !getenv("LW_WIN_REUSE_FORCE"))
+    return LW_ENOSYS;
+  st->pool_max = pool_max > LW__IOCP_POOL_MAX ? LW__IOCP_POOL_MAX : pool_max;
+  if (!st->pool_max)
+    pool_drain(st);
+  return 0;
+}
+
+int lw__iocp_get_stats(lw_loop *loop, lw__iocp_stats *out) {
+  if (!loop || loop->backend != &lw__backend_iocp || !out)
+    return LW_EINVAL;
+  *out = st_of(loop)->st;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Connections
+ * --------------------------------------------------------------------------------- */
+static int iocp_conn_open(lw_conn *c) {
+  iocp_state *st = st_of(c->loop);
+  iocp_sock *ws = NULL;
+  if (tls_accepted && (int)tls_accepted->s == c->io.fd) {
+    ws = tls_accepted; /* made (or recycled) by the accept path, already on the port */
+    tls_accepted = NULL;
+  } else {
+    WSAPROTOCOL_INFOW pi;
+    int len = sizeof(pi);
+    int family = AF_INET;
+    if (getsockopt(SOCK(c->io.fd), SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi, &len) == 0)
+      family = pi.iAddressFamily;
+    ws = ws_new(c->loop, SOCK(c->io.fd), family);
+    if (!ws)
+      return LW_ENOMEM;
+    lw__win_take_connect_addr(c->io.fd, &ws->peer, &ws->peer_len);
+    int r = associate(st, ws);
+    if (r < 0) {
+      ws->s = INVALID_SOCKET; /* the core closes the fd */
+      ws_free(ws);
+      return r;
+    }
+  }
+  ws->conn = c;
+  ws->uses++;
+  c->backend_data = ws;
+  return 0;
+}
+
+static void iocp_conn_free(lw_conn *c) {
+  iocp_sock *ws = ws_of(c);
+  if (!ws)
+    return;
+  c->backend_data = NULL;
+  ws->conn = NULL;
+  iocp_state *st = st_of(ws->loop);
+  if (ws->disc_inflight)
+    return; /* the DisconnectEx completion decides */
+  if (ws->recycle_ready) {
+    ws->recycle_ready = 0;
+    lw__list_push(&st->pool, &ws->node);
+    st->st.pool_size++;
+    return;
+  }
+  ws_free(ws);
+}
+
+static int ensure_rbuf(iocp_sock *ws) {
+  if (!ws->rbuf)
+    ws->rbuf = malloc(LW__IOCP_RBUF);
+  return ws->rbuf ? 0 : LW_ENOMEM;
+}
+
+static void post_recv(lw_conn *c, int zero) {
+  iocp_state *st = st_of(c->loop);
+  iocp_sock *ws = ws_of(c);
+  WSABUF b;
+  if (zero) {
+    b.buf = NULL;
+    b.len = 0;
+  } else {
+    if (ensure_rbuf(ws) < 0)
+      return;
+    b.buf = ws->rbuf;
+    b.len = (ULONG)(c->discarding ? LW__IOCP_RBUF : LW__MIN(c->read_size, (size_t)LW__IOCP_RBUF));
+  }
+  DWORD flags = 0;
+  memset(&ws->recv.ov, 0, sizeof(ws->recv.ov));
+  ws->recv_inflight = 1;
+  ws->recv_zero = zero ? 1 : 0;
+  ws->inflight++;
+  if (WSARecv(ws->s, &b, 1, NULL, &flags, &ws->recv.ov, NULL) != 0) {
+    DWORD e = (DWORD)WSAGetLastError();
+    if (e != WSA_IO_PENDING)
+      post_failure(st, &ws->recv, e);
+  }
+}
+
+static void post_send(lw_conn *c) {
+  iocp_state *st = st_of(c->loop);
+  iocp_sock *ws = ws_of(c);
+  int n = lw__conn_fill_iov(c, ws->iov, LW__IOCP_MAX_BUFS);
+  DWORD total = 0;
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    size_t len = ws->iov[i].iov_len;
+    if (len > 0x40000000u)
+      len = 0x40000000u; /* a WSABUF length is a ULONG; send big buffers in pieces */
+    ws->wbufs[k].buf = ws->iov[i].iov_base;
+    ws->wbufs[k].len = (ULONG)len;
+    total += (DWORD)len;
+    k++;
+    if (len != ws->iov[i].iov_len || total >= 0x40000000u)
+      break;
+  }
+  memset(&ws->send.ov, 0, sizeof(ws->send.ov));
+  ws->send_inflight = 1;
+  ws->inflight++;
+  if (WSASend(ws->s, ws->wbufs, (DWORD)k, NULL, 0, &ws->send.ov, NULL) != 0) {
+    DWORD e = (DWORD)WSAGetLastError();
+    if (e != WSA_IO_PENDING)
+      post_failure(st, &ws->send, e);
+  }
+}
+
+static void post_connect(lw_conn *c) {
+  iocp_state *st = st_of(c->loop);
+  iocp_sock *ws = ws_of(c);
+  memset(&ws->connect.ov, 0, sizeof(ws->connect.ov));
+  ws->connect_inflight = 1;
+  ws->inflight++;
+  if (!ws->peer_len) {
+    post_failure(st, &ws->connect, WSAEINVAL);
+    return;
+  }
+  if (!st->connectex(ws->s, (struct sockaddr *)&ws->peer, ws->peer_len, NULL, 0, NULL,
+                     &ws->connect.ov)) {
+    DWORD e = (DWORD)WSAGetLastError();
+    if (e != ERROR_IO_PENDING)
+      post_failure(st, &ws->connect, e);
+  }
+}
+
+/* Delivers stashed input while the application wants it. Returns 1 if some remains. */
+static int deliver_stash(lw_conn *c) {
+  iocp_sock *ws = ws_of(c);
+  while (ws->stash_len > ws->stash_off && lw__conn_wants_read(c) && !c->detached) {
+    size_t n = LW__MIN(ws->stash_len - ws->stash_off,
+                       c->discarding ? (size_t)LW__IOCP_RBUF : c->read_size);
+    const char *p = ws->rbuf + ws->stash_off;
+    ws->stash_off += n;
+    if (ws->stash_off == ws->stash_len)
+      ws->stash_off = ws->stash_len = 0;
+    /* The buffer is not reused before this returns: no recv is posted meanwhile. */
+    lw__conn_read_done(c, p, (ssize_t)n);
+  }
+  return ws->stash_len > ws->stash_off;
+}
+
+static void iocp_conn_update(lw_conn *c) {
+  if (c->detached)
+    return;
+  iocp_sock *ws = ws_of(c);
+  if (c->connecting) {
+    if (!ws->connect_inflight)
+      post_connect(c);
+    return;
+  }
+  if (deliver_stash(c) || c->detached)
+    return;
+  int want_read = lw__conn_wants_read(c);
+  if (want_read)
+    ws->err_parked = 0;
+  if (want_read && !ws->recv_inflight)
+    post_recv(c, 0);
+  if (lw__conn_wants_write(c) && !ws->send_inflight)
+    post_send(c);
+  /* Liveness on and nothing in flight to carry an error: a zero-byte WSARecv completes
+   * with the error (keepalive gave up, RST) without consuming input. When it completes
+   * with success, input (or a FIN) is waiting for a reader: it parks until the
+   * application reads again. */
+  if (!want_read && lw__conn_wants_errors(c) && !ws->recv_inflight && !ws->send_inflight &&
+      !ws->err_parked)
+    post_recv(c, 1);
+}
+
+static void iocp_conn_detach(lw_conn *c) {
+  iocp_sock *ws = ws_of(c);
+  ws->detached = 1;
+  ws->stash_off = ws->stash_len = 0;
+  tls_detached = ws; /* the core's close(fd) follows at once */
+  if (ws->inflight) {
+    /* Cancel what is pending (the WSARecv above all); the close waits for the
+     * completions (lw__win_close / op_finished). */
+    CancelIoEx((HANDLE)ws->s, NULL);
+    return;
+  }
+  ws->ops_reported = 1;
+  lw__conn_ops_done(c);
+}
+
+static int linger0_set(SOCKET s) {
+  struct linger lg = {0, 0};
+  int len = sizeof(lg);
+  return getsockopt(s, SOL_SOCKET, SO_LINGER, (char *)&lg, &len) == 0 && lg.l_onoff &&
+         lg.l_linger == 0;
+}
+
+/* The core's close(fd) for a detached connection. */
+static void ws_core_close(iocp_sock *ws) {
+  int reset = linger0_set(ws->s);
+  if (reset || ws->inflight == 0) {
+    ws_release(ws, reset);
+    return;
+  }
+  st_of(ws->loop)->st.deferred_closes++;
+  /* else: released by the last completion (op_finished) */
+}
+
+/* closesocket, or DisconnectEx(TF_REUSE_SOCKET) on the way to the reuse pool. */
+static void ws_release(iocp_sock *ws, int reset) {
+  if (ws->released)
+    return;
+  ws->released = 1;
+  iocp_state *st = st_of(ws->loop);
+  lw_conn *c = ws->conn;
+  int graceful = c && !reset && c->sm.fin_sent && c->sm.peer_fin && !c->sm.rst &&
+                 c->sm.reason != LW_REASON_NAIVE;
+  if (graceful && ws->accepted && st->disconnectex &&
+      st->st.pool_size + st->st.recycling < st->pool_max) {
+    memset(&ws->disc.ov, 0, sizeof(ws->disc.ov));
+    ws->disc_inflight = 1;
+    st->st.recycling++;
+    if (!st->disconnectex(ws->s, &ws->disc.ov, TF_REUSE_SOCKET, 0)) {
+      DWORD e = (DWORD)WSAGetLastError();
+      if (e != ERROR_IO_PENDING)
+        post_failure(st, &ws->disc, e);
+    }
+    return;
+  }
+  closesocket(ws->s);
+  ws->s = INVALID_SOCKET;
+}
+
+/* One operation of ws finished for good. */
+static void op_finished(iocp_sock *ws) {
+  ws->inflight--;
+  if (ws->detached && ws->inflight == 0 && !ws->ops_reported) {
+    ws_release(ws, 0); /* no-op if already released (abort) */
+    ws->ops_reported = 1;
+    if (ws->conn)
+      lw__conn_ops_done(ws->conn); /* the last completion that names this conn */
+  }
+}
+
+int lw__win_close(int fd) {
+  if (fd < 0)
+    return -1;
+  iocp_sock *ws = tls_detached;
+  if (ws && (int)ws->s == fd) {
+    tls_detached = NULL;
+    ws_core_close(ws);
+    return 0;
+  }
+  ws = tls_accepted;
+  if (ws && (int)ws->s == fd) { /* accepted, but no lw_conn was made for it */
+    tls_accepted = NULL;
+    ws_free(ws);
+    return 0;
+  }
+  lw__win_drop_connect_addr(fd);
+  if (closesocket(SOCK(fd)) == 0)
+    return 0;
+  if (WSAGetLastError() == WSAENOTSOCK)
+    return _close(fd);
+  return -1;
+}
+
+/* ---- completions ---- */
+static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
+  lw_conn *c = ws->conn;
+  int zero = ws->recv_zero;
+  ws->recv_inflight = 0;
+  ws->recv_zero = 0;
+  if (c && !c->detached) {
+    if (zero) {
+      if (err == 0)
+        ws->err_parked = 1; /* input or FIN waits for a reader */
+      else if (err != ERROR_OPERATION_ABORTED)
+        lw__conn_read_done(c, NULL, lw__err_from_win(err));
+    } else if (err == 0 && bytes > 0) {
+      if (lw__conn_wants_read(c)) {
+        lw__conn_read_done(c, ws->rbuf, (ssize_t)bytes);
+      } else { /* read_stop raced with this completion: keep the bytes */
+        ws->stash_off = 0;
+        ws->stash_len = bytes;
+      }
+    } else if (err == 0) {
+      lw__conn_read_done(c, NULL, 0); /* the peer's FIN */
+    } else if (err != ERROR_OPERATION_ABORTED) {
+      lw__conn_read_done(c, NULL, lw__err_from_win(err));
+    }
+  }
+  op_finished(ws);
+  if (c && !c->detached)
+    iocp_conn_update(c);
+}
+
+static void send_done(iocp_sock *ws, DWORD bytes, DWORD err) {
+  lw_conn *c = ws->conn;
+  ws->send_inflight = 0;
+  if (c && !c->detached && err != ERROR_OPERATION_ABORTED)
+    lw__conn_write_done(c, err ? (ssize_t)lw__err_from_win(err) : (ssize_t)bytes);
+  op_finished(ws);
+  if (c && !c->detached)
+    iocp_conn_update(c);
+}
+
+static void connect_done(iocp_sock *ws, DWORD err) {
+  lw_conn *c = ws->conn;
+  ws->connect_inflight = 0;
+  if (c && !c->detached && c->connecting && err != ERROR_OPERATION_ABORTED) {
+    if (err == 0)
+      setsockopt(ws->s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
+    lw__conn_connect_done(c, err ? lw__err_from_win(err) : 0);
+  }
+  op_finished(ws);
+  if (c && !c->detached)
+    iocp_conn_update(c);
+}
+
+static void disc_done(iocp_state *st, iocp_sock *ws, DWORD err) {
+  ws->disc_inflight = 0;
+  st->st.recycling--;
+  if (err == 0)
+    st->st.disconnects_ok++;
+  else
+    st->st.disconnects_failed++;
+  int keep = err == 0 && st->st.pool_size < st->pool_max;
+  if (!keep) {
+    closesocket(ws->s);
+    ws->s = INVALID_SOCKET;
+    if (!ws->conn)
+      ws_free(ws);
+    return;
+  }
+  /* Ready for AcceptEx: forget the previous connection. */
+  ws->detached = ws->released = ws->ops_reported = 0;
+  ws->err_parked = 0;
+  ws->stash_off = ws->stash_len = 0;
+  if (ws->conn) {
+    ws->recycle_ready = 1; /* iocp_conn_free pools it */
+    return;
+  }
+  lw__list_push(&st->pool, &ws->node);
+  st->st.pool_size++;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Listeners
+ * --------------------------------------------------------------------------------- */
+static iocp_sock *accept_socket(iocp_state *st, lw_loop *loop, int family) {
+  for (lw__list *p = st->pool.next; p != &st->pool; p = p->next) {
+    iocp_sock *ws = LW__CONTAINER_OF(p, iocp_sock, node);
+    if (ws->family == family) {
+      lw__list_remove(&ws->node);
+      st->st.pool_size--;
+      st->st.sockets_reused++;
+      return ws;
+    }
+  }
+  SOCKET s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                        WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+  if (s == INVALID_SOCKET)
+    return NULL;
+  iocp_sock *ws = ws_new(loop, s, family);
+  if (!ws) {
+    closesocket(s);
+    return NULL;
+  }
+  ws->accepted = 1;
+  if (associate(st, ws) < 0) {
+    ws_free(ws);
+    return NULL;
+  }
+  st->st.sockets_created++;
+  return ws;
+}
+
+/* Posts AcceptEx on one slot. Returns 0, or an LW_E* error (slot left idle). */
+static int post_accept(iocp_state *st, lw_loop *loop, iocp_acc *a) {
+  iocp_lis *lis = a->lis;
+  for (int tries = 0; tries < 16; tries++) {
+    iocp_sock *ws = accept_socket(st, loop, lis->family);
+    if (!ws)
+      return lw__err_from_win((unsigned long)WSAGetLastError());
+    a->ws = ws;
+    memset(&a->op.ov, 0, sizeof(a->op.ov));
+    DWORD got = 0;
+    a->inflight = 1;
+    lis->inflight++;
+    if (st->acceptex(lis->ls, ws->s, a->addrs, 0, LW__IOCP_ADDRLEN, LW__IOCP_ADDRLEN, &got,
+                     &a->op.ov))
+      return 0; /* completed at once: the packet is queued all the same */
+    DWORD e = (DWORD)WSAGetLastError();
+    if (e == ERROR_IO_PENDING)
+      return 0;
+    a->inflight = 0;
+    lis->inflight--;
+    a->ws = NULL;
+    ws_free(ws);
+    if (e != WSAECONNRESET) /* a pending connection reset before it was taken: next */
+      return lw__err_from_win(e);
+  }
+  return LW_EIO;
+}
+
+static void want_rearm(iocp_state *st, iocp_lis *lis) {
+  if (!lis->want_rearm) {
+    lis->want_rearm = 1;
+    lw__list_push(&st->rearm, &lis->node);
+  }
+}
+
+static int iocp_listener_open(lw_listener *l) {
+  iocp_state *st = st_of(l->loop);
+  iocp_lis *lis = calloc(1, sizeof(*lis));
+  if (!lis)
+    return LW_ENOMEM;
+  lis->l = l;
+  lis->ls = SOCK(l->io.fd);
+  lw__list_init(&lis->node);
+  WSAPROTOCOL_INFOW pi;
+  int len = sizeof(pi);
+  lis->family = AF_INET;
+  if (getsockopt(lis->ls, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi, &len) == 0)
+    lis->family = pi.iAddressFamily;
+  if (!CreateIoCompletionPort((HANDLE)lis->ls, st->port, 0, 0)) {
+    int r = lw__err_from_win(GetLastError());
+    free(lis);
+    return r;
+  }
+  l->backend_data = lis;
+  int posted = 0, r = 0;
+  for (int i = 0; i < LW__IOCP_ACCEPTS; i++) {
+    lis->acc[i].op.kind = OP_ACCEPT;
+    lis->acc[i].op.owner = &lis->acc[i];
+    lis->acc[i].lis = lis;
+    int e = post_accept(st, l->loop, &lis->acc[i]);
+    if (e == 0)
+      posted++;
+    else
+      r = e;
+  }
+  if (!posted) {
+    /* Nothing in flight: the listener socket is closed by the core. */
+    l->backend_data = NULL;
+    free(lis);
+    return r ? r : LW_EIO;
+  }
+  if (posted < LW__IOCP_ACCEPTS)
+    want_rearm(st, lis);
+  return 0;
+}
+
+static void iocp_listener_close(lw_listener *l) {
+  iocp_state *st = st_of(l->loop);
+  iocp_lis *lis = l->backend_data;
+  l->backend_data = NULL;
+  if (!lis)
+    return;
+  lis->l = NULL;
+  if (lis->want_rearm) {
+    lw__list_remove(&lis->node);
+    lis->want_rearm = 0;
+  }
+  if (lis->inflight == 0) {
+    free(lis);
+    return;
+  }
+  /* The core's closesocket of the listener cancels the AcceptEx; each completes
+   * (aborted) and frees its socket; the last one frees lis. */
+  CancelIoEx((HANDLE)lis->ls, NULL);
+  st->orphans++;
+}
+
+static void accept_done(iocp_state *st, lw_loop *loop, iocp_acc *a, DWORD err) {
+  iocp_lis *lis = a->lis;
+  iocp_sock *ws = a->ws;
+  a->ws = NULL;
+  a->inflight = 0;
+  lis->inflight--;
+  lw_listener *l = lis->l;
+  if (!l) {
+    ws_free(ws);
+    if (lis->inflight == 0) {
+      free(lis);
+      st->orphans--;
+    }
+    return;
+  }
+  if (err == 0 && setsockopt(ws->s, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+                             (const char *)&lis->ls, sizeof(lis->ls)) != 0)
+    err = (DWORD)WSAGetLastError();
+  if (err == 0) {
+    tls_accepted = ws;
+    lw__listener_accept_done(l, (int)ws->s, 0);
+    tls_accepted = NULL; /* consumed by conn_open, or freed by the core's close() */
+  } else {
+    ws_free(ws);
+    /* A connection reset while queued, or the listener cancelled: nothing to tell. */
+    if (err != ERROR_OPERATION_ABORTED && err != WSAECONNRESET && err != ERROR_NETNAME_DELETED &&
+        err != WSAECONNABORTED && err != ERROR_CONNECTION_ABORTED)
+      lw__listener_accept_done(l, -1, lw__err_from_win(err));
+  }
+  /* The callback may have closed the listener: then lis is orphaned (l == NULL). */
+  if (lis->l) {
+    if (post_accept(st, loop, a) != 0)
+      want_rearm(st, lis);
+  } else if (lis->inflight == 0) {
+    free(lis);
+    st->orphans--;
+  }
+}
+
+static void rearm_listeners(iocp_state *st, lw_loop *loop) {
+  lw__list todo;
+  lw__list_init(&todo);
+  while (!lw__list_empty(&st->rearm)) {
+    lw__list *n = st->rearm.next;
+    lw__list_remove(n);
+    lw__list_push(&todo, n);
+  }
+  while (!lw__list_empty(&todo)) {
+    iocp_lis *lis = LW__CONTAINER_OF(todo.next, iocp_lis, node);
+    lw__list_remove(&lis->node);
+    lis->want_rearm = 0;
+    int failed = 0;
+    for (int i = 0; i < LW__IOCP_ACCEPTS; i++) {
+      if (!lis->acc[i].inflight && post_accept(st, loop, &lis->acc[i]) != 0)
+        failed = 1;
+    }
+    if (failed)
+      want_rearm(st, lis);
+  }
+}
+
+/* ---------------------------------------------------------------------------------
+ * The wait
+ * --------------------------------------------------------------------------------- */
+static int iocp_poll(lw_loop *loop, int timeout_ms) {
+  iocp_state *st = st_of(loop);
+  /* Listeners waiting for an accept socket (fd/memory exhaustion) retry every 100 ms
+   * at most: no spin while the system has no sockets to give. */
+  if (!lw__list_empty(&st->rearm) && (timeout_ms < 0 || timeout_ms > 100))
+    timeout_ms = 100;
+  OVERLAPPED_ENTRY ents[LW__IOCP_BATCH];
+  ULONG n = 0;
+  if (!GetQueuedCompletionStatusEx(st->port, ents, LW__IOCP_BATCH, &n,
+                                   timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms, FALSE)) {
+    DWORD e = GetLastError();
+    if (e != WAIT_TIMEOUT && e != WAIT_IO_COMPLETION)
+      return lw__err_from_win(e);
+    n = 0;
+  }
+  loop->now = lw__now_ms();
+  for (ULONG i = 0; i < n; i++) {
+    iocp_op *op = LW__CONTAINER_OF(ents[i].lpOverlapped, iocp_op, ov);
+    DWORD err = ents[i].lpCompletionKey
+                    ? (DWORD)ents[i].lpCompletionKey /* post_failure */
+                    : (DWORD)lw__win_err_from_ntstatus((long)op->ov.Internal);
+    DWORD bytes = ents[i].dwNumberOfBytesTransferred;
+    switch (op->kind) {
+    case OP_RECV:
+      recv_done(op->owner, bytes, err);
+      break;
+    case OP_SEND:
+      send_done(op->owner, bytes, err);
+      break;
+    case OP_CONNECT:
+      connect_done(op->owner, err);
+      break;
+    case OP_DISCONNECT:
+      disc_done(st, op->owner, err);
+      break;
+    case OP_ACCEPT:
+      accept_done(st, loop, op->owner, err);
+      break;
+    default:
+      assert(0 && "unknown IOCP op");
+    }
+  }
+  if (!lw__list_empty(&st->rearm))
+    rearm_listeners(st, loop);
+  return (int)n;
+}
+
+const lw__backend lw__backend_iocp = {
+    .name = "iocp",
+    .init = iocp_init,
+    .destroy = iocp_destroy,
+    .poll = iocp_poll,
+    .listener_open = iocp_listener_open,
+    .listener_close = iocp_listener_close,
+    .conn_open = iocp_conn_open,
+    .conn_update = iocp_conn_update,
+    .conn_detach = iocp_conn_detach,
+    .conn_free = iocp_conn_free,
+};

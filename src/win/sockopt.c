@@ -1,0 +1,561 @@
+/*
+ * sockopt.c - the Windows versions of the OS socket helpers the core calls (lw__sock_*,
+ * declared in internal.h; src/linux/sockopt.c is the Linux twin). Each function says
+ * what Windows offers and where it falls short of Linux.
+ *
+ * Descriptors: the core keeps sockets in an `int`. A SOCKET is a kernel handle value
+ * (UINT_PTR) that in practice is small and a multiple of 4, so it fits; every cast
+ * below is (SOCKET)(intptr_t)fd / (int)s. See README.md ("core changes").
+ */
+#include "win.h"
+
+#include <errno.h>
+#include <iphlpapi.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Not in mingw-w64's headers (Windows 10 1709+ values, ws2ipdef.h in the SDK). */
+#ifndef TCP_KEEPALIVE
+#define TCP_KEEPALIVE 3 /* = TCP_KEEPIDLE, seconds */
+#endif
+#ifndef TCP_MAXRT
+#define TCP_MAXRT 5 /* seconds */
+#endif
+#ifndef TCP_KEEPCNT
+#define TCP_KEEPCNT 16
+#endif
+#ifndef TCP_KEEPINTVL
+#define TCP_KEEPINTVL 17
+#endif
+
+#define SOCK(fd) ((SOCKET)(intptr_t)(fd))
+
+/* ---------------------------------------------------------------------------------
+ * Errors
+ * --------------------------------------------------------------------------------- */
+int lw__err_from_win(unsigned long e) {
+  switch (e) {
+  case 0: return 0;
+  /* The peer's RST. An overlapped operation that fails because of it completes with
+   * STATUS_CONNECTION_RESET, which GetQueuedCompletionStatus reports as
+   * ERROR_NETNAME_DELETED (64) and WSAGetOverlappedResult as WSAECONNRESET. */
+  case ERROR_NETNAME_DELETED:
+  case WSAECONNRESET:
+  case WSAEDISCON:
+    return LW_ECONNRESET;
+  /* Our own stack aborted it (retransmissions exhausted, local abort). */
+  case WSAECONNABORTED:
+  case ERROR_CONNECTION_ABORTED:
+  case ERROR_REQUEST_ABORTED:
+    return LW_ECONNABORTED;
+  /* A dead peer: keepalive or TCP_MAXRT gave up. Real Windows documents WSAENETRESET
+   * for a keepalive failure; Wine (Linux underneath) reports WSAETIMEDOUT. Both are
+   * DEAD_PEER. ERROR_SEM_TIMEOUT is what STATUS_IO_TIMEOUT becomes in Win32 terms. */
+  case WSAETIMEDOUT:
+  case ERROR_SEM_TIMEOUT:
+  case WSAENETRESET:
+  case ERROR_TIMEOUT:
+    return LW_ETIMEDOUT;
+  case WSAECONNREFUSED:
+  case ERROR_CONNECTION_REFUSED:
+  case ERROR_PORT_UNREACHABLE:
+    return LW_ECONNREFUSED;
+  case ERROR_OPERATION_ABORTED: /* = WSA_OPERATION_ABORTED: CancelIoEx or closesocket */
+    return LW_ECANCELED;
+  case WSAESHUTDOWN:
+    return LW_EPIPE;
+  case WSAENOTCONN:
+  case ERROR_NOT_CONNECTED:
+    return LW_ENOTCONN;
+  case WSAEWOULDBLOCK:
+  case WSA_IO_PENDING:
+    return LW_EAGAIN;
+  case WSAEINVAL:
+  case ERROR_INVALID_PARAMETER:
+  case WSAENOTSOCK:
+  case ERROR_INVALID_HANDLE:
+    return LW_EINVAL;
+  case WSAEADDRINUSE:
+  case ERROR_ADDRESS_ALREADY_ASSOCIATED:
+    return LW_EADDRINUSE;
+  case WSAEADDRNOTAVAIL: return LW_EADDRNOTAVAIL;
+  case WSAEAFNOSUPPORT: return LW_EAFNOSUPPORT;
+  case WSAEMFILE: return LW_EMFILE;
+  case WSAENOBUFS:
+  case ERROR_NOT_ENOUGH_MEMORY:
+  case ERROR_OUTOFMEMORY:
+  case ERROR_NO_SYSTEM_RESOURCES:
+    return LW_ENOBUFS;
+  case WSAEACCES:
+  case ERROR_ACCESS_DENIED:
+    return LW_EACCES;
+  case WSAENETUNREACH:
+  case WSAENETDOWN:
+  case ERROR_NETWORK_UNREACHABLE:
+    return LW_ENETUNREACH;
+  case WSAEHOSTUNREACH:
+  case ERROR_HOST_UNREACHABLE:
+    return LW_EHOSTUNREACH;
+  case WSAEOPNOTSUPP:
+  case WSAENOPROTOOPT:
+  case ERROR_NOT_SUPPORTED:
+    return LW_ENOSYS;
+  case WSANOTINITIALISED: return LW_EINVAL;
+  default: return LW_EIO;
+  }
+}
+
+/* The usual NTSTATUS values of socket I/O, as the Winsock helper maps them (same table
+ * as libuv's uv__ntstatus_to_winsock_error for these codes); anything else through
+ * RtlNtStatusToDosError. */
+unsigned long lw__win_err_from_ntstatus(long st) {
+  switch ((unsigned long)st) {
+  case 0x00000000UL: return 0;                       /* STATUS_SUCCESS */
+  case 0xC0000120UL: return ERROR_OPERATION_ABORTED; /* STATUS_CANCELLED */
+  case 0xC000020DUL:                                 /* STATUS_CONNECTION_RESET */
+  case 0xC000013CUL:                                 /* STATUS_REMOTE_DISCONNECT */
+  case 0xC000020CUL:                                 /* STATUS_CONNECTION_DISCONNECTED */
+    return WSAECONNRESET;
+  case 0xC0000140UL: /* STATUS_INVALID_CONNECTION: Wine completes an AcceptEx with it
+                        when the pending connection was reset before it was taken */
+  case 0xC000013BUL:                                 /* STATUS_LOCAL_DISCONNECT */
+  case 0xC0000241UL:                                 /* STATUS_CONNECTION_ABORTED */
+    return WSAECONNABORTED;
+  case 0xC0000236UL: return WSAECONNREFUSED;         /* STATUS_CONNECTION_REFUSED */
+  case 0xC000023FUL: return WSAECONNREFUSED;         /* STATUS_PORT_UNREACHABLE */
+  case 0xC00000B5UL: return WSAETIMEDOUT;            /* STATUS_IO_TIMEOUT */
+  case 0xC000023CUL: return WSAENETUNREACH;          /* STATUS_NETWORK_UNREACHABLE */
+  case 0xC000023DUL: return WSAEHOSTUNREACH;         /* STATUS_HOST_UNREACHABLE */
+  case 0xC000009AUL: return WSAENOBUFS;              /* STATUS_INSUFFICIENT_RESOURCES */
+  case 0xC0000008UL: return WSAENOTSOCK;             /* STATUS_INVALID_HANDLE */
+  case 0xC0000237UL: return WSAEDISCON;              /* STATUS_GRACEFUL_DISCONNECT */
+  case 0xC000020AUL: return WSAEADDRINUSE;           /* STATUS_ADDRESS_ALREADY_EXISTS */
+  default: break;
+  }
+  typedef ULONG(WINAPI * rtl_fn)(LONG);
+  static rtl_fn fn;
+  if (!fn) {
+    HMODULE nt = GetModuleHandleA("ntdll.dll");
+    if (nt)
+      fn = (rtl_fn)(void (*)(void))GetProcAddress(nt, "RtlNtStatusToDosError");
+  }
+  return fn ? fn(st) : ERROR_GEN_FAILURE;
+}
+
+/* errno values (from the CRT) and, above 10000, WSA codes the core may pass through. */
+int lw__err_from_errno(int e) {
+  if (e >= WSABASEERR)
+    return lw__err_from_win((unsigned long)e);
+  switch (e) {
+  case 0: return 0;
+  case EINVAL: return LW_EINVAL;
+  case ENOMEM: return LW_ENOMEM;
+  case EBUSY: return LW_EBUSY;
+  case EAGAIN: return LW_EAGAIN;
+  case EMFILE: return LW_EMFILE;
+  case ENFILE: return LW_ENFILE;
+  case EACCES: return LW_EACCES;
+  case ENOENT: return LW_ENOENT;
+  case EPERM: return LW_EPERM;
+  case ENOSYS: return LW_ENOSYS;
+  case EPIPE: return LW_EPIPE;
+  default: return LW_EIO;
+  }
+}
+
+static int wsa_err(void) { return lw__err_from_win((unsigned long)WSAGetLastError()); }
+
+static INIT_ONCE startup_once = INIT_ONCE_STATIC_INIT;
+static int startup_result;
+static BOOL CALLBACK startup_fn(PINIT_ONCE o, PVOID p, PVOID *ctx) {
+  WSADATA wd;
+  int r = WSAStartup(MAKEWORD(2, 2), &wd);
+  startup_result = r ? lw__err_from_win((unsigned long)r) : 0;
+  return TRUE;
+}
+int lw__win_startup(void) {
+  InitOnceExecuteOnce(&startup_once, startup_fn, NULL, NULL);
+  return startup_result;
+}
+
+uint64_t lw__now_ms(void) {
+  static LARGE_INTEGER freq;
+  LARGE_INTEGER now;
+  if (!freq.QuadPart)
+    QueryPerformanceFrequency(&freq);
+  QueryPerformanceCounter(&now);
+  return (uint64_t)(now.QuadPart / (freq.QuadPart / 1000));
+}
+
+/* ---------------------------------------------------------------------------------
+ * Creating sockets
+ * --------------------------------------------------------------------------------- */
+/* Overlapped (IOCP) and not inherited by child processes: the CLOEXEC of Windows. */
+static SOCKET new_socket(int family) {
+  return WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                    WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+}
+
+/* Sockets stay in blocking mode on purpose: every I/O on them is overlapped (which
+ * ignores the mode), and FIONBIO on a socket with overlapped I/O pending is refused.
+ * "cloexec" = no handle inheritance. */
+int lw__sock_nonblock_cloexec(int fd) {
+  if (!SetHandleInformation((HANDLE)SOCK(fd), HANDLE_FLAG_INHERIT, 0))
+    return lw__err_from_win(GetLastError());
+  return 0;
+}
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, int *len) {
+  memset(ss, 0, sizeof(*ss));
+  if (port < 0 || port > 65535 || !host)
+    return LW_EINVAL;
+  if (strcmp(host, "localhost") == 0)
+    host = "127.0.0.1";
+  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((u_short)port);
+    *len = sizeof(*a4);
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((u_short)port);
+    *len = sizeof(*a6);
+    return 0;
+  }
+  return LW_EINVAL;
+}
+
+static int port_of(const struct sockaddr_storage *ss) {
+  return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                        : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+/* SO_EXCLUSIVEADDRUSE, not SO_REUSEADDR: on Windows SO_REUSEADDR lets another socket
+ * bind the same port and steal connections. Windows needs no option to rebind a port
+ * with connections in TIME_WAIT (the Linux reason for SO_REUSEADDR). */
+int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port) {
+  int r = lw__win_startup();
+  if (r < 0)
+    return r;
+  struct sockaddr_storage ss;
+  int len;
+  r = parse_addr(host, port, &ss, &len);
+  if (r < 0)
+    return r;
+  SOCKET s = new_socket(ss.ss_family);
+  if (s == INVALID_SOCKET)
+    return wsa_err();
+  int one = 1;
+  setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof(one));
+  if (ss.ss_family == AF_INET6)
+    setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&one, sizeof(one));
+  if (bind(s, (struct sockaddr *)&ss, len) != 0 ||
+      listen(s, backlog > 0 ? backlog : SOMAXCONN) != 0) {
+    r = wsa_err();
+    closesocket(s);
+    return r;
+  }
+  len = sizeof(ss);
+  getsockname(s, (struct sockaddr *)&ss, &len);
+  *out_port = port_of(&ss);
+  *out_fd = (int)s;
+  return 0;
+}
+
+int lw__sock_check_listening(int fd, int *port) {
+  int r = lw__win_startup();
+  if (r < 0)
+    return r;
+  int v = 0, len = sizeof(v);
+  if (getsockopt(SOCK(fd), SOL_SOCKET, SO_ACCEPTCONN, (char *)&v, &len) != 0 || !v)
+    return LW_EINVAL;
+  len = sizeof(v);
+  if (getsockopt(SOCK(fd), SOL_SOCKET, SO_TYPE, (char *)&v, &len) != 0 || v != SOCK_STREAM)
+    return LW_EINVAL;
+  struct sockaddr_storage ss;
+  len = sizeof(ss);
+  if (getsockname(SOCK(fd), (struct sockaddr *)&ss, &len) != 0)
+    return wsa_err();
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+    return LW_EINVAL;
+  *port = port_of(&ss);
+  return lw__sock_nonblock_cloexec(fd);
+}
+
+/* ---- the connect hand-off (see win.h) ---- */
+static _Thread_local struct {
+  int fd;
+  int len;
+  struct sockaddr_storage ss;
+} connect_slot = {-1, 0, {0}};
+
+int lw__win_take_connect_addr(int fd, struct sockaddr_storage *ss, int *len) {
+  if (connect_slot.fd != fd || fd < 0)
+    return 0;
+  *ss = connect_slot.ss;
+  *len = connect_slot.len;
+  connect_slot.fd = -1;
+  return 1;
+}
+
+void lw__win_drop_connect_addr(int fd) {
+  if (connect_slot.fd == fd)
+    connect_slot.fd = -1;
+}
+
+/* ConnectEx needs a bound socket and an OVERLAPPED: the socket is made and bound here,
+ * the connect itself starts in the backend (conn_update while connecting). */
+int lw__sock_connect_start(const char *host, int port, int *out_fd) {
+  int r = lw__win_startup();
+  if (r < 0)
+    return r;
+  struct sockaddr_storage ss;
+  int len;
+  r = parse_addr(host, port, &ss, &len);
+  if (r < 0)
+    return r;
+  SOCKET s = new_socket(ss.ss_family);
+  if (s == INVALID_SOCKET)
+    return wsa_err();
+  struct sockaddr_storage any;
+  memset(&any, 0, sizeof(any));
+  any.ss_family = ss.ss_family;
+  if (bind(s, (struct sockaddr *)&any,
+           ss.ss_family == AF_INET ? (int)sizeof(struct sockaddr_in)
+                                   : (int)sizeof(struct sockaddr_in6)) != 0) {
+    r = wsa_err();
+    closesocket(s);
+    return r;
+  }
+  connect_slot.fd = (int)s;
+  connect_slot.ss = ss;
+  connect_slot.len = len;
+  *out_fd = (int)s;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Options
+ * --------------------------------------------------------------------------------- */
+int lw__sock_so_error(int fd) {
+  int err = 0, len = sizeof(err);
+  if (getsockopt(SOCK(fd), SOL_SOCKET, SO_ERROR, (char *)&err, &len) != 0)
+    return wsa_err();
+  return lw__err_from_win((unsigned long)err);
+}
+
+int lw__sock_shutdown_wr(int fd) { return shutdown(SOCK(fd), SD_SEND) != 0 ? wsa_err() : 0; }
+
+/* SO_LINGER{1,0} then closesocket: an abortive close (RST), no TIME_WAIT. Never after
+ * shutdown(SD_SEND): Windows then sends no reset (the contract in lastword.h). */
+int lw__sock_set_linger0(int fd) {
+  struct linger lg = {1, 0};
+  return setsockopt(SOCK(fd), SOL_SOCKET, SO_LINGER, (const char *)&lg, sizeof(lg)) != 0
+             ? wsa_err()
+             : 0;
+}
+
+int lw__sock_set_nodelay(int fd, int on) {
+  DWORD v = on ? 1 : 0;
+  return setsockopt(SOCK(fd), IPPROTO_TCP, TCP_NODELAY, (const char *)&v, sizeof(v)) != 0
+             ? wsa_err()
+             : 0;
+}
+
+/* Keepalive: TCP_KEEPIDLE/KEEPINTVL/KEEPCNT where the stack has them (Windows 10 1709+);
+ * otherwise (older Windows, and Wine, which answers WSAENOPROTOOPT) SIO_KEEPALIVE_VALS,
+ * which sets idle and interval in ms but not the count (Windows fixes it at 10 probes
+ * since Vista, so detection takes idle + 10 x intvl there). The user timeout is
+ * TCP_MAXRT in whole seconds (rounded up); Wine refuses it too: the error is returned,
+ * and the keepalive alone then bounds an idle connection. */
+int lw__sock_set_liveness(int fd, int keepalive, unsigned idle_s, unsigned intvl_s,
+                          unsigned cnt, unsigned user_timeout_ms) {
+  SOCKET s = SOCK(fd);
+  int r = 0;
+  if (keepalive) {
+    DWORD one = 1;
+    if (setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, (const char *)&one, sizeof(one)) != 0)
+      return wsa_err();
+    DWORD idle = idle_s, intvl = intvl_s, n = cnt;
+    int ok = (!idle || setsockopt(s, IPPROTO_TCP, TCP_KEEPALIVE, (const char *)&idle,
+                                  sizeof(idle)) == 0) &&
+             (!intvl || setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, (const char *)&intvl,
+                                   sizeof(intvl)) == 0) &&
+             (!n || setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, (const char *)&n, sizeof(n)) == 0);
+    if (!ok) {
+      struct tcp_keepalive ka = {1, (idle ? idle : 7200u) * 1000u, (intvl ? intvl : 1u) * 1000u};
+      DWORD got = 0;
+      if (WSAIoctl(s, SIO_KEEPALIVE_VALS, &ka, sizeof(ka), NULL, 0, &got, NULL, NULL) != 0)
+        r = wsa_err();
+    }
+  }
+  if (user_timeout_ms) {
+    DWORD secs = (user_timeout_ms + 999u) / 1000u;
+    if (setsockopt(s, IPPROTO_TCP, TCP_MAXRT, (const char *)&secs, sizeof(secs)) != 0)
+      r = wsa_err();
+  }
+  return r;
+}
+
+/* ---------------------------------------------------------------------------------
+ * What the stack knows about a connection.
+ *
+ * SIO_TCP_INFO (Windows 10 1703+) gives the state, the RTT and BytesOut/BytesInFlight.
+ * Where it is missing (older Windows; Wine 8 answers WSAEOPNOTSUPP/WSAEINVAL) the state
+ * alone comes from the TCP table (GetExtendedTcpTable, looked up by the 4-tuple: it is
+ * O(connections) per call, and is called only while a connection closes). From the
+ * state one honest fact about acknowledgements follows: once our FIN is acknowledged
+ * (FIN_WAIT_2, TIME_WAIT, or the connection gone after LAST_ACK) every byte before it
+ * was acknowledged too. Anything else is "unknown" (-1, acked_known = 0).
+ * --------------------------------------------------------------------------------- */
+static int map_tcpstate(int winstate) { /* TCPSTATE (SIO_TCP_INFO) */
+  switch (winstate) {
+  case 0: return LW__TCP_CLOSE;        /* TCPSTATE_CLOSED */
+  case 4: return LW__TCP_ESTABLISHED;
+  case 5: return LW__TCP_FIN_WAIT1;
+  case 6: return LW__TCP_FIN_WAIT2;
+  case 7: return LW__TCP_CLOSE_WAIT;
+  case 8: return LW__TCP_CLOSING;
+  case 9: return LW__TCP_LAST_ACK;
+  case 10: return LW__TCP_TIME_WAIT;
+  default: return -1;
+  }
+}
+
+static int map_mibstate(DWORD st) { /* MIB_TCP_STATE */
+  switch (st) {
+  case MIB_TCP_STATE_CLOSED: return LW__TCP_CLOSE;
+  case MIB_TCP_STATE_ESTAB: return LW__TCP_ESTABLISHED;
+  case MIB_TCP_STATE_FIN_WAIT1: return LW__TCP_FIN_WAIT1;
+  case MIB_TCP_STATE_FIN_WAIT2: return LW__TCP_FIN_WAIT2;
+  case MIB_TCP_STATE_CLOSE_WAIT: return LW__TCP_CLOSE_WAIT;
+  case MIB_TCP_STATE_CLOSING: return LW__TCP_CLOSING;
+  case MIB_TCP_STATE_LAST_ACK: return LW__TCP_LAST_ACK;
+  case MIB_TCP_STATE_TIME_WAIT: return LW__TCP_TIME_WAIT;
+  case MIB_TCP_STATE_DELETE_TCB: return LW__TCP_CLOSE;
+  default: return -1;
+  }
+}
+
+/* The 4-tuple's state in the system TCP table; LW__TCP_CLOSE when the table no longer
+ * lists it; -1 when it cannot be told. */
+static int table_state(SOCKET s) {
+  struct sockaddr_storage la, ra;
+  int ll = sizeof(la), rl = sizeof(ra);
+  if (getsockname(s, (struct sockaddr *)&la, &ll) != 0)
+    return -1;
+  if (getpeername(s, (struct sockaddr *)&ra, &rl) != 0) {
+    /* Not connected any more, with no error pending: the stack finished the
+     * connection (LAST_ACK -> CLOSED drops the peer's address). A reset that came in
+     * while no receive was pending looks the same (README.md, limits). */
+    int err = 0, len = sizeof(err);
+    if (WSAGetLastError() == WSAENOTCONN &&
+        getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&err, &len) == 0 && err == 0)
+      return LW__TCP_CLOSE;
+    return -1;
+  }
+  int state = -1;
+  ULONG size = 0;
+  void *buf = NULL;
+  int filled = 0;
+  for (int tries = 0; tries < 4 && !filled; tries++) {
+    DWORD r = GetExtendedTcpTable(buf, &size, FALSE, la.ss_family,
+                                  la.ss_family == AF_INET ? TCP_TABLE_BASIC_ALL
+                                                          : TCP_TABLE_OWNER_PID_ALL,
+                                  0);
+    if (r == NO_ERROR && buf) {
+      filled = 1;
+      break;
+    }
+    free(buf);
+    buf = NULL;
+    if (r != ERROR_INSUFFICIENT_BUFFER)
+      return -1;
+    size += 16384; /* the table may grow between the two calls */
+    if (!(buf = malloc(size)))
+      return -1;
+  }
+  if (!filled) {
+    free(buf);
+    return -1;
+  }
+  state = LW__TCP_CLOSE;
+  if (la.ss_family == AF_INET) {
+    const MIB_TCPTABLE *t = buf;
+    const struct sockaddr_in *l4 = (const void *)&la, *r4 = (const void *)&ra;
+    for (DWORD i = 0; i < t->dwNumEntries; i++) {
+      const MIB_TCPROW *row = &t->table[i];
+      if (row->dwLocalAddr == l4->sin_addr.s_addr &&
+          (u_short)row->dwLocalPort == l4->sin_port && row->dwRemoteAddr == r4->sin_addr.s_addr &&
+          (u_short)row->dwRemotePort == r4->sin_port) {
+        state = map_mibstate(row->dwState);
+        break;
+      }
+    }
+  } else {
+    const MIB_TCP6TABLE_OWNER_PID *t = buf;
+    const struct sockaddr_in6 *l6 = (const void *)&la, *r6 = (const void *)&ra;
+    for (DWORD i = 0; i < t->dwNumEntries; i++) {
+      const MIB_TCP6ROW_OWNER_PID *row = &t->table[i];
+      if (memcmp(row->ucLocalAddr, &l6->sin6_addr, 16) == 0 &&
+          (u_short)row->dwLocalPort == l6->sin6_port &&
+          memcmp(row->ucRemoteAddr, &r6->sin6_addr, 16) == 0 &&
+          (u_short)row->dwRemotePort == r6->sin6_port) {
+        state = map_mibstate(row->dwState);
+        break;
+      }
+    }
+  }
+  free(buf);
+  return state;
+}
+
+static int tcp_info_v0(SOCKET s, TCP_INFO_v0 *ti) {
+  DWORD ver = 0, got = 0;
+  memset(ti, 0, sizeof(*ti));
+  return WSAIoctl(s, SIO_TCP_INFO, &ver, sizeof(ver), ti, sizeof(*ti), &got, NULL, NULL) == 0 &&
+         got >= sizeof(*ti);
+}
+
+void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
+  memset(s, 0, sizeof(*s));
+  s->state = -1;
+  TCP_INFO_v0 ti;
+  if (tcp_info_v0(SOCK(fd), &ti)) {
+    s->state = map_tcpstate((int)ti.State);
+    s->rtt_us = ti.RttUs;
+    /* Data bytes the peer acknowledged: sent minus still in flight. Unlike Linux's
+     * tcpi_bytes_acked it excludes the SYN, so conn.c's "minus the SYN" for
+     * connections it opened undercounts those by one byte (see README.md). */
+    if (ti.BytesOut >= ti.BytesInFlight) {
+      s->bytes_acked = ti.BytesOut - ti.BytesInFlight;
+      s->acked_known = 1;
+    }
+    return;
+  }
+  s->state = table_state(SOCK(fd));
+}
+
+/* 0 only when the stack proves that everything (our FIN included) is acknowledged;
+ * -1 (unknown) otherwise: Windows has no SIOCOUTQ. */
+long lw__sock_outq(int fd) {
+  lw__tcp_snapshot s;
+  lw__sock_snapshot(fd, &s);
+  if (s.state == LW__TCP_FIN_WAIT2 || s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE)
+    return 0;
+  return -1;
+}
+
+long lw__sock_inq(int fd) {
+  u_long n = 0;
+  return ioctlsocket(SOCK(fd), FIONREAD, &n) != 0 ? -1 : (long)n;
+}
+
+/* AcceptEx takes sockets made in advance, so fd exhaustion shows up as a failure to
+ * make the next accept socket (the backend retries it), not as a listener that stays
+ * readable: there is nothing to shed and no reserve descriptor. */
+int lw__sock_reserve_open(void) { return -1; }
+int lw__sock_accept_shed(int lfd, int *reserve) { return 0; }

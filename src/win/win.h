@@ -1,0 +1,49 @@
+/*
+ * win.h - what src/win/sockopt.c and src/win/iocp.c share (Windows build only).
+ */
+#ifndef LW_WIN_H
+#define LW_WIN_H
+
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <mswsock.h>
+#include <mstcpip.h>
+#include <windows.h>
+
+#include "internal.h"
+
+/* The one place Windows errors become LW_E* codes: Win32 ERROR_* codes, WSAE* codes and
+ * (through lw__win_err_from_ntstatus) the NTSTATUS an overlapped operation completed
+ * with. The close reason follows from the code in the core: LW_ECONNRESET/LW_EPIPE ->
+ * PEER_RESET, LW_ETIMEDOUT -> DEAD_PEER, anything else -> ERROR. */
+int lw__err_from_win(unsigned long err);
+/* NTSTATUS (OVERLAPPED.Internal) -> Win32/WSA error code (0 for success). */
+unsigned long lw__win_err_from_ntstatus(long status);
+
+/* WSAStartup once per process (never undone: WSACleanup at exit is the OS's job). */
+int lw__win_startup(void);
+
+/* lw__sock_connect_start cannot start ConnectEx (no OVERLAPPED to give it yet): it
+ * creates and binds the socket and parks the destination here; the backend's
+ * conn_open, called right after on the same thread, takes it. */
+int lw__win_take_connect_addr(int fd, struct sockaddr_storage *ss, int *len);
+/* Drops a parked address whose socket was closed before conn_open took it. */
+void lw__win_drop_connect_addr(int fd);
+
+/* Reuse pool (A15) behind an internal switch until the public option exists (see
+ * README.md): max sockets kept for AcceptEx after DisconnectEx(TF_REUSE_SOCKET);
+ * 0 turns reuse off (the default). The environment variable LW_WIN_REUSE=N sets it
+ * for every new loop. */
+int lw__iocp_set_reuse(lw_loop *loop, unsigned pool_max);
+typedef struct lw__iocp_stats {
+  uint64_t sockets_created;   /* accept sockets made with WSASocket */
+  uint64_t sockets_reused;    /* accept sockets taken from the reuse pool */
+  uint64_t disconnects_ok;    /* DisconnectEx(TF_REUSE_SOCKET) that completed */
+  uint64_t disconnects_failed;
+  unsigned pool_size;         /* sockets in the pool now */
+  unsigned recycling;         /* DisconnectEx in flight now */
+  uint64_t deferred_closes;   /* closes that waited for a cancelled WSARecv */
+} lw__iocp_stats;
+int lw__iocp_get_stats(lw_loop *loop, lw__iocp_stats *out);
+
+#endif
