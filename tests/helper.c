@@ -112,7 +112,7 @@ static void *peer_main(void *arg) {
   char buf[65536];
   p->pattern_ok = 1;
   for (;;) {
-    size_t want = sizeof(buf);
+    size_t want = p->read_pause_us ? 32768 : sizeof(buf);
     if (p->read_limit) {
       if (p->received >= p->read_limit)
         break;
@@ -134,6 +134,8 @@ static void *peer_main(void *arg) {
       if ((unsigned char)buf[i] != (p->received + (size_t)i) % 251)
         p->pattern_ok = 0;
     p->received += (size_t)n;
+    if (p->read_pause_us)
+      usleep((useconds_t)p->read_pause_us);
   }
   /* read_limit reached: hold, then end as told */
   p->end_err = -1;

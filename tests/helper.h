@@ -29,6 +29,7 @@ typedef struct lwt_peer {
   int hold_ms;             /* after read_limit: keep the socket open this long */
   int rst_after;           /* 1: after read_limit, close with SO_LINGER{1,0} (RST) */
   int rcvbuf;              /* SO_RCVBUF before connect (0: the kernel's autotuning) */
+  int read_pause_us;       /* pause after each read: a client slower than the server */
   /* what happened */
   size_t received;
   int pattern_ok;

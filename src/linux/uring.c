@@ -38,7 +38,7 @@
 #define UR_BUFS 512           /* provided buffers (power of two) */
 #define UR_BUF_SIZE (16 * 1024) /* 8 MiB for the loop, shared by every connection */
 #define UR_BGID 7
-#define UR_MAX_IOV 64
+#define UR_MAX_IOV 16
 #define UR_BATCH 256
 
 enum { UR_OP_RECV = 1, UR_OP_SEND, UR_OP_POLL, UR_OP_ACCEPT, UR_OP_LPOLL, UR_OP_ERRPOLL };
@@ -58,6 +58,9 @@ typedef struct ur_conn {
   unsigned stash_off, stash_len;
   struct iovec iov[UR_MAX_IOV];
   struct msghdr msg;
+  lw__list retry_node; /* in ur_state.retry while a submission is owed */
+  unsigned retry : 1;
+  unsigned cancel_owed : 1; /* detached, and its cancels still wait for SQEs */
 } ur_conn;
 
 typedef struct ur_state {
@@ -65,6 +68,10 @@ typedef struct ur_state {
   struct io_uring_buf_ring *br;
   char *bufs;
   int orphans; /* accept ops of closed listeners whose last CQE is still due */
+  /* Connections whose SQE could not be had (SQ full and the kernel busy flushing a
+   * CQ overflow): their update is retried after the batch, never dropped -- a dropped
+   * recv would leave a connection waiting forever. */
+  lw__list retry;
 } ur_state;
 
 static ur_state *ur(lw_loop *loop) { return loop->backend_data; }
@@ -75,11 +82,20 @@ static ur_conn *urc(lw_conn *c) { return c->backend_data; }
 static struct io_uring_sqe *ur_sqe(ur_state *s) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
   if (!sqe) {
-    /* SQ full: hand what we have to the kernel and take a slot again. */
+    /* SQ full: hand what we have to the kernel and take a slot again. This can fail
+     * (-EBUSY while the kernel flushes a CQ overflow): callers then defer. */
     io_uring_submit(&s->ring);
     sqe = io_uring_get_sqe(&s->ring);
   }
   return sqe;
+}
+
+static void ur_defer(lw_conn *c) {
+  ur_conn *u = c->backend_data;
+  if (u->retry)
+    return;
+  u->retry = 1;
+  lw__list_push(&((ur_state *)c->loop->backend_data)->retry, &u->retry_node);
 }
 
 static void ur_buf_return(ur_state *s, int bid) {
@@ -92,7 +108,15 @@ static int ur_init(lw_loop *loop) {
   ur_state *s = calloc(1, sizeof(*s));
   if (!s)
     return LW_ENOMEM;
-  int r = io_uring_queue_init(UR_ENTRIES, &s->ring, 0);
+  /* A CQ far larger than the SQ: every connection keeps a recv in flight, and a burst
+   * can complete thousands at once; overflowing the CQ makes the kernel stall
+   * submissions while it flushes (-EBUSY). 64k CQEs cost 1 MiB. */
+  struct io_uring_params params;
+  memset(&params, 0, sizeof(params));
+  params.flags = IORING_SETUP_CQSIZE;
+  params.cq_entries = 65536;
+  lw__list_init(&s->retry);
+  int r = io_uring_queue_init_params(UR_ENTRIES, &s->ring, &params);
   if (r < 0) {
     free(s);
     return lw__err_from_errno(-r);
@@ -171,6 +195,9 @@ static int ur_conn_open(lw_conn *c) {
 }
 
 static void ur_conn_free(lw_conn *c) {
+  ur_conn *u = c->backend_data;
+  if (u && u->retry)
+    lw__list_remove(&u->retry_node);
   free(c->backend_data);
   c->backend_data = NULL;
 }
@@ -179,8 +206,10 @@ static void ur_submit_recv(lw_conn *c) {
   ur_state *s = ur(c->loop);
   ur_conn *u = urc(c);
   struct io_uring_sqe *sqe = ur_sqe(s);
-  if (!sqe)
+  if (!sqe) {
+    ur_defer(c);
     return;
+  }
   size_t len = c->discarding ? UR_BUF_SIZE : LW__MIN(c->read_size, (size_t)UR_BUF_SIZE);
   io_uring_prep_recv(sqe, c->io.fd, NULL, len, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -194,8 +223,10 @@ static void ur_submit_send(lw_conn *c) {
   ur_state *s = ur(c->loop);
   ur_conn *u = urc(c);
   struct io_uring_sqe *sqe = ur_sqe(s);
-  if (!sqe)
+  if (!sqe) {
+    ur_defer(c);
     return;
+  }
   int n = lw__conn_fill_iov(c, u->iov, UR_MAX_IOV);
   memset(&u->msg, 0, sizeof(u->msg));
   u->msg.msg_iov = u->iov;
@@ -234,8 +265,10 @@ static void ur_conn_update(lw_conn *c) {
   if (c->connecting) {
     if (!u->poll_inflight) {
       struct io_uring_sqe *sqe = ur_sqe(s);
-      if (!sqe)
+      if (!sqe) {
+        ur_defer(c);
         return;
+      }
       io_uring_prep_poll_add(sqe, c->io.fd, POLLOUT);
       io_uring_sqe_set_data(sqe, &u->poll);
       u->poll_inflight = 1;
@@ -258,6 +291,8 @@ static void ur_conn_update(lw_conn *c) {
   if (lw__conn_wants_errors(c) && !c->io.hup && !u->recv_inflight && !u->send_inflight &&
       !u->err_inflight) {
     struct io_uring_sqe *sqe = ur_sqe(s);
+    if (!sqe)
+      ur_defer(c);
     if (sqe) {
       io_uring_prep_poll_add(sqe, c->io.fd, POLLERR);
       io_uring_sqe_set_data(sqe, &u->epoll_);
@@ -267,7 +302,39 @@ static void ur_conn_update(lw_conn *c) {
   }
 }
 
+/* Cancels each op of c still in flight, by its user_data. Not by fd: a cancel by fd
+ * (IORING_ASYNC_CANCEL_FD) walks every pending request of the ring, so closing 10k
+ * connections that each have a recv pending costs 10k x 10k steps -- measured as a
+ * 10-second stall of the loop in tests/test_soak.c. By user_data it is a hash lookup.
+ * And since an in-flight request holds its own reference to the file, the core may
+ * close(fd) before these cancels reach the kernel: they go with the next submit. */
+static void ur_submit_cancels(lw_conn *c) {
+  ur_state *s = ur(c->loop);
+  ur_conn *u = urc(c);
+  ur_op *ops[4] = {u->recv_inflight ? &u->recv : NULL, u->send_inflight ? &u->send : NULL,
+                   u->poll_inflight ? &u->poll : NULL, u->err_inflight ? &u->epoll_ : NULL};
+  u->cancel_owed = 0;
+  for (int i = 0; i < 4; i++) {
+    if (!ops[i])
+      continue;
+    struct io_uring_sqe *sqe = ur_sqe(s);
+    if (!sqe) {
+      /* Owed, never dropped: an uncancelled recv would keep the socket (and this
+       * connection) alive for as long as the peer stays silent. */
+      u->cancel_owed = 1;
+      ur_defer(c);
+      return;
+    }
+    io_uring_prep_cancel(sqe, ops[i], 0);
+    io_uring_sqe_set_data(sqe, NULL); /* the cancel's own CQE is ignored */
+  }
+}
+
 static void ur_conn_detach(lw_conn *c) {
+  if (urc(c)->retry) {
+    lw__list_remove(&urc(c)->retry_node); /* nothing more is owed to a closed fd */
+    urc(c)->retry = 0;
+  }
   ur_state *s = ur(c->loop);
   ur_conn *u = urc(c);
   if (u->stash_bid >= 0) {
@@ -275,14 +342,7 @@ static void ur_conn_detach(lw_conn *c) {
     u->stash_bid = -1;
   }
   if (u->inflight) {
-    struct io_uring_sqe *sqe = ur_sqe(s);
-    if (sqe) {
-      io_uring_prep_cancel_fd(sqe, c->io.fd, IORING_ASYNC_CANCEL_ALL);
-      io_uring_sqe_set_data(sqe, NULL); /* the cancel's own CQE is ignored */
-    }
-    /* Submit now: the core closes the fd right after this returns, and the cancel
-     * must be matched against the file while the fd still names it. */
-    io_uring_submit(&s->ring);
+    ur_submit_cancels(c);
     return;
   }
   lw__conn_ops_done(c);
@@ -496,7 +556,7 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
                                    .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
     r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
   }
-  if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY)
+  if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
     return lw__err_from_errno(-r);
   loop->now = lw__now_ms();
   int total = 0;
@@ -548,6 +608,25 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
     total += (int)n;
     if (n < UR_BATCH)
       break;
+  }
+  /* Submissions owed from this batch; one that still finds no SQE re-queues itself
+   * for the next round. */
+  lw__list owed;
+  lw__list_init(&owed);
+  while (!lw__list_empty(&s->retry)) {
+    lw__list *node = s->retry.next;
+    lw__list_remove(node);
+    lw__list_push(&owed, node);
+  }
+  while (!lw__list_empty(&owed)) {
+    ur_conn *u = LW__CONTAINER_OF(owed.next, ur_conn, retry_node);
+    lw__list_remove(&u->retry_node);
+    u->retry = 0;
+    lw_conn *c = u->recv.owner;
+    if (!c->detached)
+      ur_conn_update(c);
+    else if (u->cancel_owed)
+      ur_submit_cancels(c);
   }
   return total;
 }
