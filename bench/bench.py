@@ -9,7 +9,7 @@ Every process is bounded in time (subprocess timeouts; loadgen bounds itself).""
 import argparse, csv, os, resource, shutil, signal, socket, statistics, subprocess, sys
 import tempfile, time
 
-SERVERS = ["raw", "lastword", "libuv", "libevent", "nginx"]
+SERVERS = ["raw", "lastword", "lw-uring", "libuv", "libevent", "nginx"]
 SERVER_CPU, LOAD_CPU = "0", "1"
 BASE_PORT = 17100
 
@@ -42,7 +42,10 @@ class Server:
         self.tmp = None
         pre = ["taskset", "-c", SERVER_CPU] + (valgrind or [])
         listen = f"127.0.0.1:{port}"
-        if name == "lastword":
+        env = dict(os.environ)
+        if name in ("lastword", "lw-uring"):
+            # lw-uring: the same programs on the io_uring backend (LW_BACKEND).
+            env["LW_BACKEND"] = "uring" if name == "lw-uring" else "epoll"
             if mode == "echo":
                 cmd = [os.path.join(A.bin, "lw_echo"), "--listen", listen]
             else:
@@ -58,7 +61,7 @@ class Server:
         else:
             raise ValueError(name)
         self.proc = subprocess.Popen(pre + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=env)
         self.sig_pid = self.proc.pid
         self.pid = self.proc.pid
         self.wait_ready(60 if valgrind else 10)
