@@ -416,6 +416,25 @@ int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len) {
     return st;
   if (queue_full(c, len))
     return LW_EQUEUEFULL;
+  /* Fast path, as libuv's uv_try_write: nothing queued and the socket has room, so
+   * send now -- no allocation, no copy, no deferred completion. What the kernel did not
+   * take is queued below as usual; an error is left for the normal path to meet. */
+  if (lw__list_empty(&c->wq) && !c->detached && !c->connecting && c->loop->backend->try_write) {
+    ssize_t n = c->loop->backend->try_write(c, buf, len);
+    if (n > 0) {
+      c->info.bytes_queued += (uint64_t)n;
+      c->wq_bytes += (size_t)n;
+      if (c->opts.stall_timeout_ms && !c->stall_active)
+        stall_start(c);
+      lw__conn_write_done(c, n);
+      if ((size_t)n == len)
+        return 0;
+      buf = (const char *)buf + n;
+      len -= (size_t)n;
+      if ((st = lw__cs_write_status(&c->sm)) != 0)
+        return st; /* cannot happen on success, kept for safety */
+    }
+  }
   lw__wreq *w = malloc(sizeof(*w) + len);
   if (!w)
     return LW_ENOMEM;

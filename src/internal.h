@@ -108,6 +108,9 @@ typedef struct lw__backend {
   void (*conn_detach)(lw_conn *c);
   /* Frees the backend's per-connection data (NULL if it keeps none). */
   void (*conn_free)(lw_conn *c);
+  /* Optional (NULL: unsupported): send now, without queueing, when nothing is queued or
+   * in flight. Returns bytes taken (0 if none could be), or an LW_E code. */
+  ssize_t (*try_write)(lw_conn *c, const void *buf, size_t len);
 } lw__backend;
 
 extern const lw__backend lw__backend_epoll;

@@ -139,6 +139,16 @@ static void ep_conn_update(lw_conn *c) {
   (void)r;
 }
 
+static ssize_t ep_try_write(lw_conn *c, const void *buf, size_t len) {
+  if (c->io.wblocked)
+    return 0;
+  ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
+                                                                      : lw__err_from_errno(errno);
+  return n;
+}
+
 static int ep_conn_open(lw_conn *c) {
   c->io.added = 0;
   c->io.registered = 0;
@@ -277,4 +287,5 @@ const lw__backend lw__backend_epoll = {
     .conn_open = ep_conn_open,
     .conn_update = ep_conn_update,
     .conn_detach = ep_conn_detach,
+    .try_write = ep_try_write,
 };
