@@ -14,6 +14,8 @@
  * same graceful way, exit when all are gone. SIGINT: stop at once (for callgrind).
  */
 #define _GNU_SOURCE
+#include "bench_args.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -183,29 +185,18 @@ static void on_sigint(evutil_socket_t s, short w, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  const char *listen_arg = "127.0.0.1:0";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--listen"))
-      listen_arg = argv[i + 1];
-    else if (!strcmp(argv[i], "--bytes"))
-      nbytes = strtoull(argv[i + 1], NULL, 10);
-    else if (!strcmp(argv[i], "--mode"))
-      echo_mode = !strcmp(argv[i + 1], "echo");
-    else {
-      fprintf(stderr, "usage: ev_server --listen HOST:PORT [--bytes N] [--mode respond|echo]\n");
-      return 2;
-    }
-  }
-  char host[64];
-  const char *colon = strrchr(listen_arg, ':');
-  if (!colon || (size_t)(colon - listen_arg) >= sizeof(host) || nbytes == 0)
+  bench_args args;
+  if (bench_args_parse(&args, argc, argv, "ev_server"))
     return 2;
-  memcpy(host, listen_arg, (size_t)(colon - listen_arg));
-  host[colon - listen_arg] = 0;
-  payload = malloc(nbytes);
-  for (size_t i = 0; i < nbytes; i++)
-    payload[i] = (char)(i % 251);
-  signal(SIGPIPE, SIG_IGN);
+  const char *listen_arg = args.listen;
+  const char *host = args.host;
+  int port = args.port;
+  nbytes = args.nbytes;
+  echo_mode = args.echo_mode;
+  payload = args.payload;
+  (void)listen_arg;
+  (void)host;
+  (void)port;
 
   base = event_base_new();
   struct sockaddr_in a;

@@ -10,6 +10,8 @@
  * socket: the natural "drain" of a plain server). SIGINT: exit(0) (for callgrind).
  */
 #define _GNU_SOURCE
+#include "bench_args.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -125,32 +127,21 @@ static void on_echo(client *c, uint32_t events) {
 }
 
 int main(int argc, char **argv) {
-  const char *listen_arg = "127.0.0.1:0";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--listen"))
-      listen_arg = argv[i + 1];
-    else if (!strcmp(argv[i], "--bytes"))
-      nbytes = strtoull(argv[i + 1], NULL, 10);
-    else if (!strcmp(argv[i], "--mode"))
-      echo_mode = !strcmp(argv[i + 1], "echo");
-    else {
-      fprintf(stderr, "usage: raw_epoll --listen HOST:PORT [--bytes N] [--mode respond|echo]\n");
-      return 2;
-    }
-  }
-  char host[64];
-  const char *colon = strrchr(listen_arg, ':');
-  if (!colon || (size_t)(colon - listen_arg) >= sizeof(host) || nbytes == 0)
+  bench_args args;
+  if (bench_args_parse(&args, argc, argv, "raw_epoll"))
     return 2;
-  memcpy(host, listen_arg, (size_t)(colon - listen_arg));
-  host[colon - listen_arg] = 0;
-  payload = malloc(nbytes);
-  for (size_t i = 0; i < nbytes; i++)
-    payload[i] = (char)(i % 251);
-  signal(SIGPIPE, SIG_IGN);
+  const char *listen_arg = args.listen;
+  const char *host = args.host;
+  int port = args.port;
+  nbytes = args.nbytes;
+  echo_mode = args.echo_mode;
+  payload = args.payload;
+  (void)listen_arg;
+  (void)host;
+  (void)port;
   signal(SIGINT, on_int);
 
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   inet_pton(AF_INET, host, &a.sin_addr);
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int one = 1;

@@ -11,6 +11,8 @@
  * SIGINT: stop at once (for callgrind).
  */
 #define _GNU_SOURCE
+#include "bench_args.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,33 +219,22 @@ static void on_sigint(uv_signal_t *h, int sig) {
 }
 
 int main(int argc, char **argv) {
-  const char *listen_arg = "127.0.0.1:0";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--listen"))
-      listen_arg = argv[i + 1];
-    else if (!strcmp(argv[i], "--bytes"))
-      nbytes = strtoull(argv[i + 1], NULL, 10);
-    else if (!strcmp(argv[i], "--mode"))
-      echo_mode = !strcmp(argv[i + 1], "echo");
-    else {
-      fprintf(stderr, "usage: uv_server --listen HOST:PORT [--bytes N] [--mode respond|echo]\n");
-      return 2;
-    }
-  }
-  char host[64];
-  const char *colon = strrchr(listen_arg, ':');
-  if (!colon || (size_t)(colon - listen_arg) >= sizeof(host) || nbytes == 0)
+  bench_args args;
+  if (bench_args_parse(&args, argc, argv, "uv_server"))
     return 2;
-  memcpy(host, listen_arg, (size_t)(colon - listen_arg));
-  host[colon - listen_arg] = 0;
-  payload = malloc(nbytes);
-  for (size_t i = 0; i < nbytes; i++)
-    payload[i] = (char)(i % 251);
-  signal(SIGPIPE, SIG_IGN);
+  const char *listen_arg = args.listen;
+  const char *host = args.host;
+  int port = args.port;
+  nbytes = args.nbytes;
+  echo_mode = args.echo_mode;
+  payload = args.payload;
+  (void)listen_arg;
+  (void)host;
+  (void)port;
 
   loop = uv_default_loop();
   struct sockaddr_in a;
-  uv_ip4_addr(host, atoi(colon + 1), &a);
+  uv_ip4_addr(host, port, &a);
   uv_tcp_init(loop, &server);
   int r = uv_tcp_bind(&server, (const struct sockaddr *)&a, 0);
   if (r == 0)
