@@ -7,9 +7,12 @@
  *   recv     one in flight per connection, into a provided-buffer ring shared by the
  *            loop (IOSQE_BUFFER_SELECT): an idle connection pins no buffer
  *   sendmsg  one in flight per connection, gathering the head of the write queue
- *   poll     POLLOUT, for a non-blocking connect() in progress
- *   cancel   IORING_OP_ASYNC_CANCEL of everything on the fd (IORING_ASYNC_CANCEL_FD |
- *            IORING_ASYNC_CANCEL_ALL) when the connection is detached
+ *   poll     POLLOUT, for a non-blocking connect() in progress; POLLERR alone, to watch
+ *            for errors (liveness) while nothing else is in flight; POLLIN on a
+ *            listener that hit EMFILE (see ur_arm_poll)
+ *   send     a plain send() when nothing is queued or in flight (ur_try_write)
+ *   cancel   IORING_OP_ASYNC_CANCEL of each op still in flight, by user_data, when the
+ *            connection is detached (never by fd: see ur_submit_cancels)
  *
  * The A2 contract on a real completion kernel: after close(fd) the in-flight requests
  * still hold the file (and the kernel may still write into our buffers), so the
