@@ -264,9 +264,12 @@ static void live_cb(lw_timer *t) {
     } else {
       /* SIOCOUTQ counts an unacknowledged FIN as 1: "acked" may dip by one, never
        * rise, so only a rise counts as progress. */
-      uint64_t acked = outq >= 0 && c->info.bytes_sent >= (uint64_t)outq
-                           ? c->info.bytes_sent - (uint64_t)outq
-                           : c->stall_acked;
+      /* Where the OS cannot count unacknowledged bytes (outq < 0: Windows without
+       * SIO_TCP_INFO, Wine), progress is what the kernel keeps taking from our
+       * queue: weaker, but a peer that reads is never mistaken for a stalled one. */
+      uint64_t acked = outq < 0 ? c->info.bytes_sent
+                       : c->info.bytes_sent >= (uint64_t)outq ? c->info.bytes_sent - (uint64_t)outq
+                                                              : c->stall_acked;
       if (acked > c->stall_acked) {
         c->stall_acked = acked;
         c->stall_since = now;
@@ -577,7 +580,9 @@ static void deadline_cb(lw_timer *t) {
 static int ack_check(lw_conn *c) {
   long outq = lw__sock_outq(c->io.fd);
   c->acked_clean = outq == 0;
-  return outq == 0;
+  /* outq < 0: this OS cannot tell. Nothing to wait for then; the close goes on and
+   * lw_close_info says acked_known = 0 rather than waiting out the deadline. */
+  return outq <= 0;
 }
 
 static void ack_poll_cb(lw_timer *t) {
