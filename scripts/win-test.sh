@@ -25,8 +25,8 @@ command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || skip "no mingw-w64 compiler
 command -v wine >/dev/null 2>&1 || skip "no wine command (install the 'wine' package too)"
 
 cmake -S . -B "$BUILD" -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchain-mingw64.cmake" \
-  -DLW_BUILD_TESTS=ON >"$BUILD.cmake.log" 2>&1 || { cat "$BUILD.cmake.log"; exit 1; }
-cmake --build "$BUILD" -j2 >"$BUILD.build.log" 2>&1 || { tail -40 "$BUILD.build.log"; exit 1; }
+  -DLW_BUILD_TESTS=ON >"$BUILD-cmake.log" 2>&1 || { cat "$BUILD-cmake.log"; exit 1; }
+cmake --build "$BUILD" -j2 >"$BUILD-build.log" 2>&1 || { tail -40 "$BUILD-build.log"; exit 1; }
 echo "win-test: cross-built $(ls "$BUILD"/tests/win/*.exe | wc -l) test programs"
 
 # Wine: a private prefix, quiet, no Mono/Gecko prompts, one wineserver for the suite.
