@@ -188,21 +188,15 @@ int main(int argc, char **argv) {
   bench_args args;
   if (bench_args_parse(&args, argc, argv, "ev_server"))
     return 2;
-  const char *listen_arg = args.listen;
-  const char *host = args.host;
-  int port = args.port;
   nbytes = args.nbytes;
   echo_mode = args.echo_mode;
   payload = args.payload;
-  (void)listen_arg;
-  (void)host;
-  (void)port;
 
   base = event_base_new();
   struct sockaddr_in a;
   memset(&a, 0, sizeof(a));
   int alen = sizeof(a);
-  if (evutil_parse_sockaddr_port(listen_arg, (struct sockaddr *)&a, &alen) < 0)
+  if (evutil_parse_sockaddr_port(args.listen, (struct sockaddr *)&a, &alen) < 0)
     return 2;
   listener = evconnlistener_new_bind(base, on_accept, NULL,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 4096,
@@ -214,7 +208,7 @@ int main(int argc, char **argv) {
   struct sockaddr_in got;
   socklen_t gl = sizeof(got);
   getsockname(evconnlistener_get_fd(listener), (struct sockaddr *)&got, &gl);
-  printf("listening on %s:%d\n", host, ntohs(got.sin_port));
+  printf("listening on %s:%d\n", args.host, ntohs(got.sin_port));
   fflush(stdout);
   struct event *st = evsignal_new(base, SIGTERM, on_sigterm, NULL);
   struct event *si = evsignal_new(base, SIGINT, on_sigint, NULL);

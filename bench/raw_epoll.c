@@ -130,19 +130,13 @@ int main(int argc, char **argv) {
   bench_args args;
   if (bench_args_parse(&args, argc, argv, "raw_epoll"))
     return 2;
-  const char *listen_arg = args.listen;
-  const char *host = args.host;
-  int port = args.port;
   nbytes = args.nbytes;
   echo_mode = args.echo_mode;
   payload = args.payload;
-  (void)listen_arg;
-  (void)host;
-  (void)port;
   signal(SIGINT, on_int);
 
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, host, &a.sin_addr);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)args.port)};
+  inet_pton(AF_INET, args.host, &a.sin_addr);
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int one = 1;
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -152,7 +146,7 @@ int main(int argc, char **argv) {
   }
   socklen_t al = sizeof(a);
   getsockname(lfd, (struct sockaddr *)&a, &al);
-  printf("listening on %s:%d\n", host, ntohs(a.sin_port));
+  printf("listening on %s:%d\n", args.host, ntohs(a.sin_port));
   fflush(stdout);
 
   epfd = epoll_create1(0);

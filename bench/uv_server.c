@@ -222,19 +222,13 @@ int main(int argc, char **argv) {
   bench_args args;
   if (bench_args_parse(&args, argc, argv, "uv_server"))
     return 2;
-  const char *listen_arg = args.listen;
-  const char *host = args.host;
-  int port = args.port;
   nbytes = args.nbytes;
   echo_mode = args.echo_mode;
   payload = args.payload;
-  (void)listen_arg;
-  (void)host;
-  (void)port;
 
   loop = uv_default_loop();
   struct sockaddr_in a;
-  uv_ip4_addr(host, port, &a);
+  uv_ip4_addr(args.host, args.port, &a);
   uv_tcp_init(loop, &server);
   int r = uv_tcp_bind(&server, (const struct sockaddr *)&a, 0);
   if (r == 0)
@@ -246,7 +240,7 @@ int main(int argc, char **argv) {
   struct sockaddr_in got;
   int gl = sizeof(got);
   uv_tcp_getsockname(&server, (struct sockaddr *)&got, &gl);
-  printf("listening on %s:%d\n", host, ntohs(got.sin_port));
+  printf("listening on %s:%d\n", args.host, ntohs(got.sin_port));
   fflush(stdout);
   uv_signal_init(loop, &sigterm);
   uv_signal_start(&sigterm, on_sigterm, SIGTERM);
