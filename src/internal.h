@@ -29,6 +29,18 @@ static inline void lw__list_push(lw__list *h, lw__list *n) {
   h->prev->next = n;
   h->prev = n;
 }
+/* Moves every node of src to the empty list dst, leaving src empty: for "process what
+ * is queued now; what the processing queues waits for the next round". */
+static inline void lw__list_move_all(lw__list *dst, lw__list *src) {
+  lw__list_init(dst);
+  if (lw__list_empty(src))
+    return;
+  dst->next = src->next;
+  dst->prev = src->prev;
+  dst->next->prev = dst;
+  dst->prev->next = dst;
+  lw__list_init(src);
+}
 static inline void lw__list_remove(lw__list *n) {
   n->prev->next = n->next;
   n->next->prev = n->prev;

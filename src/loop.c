@@ -125,14 +125,7 @@ static void run_pending(lw_loop *loop) {
   /* Callbacks may queue more pending work; take the list as it is now and leave the
    * rest for the next round so a callback that writes in a loop cannot starve I/O. */
   lw__list batch;
-  lw__list_init(&batch);
-  if (lw__list_empty(&loop->pending))
-    return;
-  batch.next = loop->pending.next;
-  batch.prev = loop->pending.prev;
-  batch.next->prev = &batch;
-  batch.prev->next = &batch;
-  lw__list_init(&loop->pending);
+  lw__list_move_all(&batch, &loop->pending);
   while (!lw__list_empty(&batch)) {
     lw__list *n = batch.next;
     lw__list_remove(n);

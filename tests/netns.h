@@ -123,6 +123,15 @@ static inline void lwn_vanish_link(void) {
   assert_int_equal(lwn_sh(lwn_fd_b, "ip link set vb down"), 0);
 }
 
+/* The peer comes back (undoes either vanish), for the next case: a cmocka teardown. */
+static inline int lwn_restore(void **state) {
+  (void)state;
+  lwn_sh(lwn_fd_b, "nft delete table inet lwt; ip link set vb up");
+  for (int i = 0; i < 200 && lwn_sh(-1, "ip link show va | grep -q LOWER_UP") != 0; i++)
+    lwn_msleep(10);
+  return 0;
+}
+
 /* ---- a raw peer in a thread in B ---- */
 typedef struct lwn_peer {
   int port;

@@ -57,14 +57,6 @@ static void idle_dead(int link) {
   assert_int_equal(lwt_fd_count(), fds);
 }
 
-static int restore(void **state) {
-  (void)state;
-  lwn_sh(lwn_fd_b, "nft delete table inet lwt; ip link set vb up");
-  for (int i = 0; i < 200 && lwn_sh(-1, "ip link show va | grep -q LOWER_UP") != 0; i++)
-    lwn_msleep(10);
-  return 0;
-}
-
 static void test_idle_nft_drop(void **state) {
   (void)state;
   idle_dead(0);
@@ -75,7 +67,7 @@ static void test_idle_link_down(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test_teardown(test_idle_nft_drop, restore),
-                                     cmocka_unit_test_teardown(test_idle_link_down, restore)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test_teardown(test_idle_nft_drop, lwn_restore),
+                                     cmocka_unit_test_teardown(test_idle_link_down, lwn_restore)};
   return lwn_main(tests, sizeof(tests) / sizeof(tests[0]), "test_dead_peer");
 }

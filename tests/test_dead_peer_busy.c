@@ -66,14 +66,6 @@ static void busy_dead(int link) {
   assert_int_equal(lwt_fd_count(), fds);
 }
 
-static int restore(void **state) {
-  (void)state;
-  lwn_sh(lwn_fd_b, "nft delete table inet lwt; ip link set vb up");
-  for (int i = 0; i < 200 && lwn_sh(-1, "ip link show va | grep -q LOWER_UP") != 0; i++)
-    lwn_msleep(10);
-  return 0;
-}
-
 static void test_busy_nft_drop(void **state) {
   (void)state;
   busy_dead(0);
@@ -84,7 +76,7 @@ static void test_busy_link_down(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test_teardown(test_busy_nft_drop, restore),
-                                     cmocka_unit_test_teardown(test_busy_link_down, restore)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test_teardown(test_busy_nft_drop, lwn_restore),
+                                     cmocka_unit_test_teardown(test_busy_link_down, lwn_restore)};
   return lwn_main(tests, sizeof(tests) / sizeof(tests[0]), "test_dead_peer_busy");
 }

@@ -197,13 +197,16 @@ static void ep_conn_event(lw_conn *c, uint32_t ev) {
     }
     return;
   }
-  if (!(ep_conn_want(c) & (EPOLLIN | EPOLLOUT)) && !(ev & EPOLLERR)) {
+  uint32_t want = ep_conn_want(c);
+  if (!(want & (EPOLLIN | EPOLLOUT)) && !(ev & EPOLLERR)) {
     /* An event for a registration kept lazily, or a HUP on an errors-only watch:
      * nothing to read or write. Bring the registration to what is wanted now (none,
      * or errors only; a HUP parks the errors-only watch for good, see the top). */
-    if (ev & EPOLLHUP)
+    if (ev & EPOLLHUP) {
       c->io.hup = 1;
-    ep_set(c->loop, &c->io, ep_conn_want(c));
+      want = ep_conn_want(c); /* hup parks the errors-only watch */
+    }
+    ep_set(c->loop, &c->io, want);
     return;
   }
   int handled = 0;

@@ -363,11 +363,16 @@ static ssize_t ur_try_write(lw_conn *c, const void *buf, size_t len) {
   return n;
 }
 
+/* The end of every connection completion: one op fewer in flight, then either the
+ * last CQE of a closed connection (ops done) or a live one asking for its next ops.
+ * c is freed only in the endgame, after this batch: safe to look at it here. */
 static void ur_op_finished(lw_conn *c) {
   ur_conn *u = urc(c);
   assert(u->inflight > 0);
   if (--u->inflight == 0 && c->detached)
     lw__conn_ops_done(c); /* the last CQE that names this connection */
+  if (!c->detached)
+    ur_conn_update(c);
 }
 
 static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
@@ -397,9 +402,6 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
       lw__conn_read_done(c, NULL, res == 0 ? 0 : lw__err_from_errno(-res));
   }
   ur_op_finished(c);
-  /* c is freed only in the endgame, after this batch: safe to look at it. */
-  if (!c->detached)
-    ur_conn_update(c);
 }
 
 static void ur_send_done(lw_conn *c, int res) {
@@ -408,8 +410,6 @@ static void ur_send_done(lw_conn *c, int res) {
   if (!c->detached && res != -ECANCELED)
     lw__conn_write_done(c, res >= 0 ? res : lw__err_from_errno(-res));
   ur_op_finished(c);
-  if (!c->detached)
-    ur_conn_update(c);
 }
 
 static void ur_poll_done(lw_conn *c, int res) {
@@ -418,8 +418,6 @@ static void ur_poll_done(lw_conn *c, int res) {
   if (!c->detached && c->connecting && res != -ECANCELED)
     lw__conn_connect_done(c, lw__sock_so_error(c->io.fd));
   ur_op_finished(c);
-  if (!c->detached)
-    ur_conn_update(c);
 }
 
 static void ur_errpoll_done(lw_conn *c, int res) {
@@ -438,8 +436,6 @@ static void ur_errpoll_done(lw_conn *c, int res) {
     }
   }
   ur_op_finished(c);
-  if (!c->detached)
-    ur_conn_update(c);
 }
 
 /* ---- listeners ---- */
@@ -627,12 +623,7 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
   /* Submissions owed from this batch; one that still finds no SQE re-queues itself
    * for the next round. */
   lw__list owed;
-  lw__list_init(&owed);
-  while (!lw__list_empty(&s->retry)) {
-    lw__list *node = s->retry.next;
-    lw__list_remove(node);
-    lw__list_push(&owed, node);
-  }
+  lw__list_move_all(&owed, &s->retry);
   while (!lw__list_empty(&owed)) {
     ur_conn *u = LW__CONTAINER_OF(owed.next, ur_conn, retry_node);
     lw__list_remove(&u->retry_node);

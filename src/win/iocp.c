@@ -787,15 +787,10 @@ static void accept_done(iocp_state *st, lw_loop *loop, iocp_acc *a, DWORD err) {
 }
 
 static void rearm_listeners(iocp_state *st, lw_loop *loop) {
-  lw__list todo;
-  lw__list_init(&todo);
-  while (!lw__list_empty(&st->rearm)) {
-    lw__list *n = st->rearm.next;
-    lw__list_remove(n);
-    lw__list_push(&todo, n);
-  }
-  while (!lw__list_empty(&todo)) {
-    iocp_lis *lis = LW__CONTAINER_OF(todo.next, iocp_lis, node);
+  lw__list batch; /* a listener that fails again re-queues itself for the next round */
+  lw__list_move_all(&batch, &st->rearm);
+  while (!lw__list_empty(&batch)) {
+    iocp_lis *lis = LW__CONTAINER_OF(batch.next, iocp_lis, node);
     lw__list_remove(&lis->node);
     lis->want_rearm = 0;
     int failed = 0;
