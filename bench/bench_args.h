@@ -17,7 +17,7 @@ typedef struct bench_args {
   const char *listen; /* HOST:PORT as given */
   size_t nbytes;      /* response size */
   int echo_mode;
-  char *payload;      /* nbytes of i % 251 */
+  char *payload; /* nbytes of i % 251 */
 } bench_args;
 
 /* Parses argv, builds the payload and ignores SIGPIPE. Returns 0, or 2 after printing

@@ -198,9 +198,9 @@ int main(int argc, char **argv) {
   int alen = sizeof(a);
   if (evutil_parse_sockaddr_port(args.listen, (struct sockaddr *)&a, &alen) < 0)
     return 2;
-  listener = evconnlistener_new_bind(base, on_accept, NULL,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 4096,
-                                     (struct sockaddr *)&a, sizeof(a));
+  listener =
+      evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                              4096, (struct sockaddr *)&a, sizeof(a));
   if (!listener) {
     perror("ev_server: listen");
     return 1;

@@ -52,9 +52,9 @@ enum { S_FREE, S_CONNECTING, S_SENDING, S_READING, S_OPEN, S_DONE };
 typedef struct conn {
   int fd;
   int state;
-  uint64_t got;    /* response body bytes received and checked */
-  size_t sent;     /* request bytes sent */
-  size_t hdr_len;  /* http: header bytes seen so far */
+  uint64_t got;   /* response body bytes received and checked */
+  size_t sent;    /* request bytes sent */
+  size_t hdr_len; /* http: header bytes seen so far */
   int hdr_done;
   uint64_t ready_at; /* read-delay: do not read before this time (ns) */
   char hdr[1024];
@@ -276,7 +276,8 @@ static void do_read(conn *c) {
     size_t len = (size_t)n;
     if (opt.mode == M_HTTP && !c->hdr_done) {
       /* Collect the header (it is small) and find its end. */
-      size_t take = len < sizeof(c->hdr) - 1 - c->hdr_len ? len : sizeof(c->hdr) - 1 - c->hdr_len;
+      size_t take =
+          len < sizeof(c->hdr) - 1 - c->hdr_len ? len : sizeof(c->hdr) - 1 - c->hdr_len;
       memcpy(c->hdr + c->hdr_len, p, take);
       size_t old = c->hdr_len;
       c->hdr_len += take;
@@ -290,7 +291,8 @@ static void do_read(conn *c) {
         }
         continue;
       }
-      if (strncmp(c->hdr, "HTTP/1.1 200", 12) != 0 && strncmp(c->hdr, "HTTP/1.0 200", 12) != 0) {
+      if (strncmp(c->hdr, "HTTP/1.1 200", 12) != 0 &&
+          strncmp(c->hdr, "HTTP/1.0 200", 12) != 0) {
         st.bad++;
         finish(c, 0);
         return;
@@ -490,7 +492,8 @@ int main(int argc, char **argv) {
   pat = malloc(patlen);
   for (size_t i = 0; i < patlen; i++)
     pat[i] = (char)(i % 251);
-  const char *line = opt.mode == M_HTTP ? "GET /f HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" : "GET\n";
+  const char *line =
+      opt.mode == M_HTTP ? "GET /f HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" : "GET\n";
   reqlen = strlen(line) + opt.extra;
   reqbuf = malloc(reqlen + 1);
   memcpy(reqbuf, line, strlen(line));
@@ -527,7 +530,8 @@ int main(int argc, char **argv) {
     double per_conn = est > 0 && rss0 >= 0 ? (double)(rss1 - rss0) * 1024.0 / (double)est : 0;
     printf("mode=idle conns=%ld connect_err=%llu connect_s=%.3f server_fds_before=%ld "
            "server_fds_after=%ld rss_before_kb=%ld rss_after_kb=%ld rss_bytes_per_conn=%.1f",
-           est, (unsigned long long)st.connect_err, connect_s, fds0, fds1, rss0, rss1, per_conn);
+           est, (unsigned long long)st.connect_err, connect_s, fds0, fds1, rss0, rss1,
+           per_conn);
     if (opt.sig && opt.server_pid) {
       int spid = opt.signal_pid ? opt.signal_pid : opt.server_pid;
       int pidfd = (int)syscall(SYS_pidfd_open, spid, 0);

@@ -25,9 +25,9 @@
 
 typedef struct client {
   int fd;
-  int replying;   /* request line seen: writing the response */
-  size_t off;     /* response bytes written */
-  char *pend;     /* echo: bytes not yet written back */
+  int replying; /* request line seen: writing the response */
+  size_t off;   /* response bytes written */
+  char *pend;   /* echo: bytes not yet written back */
   size_t pend_len;
 } client;
 

@@ -99,35 +99,35 @@ extern "C" {
  * Errors: negative codes, one table. The values are the library's own (not errno), so
  * they are the same on every OS; lw__err_from_errno / lw__err_from_win map OS errors.
  * ---------------------------------------------------------------------------------- */
-#define LW_ERRNO_MAP(X)                                                                  \
-  X(EOF, -1, "end of stream: the peer sent FIN")                                         \
-  X(EINVAL, -2, "invalid argument")                                                      \
-  X(ENOMEM, -3, "out of memory")                                                         \
-  X(EBUSY, -4, "resource busy: handles are still alive")                                 \
-  X(EAGAIN, -5, "resource temporarily unavailable")                                      \
-  X(ECANCELED, -6, "operation cancelled: the connection ended before it completed")      \
-  X(ECONNRESET, -7, "connection reset by peer")                                          \
-  X(ECONNREFUSED, -8, "connection refused")                                              \
-  X(ECONNABORTED, -9, "connection aborted")                                              \
-  X(ETIMEDOUT, -10, "connection timed out: the peer stopped answering")                  \
-  X(EPIPE, -11, "broken pipe: the peer no longer accepts data")                          \
-  X(ENOTCONN, -12, "socket is not connected")                                            \
-  X(EADDRINUSE, -13, "address already in use")                                           \
-  X(EADDRNOTAVAIL, -14, "address not available")                                         \
-  X(EAFNOSUPPORT, -15, "address family not supported")                                   \
-  X(EMFILE, -16, "too many open files in this process")                                  \
-  X(ENFILE, -17, "too many open files in the system")                                    \
-  X(EACCES, -18, "permission denied")                                                    \
-  X(ENETUNREACH, -19, "network is unreachable")                                          \
-  X(EHOSTUNREACH, -20, "host is unreachable")                                            \
-  X(ENOSYS, -21, "not supported by this backend or OS")                                  \
-  X(ESHUTDOWN, -22, "write after lw_shutdown(): the FIN is already queued")              \
-  X(ECLOSING, -23, "the connection is closing: no new writes")                           \
-  X(EALREADY, -24, "already closing or closed")                                          \
-  X(ENOBUFS, -25, "no buffer space available")                                           \
-  X(EIO, -26, "input/output error (unmapped OS error)")                                  \
-  X(ENOENT, -27, "no such address or name")                                              \
-  X(EPERM, -28, "operation not permitted")                                              \
+#define LW_ERRNO_MAP(X)                                                                        \
+  X(EOF, -1, "end of stream: the peer sent FIN")                                               \
+  X(EINVAL, -2, "invalid argument")                                                            \
+  X(ENOMEM, -3, "out of memory")                                                               \
+  X(EBUSY, -4, "resource busy: handles are still alive")                                       \
+  X(EAGAIN, -5, "resource temporarily unavailable")                                            \
+  X(ECANCELED, -6, "operation cancelled: the connection ended before it completed")            \
+  X(ECONNRESET, -7, "connection reset by peer")                                                \
+  X(ECONNREFUSED, -8, "connection refused")                                                    \
+  X(ECONNABORTED, -9, "connection aborted")                                                    \
+  X(ETIMEDOUT, -10, "connection timed out: the peer stopped answering")                        \
+  X(EPIPE, -11, "broken pipe: the peer no longer accepts data")                                \
+  X(ENOTCONN, -12, "socket is not connected")                                                  \
+  X(EADDRINUSE, -13, "address already in use")                                                 \
+  X(EADDRNOTAVAIL, -14, "address not available")                                               \
+  X(EAFNOSUPPORT, -15, "address family not supported")                                         \
+  X(EMFILE, -16, "too many open files in this process")                                        \
+  X(ENFILE, -17, "too many open files in the system")                                          \
+  X(EACCES, -18, "permission denied")                                                          \
+  X(ENETUNREACH, -19, "network is unreachable")                                                \
+  X(EHOSTUNREACH, -20, "host is unreachable")                                                  \
+  X(ENOSYS, -21, "not supported by this backend or OS")                                        \
+  X(ESHUTDOWN, -22, "write after lw_shutdown(): the FIN is already queued")                    \
+  X(ECLOSING, -23, "the connection is closing: no new writes")                                 \
+  X(EALREADY, -24, "already closing or closed")                                                \
+  X(ENOBUFS, -25, "no buffer space available")                                                 \
+  X(EIO, -26, "input/output error (unmapped OS error)")                                        \
+  X(ENOENT, -27, "no such address or name")                                                    \
+  X(EPERM, -28, "operation not permitted")                                                     \
   X(EQUEUEFULL, -29, "write queue full (write_queue_max): the connection is reset")
 
 typedef enum {
@@ -145,21 +145,21 @@ const char *lw_err_name(int err);
 /* ----------------------------------------------------------------------------------
  * Close reasons
  * ---------------------------------------------------------------------------------- */
-#define LW_REASON_MAP(X)                                                                 \
-  X(NONE, "none")                     /* not closed yet */                               \
-  X(GRACEFUL, "graceful")             /* we sent FIN first, all acked, peer FIN seen */  \
-  X(PEER_CLOSED_FIRST, "peer-closed-first") /* peer's FIN came before ours */            \
-  X(PEER_RESET, "peer-reset")         /* RST received (ECONNRESET / EPIPE) */            \
-  X(DEAD_PEER, "dead-peer")           /* keepalive or user timeout: ETIMEDOUT */         \
-  X(IDLE_TIMEOUT, "idle-timeout")     /* application idle timer */                       \
-  X(STALLED, "stalled")               /* data queued, nothing acked for too long */      \
-  X(DEADLINE, "deadline")             /* lw_close() deadline passed: escalated to RST */ \
-  X(ABORT, "abort")                   /* lw_abort() */                                   \
-  X(DRAIN, "drain")                   /* server drain ended it */                        \
-  X(NAIVE, "naive")                   /* lw_close_naive(): the OS default close */       \
-  X(ERROR, "error")                   /* any other error; see os_error */               \
-  X(QUEUE_FULL, "queue-full")         /* a write would pass write_queue_max: RST */      \
-  X(DISCARD_LIMIT, "discard-limit")   /* linger input passed linger_discard_max: RST */  \
+#define LW_REASON_MAP(X)                                                                       \
+  X(NONE, "none")                           /* not closed yet */                               \
+  X(GRACEFUL, "graceful")                   /* we sent FIN first, all acked, peer FIN seen */  \
+  X(PEER_CLOSED_FIRST, "peer-closed-first") /* peer's FIN came before ours */                  \
+  X(PEER_RESET, "peer-reset")               /* RST received (ECONNRESET / EPIPE) */            \
+  X(DEAD_PEER, "dead-peer")                 /* keepalive or user timeout: ETIMEDOUT */         \
+  X(IDLE_TIMEOUT, "idle-timeout")           /* application idle timer */                       \
+  X(STALLED, "stalled")                     /* data queued, nothing acked for too long */      \
+  X(DEADLINE, "deadline")                   /* lw_close() deadline passed: escalated to RST */ \
+  X(ABORT, "abort")                         /* lw_abort() */                                   \
+  X(DRAIN, "drain")                         /* server drain ended it */                        \
+  X(NAIVE, "naive")                         /* lw_close_naive(): the OS default close */       \
+  X(ERROR, "error")                         /* any other error; see os_error */                \
+  X(QUEUE_FULL, "queue-full")               /* a write would pass write_queue_max: RST */      \
+  X(DISCARD_LIMIT, "discard-limit")         /* linger input passed linger_discard_max: RST */  \
   X(FIRST_BYTE_TIMEOUT, "first-byte-timeout") /* accepted, peer silent: RST */
 
 typedef enum {
@@ -175,18 +175,18 @@ typedef enum { LW_INITIATOR_NONE = 0, LW_INITIATOR_LOCAL, LW_INITIATOR_PEER } lw
 
 typedef struct lw_close_info {
   lw_close_reason reason;
-  lw_initiator initiator;  /* who sent the first FIN or RST */
-  int rst;                 /* 1 if the connection ended with an RST (sent or received) */
-  int os_error;            /* LW_E* code of the error that ended it, or 0 */
-  uint64_t bytes_queued;   /* accepted by lw_conn_write() over the connection's life */
-  uint64_t bytes_sent;     /* written into the kernel */
-  uint64_t bytes_acked;    /* acknowledged by the peer's TCP (a delivery confirmation) */
-  int acked_known;         /* 0 where the OS cannot tell (bytes_acked is then 0) */
+  lw_initiator initiator;    /* who sent the first FIN or RST */
+  int rst;                   /* 1 if the connection ended with an RST (sent or received) */
+  int os_error;              /* LW_E* code of the error that ended it, or 0 */
+  uint64_t bytes_queued;     /* accepted by lw_conn_write() over the connection's life */
+  uint64_t bytes_sent;       /* written into the kernel */
+  uint64_t bytes_acked;      /* acknowledged by the peer's TCP (a delivery confirmation) */
+  int acked_known;           /* 0 where the OS cannot tell (bytes_acked is then 0) */
   uint64_t unsent_discarded; /* queued, never acknowledged: in our queue or the kernel's */
   uint64_t unread_discarded; /* input the application never saw (linger drain + RST) */
   uint64_t bytes_received;   /* delivered to the read callback */
-  int time_wait;           /* 1 if this side's socket entered TIME_WAIT */
-  uint64_t close_ms;       /* from the start of the close (ours or the peer's) to the end */
+  int time_wait;             /* 1 if this side's socket entered TIME_WAIT */
+  uint64_t close_ms;         /* from the start of the close (ours or the peer's) to the end */
   /* ms since the peer's TCP last sent us anything (data, ACK, keepalive answer) when
    * the connection ended (TCP_INFO last_ack_recv/last_data_recv, read just before
    * close). For DEAD_PEER: how long the peer had been silent when declared dead. Where
@@ -259,10 +259,10 @@ void *lw_timer_get_data(const lw_timer *t);
  * accepted connection). Zero-initialise, then set what you need; 0 means the default.
  * ---------------------------------------------------------------------------------- */
 typedef struct lw_conn_options {
-  size_t write_high_water;   /* drain_cb threshold; default 1 MiB (low water = half) */
-  size_t read_size;          /* max bytes per read callback; default 64 KiB */
-  int allow_half_close;      /* keep the connection writable after the peer's FIN */
-  int nodelay;               /* TCP_NODELAY */
+  size_t write_high_water;    /* drain_cb threshold; default 1 MiB (low water = half) */
+  size_t read_size;           /* max bytes per read callback; default 64 KiB */
+  int allow_half_close;       /* keep the connection writable after the peer's FIN */
+  int nodelay;                /* TCP_NODELAY */
   uint32_t close_deadline_ms; /* deadline used when the library closes by itself (peer
                                 FIN) or lw_close(c, 0) is called; default 30000 */
 
@@ -275,8 +275,8 @@ typedef struct lw_conn_options {
    * inherit it from the listener; on Linux it also bounds a connect):
    *   SO_KEEPALIVE, and in whole seconds (the kernel's unit, at least 1 s each):
    *     TCP_KEEPIDLE  = idle  = max(1, floor(T / 2000))          first probe after idle
-   *     TCP_KEEPINTVL = intvl = max(1, ceil(rest / 9)), where rest = max(1, floor(T / 1000) - idle)
-   *     TCP_KEEPCNT   = cnt   = max(1, rest / intvl)             probes before giving up
+   *     TCP_KEEPINTVL = intvl = max(1, ceil(rest / 9)), where rest = max(1, floor(T / 1000) -
+   * idle) TCP_KEEPCNT   = cnt   = max(1, rest / intvl)             probes before giving up
    *   TCP_USER_TIMEOUT = T ms  (= idle + intvl x cnt, rounded to seconds)
    * so the two mechanisms agree instead of fighting. On Linux, with TCP_USER_TIMEOUT set:
    *   - idle connection: probes go out at idle, idle + intvl, ...; the connection is

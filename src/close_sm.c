@@ -55,15 +55,14 @@ static unsigned common_fatal(lw__cs *m, lw__cs_event ev, int arg, int *handled) 
                       0, 0, LW__CA_CLOSE_FD);
   case LW__CE_PEER_RST:
     /* The kernel already tore the connection down; close() sends nothing more. */
-    return to_closing(m, LW_REASON_PEER_RESET, LW_INITIATOR_PEER, 1,
-                      arg ? arg : LW_ECONNRESET, LW__CA_CLOSE_FD);
+    return to_closing(m, LW_REASON_PEER_RESET, LW_INITIATOR_PEER, 1, arg ? arg : LW_ECONNRESET,
+                      LW__CA_CLOSE_FD);
   case LW__CE_ERROR:
     return to_closing(m, reason_for_error(arg), LW_INITIATOR_LOCAL, 0, arg ? arg : LW_EIO,
                       LW__CA_CLOSE_FD);
   case LW__CE_TIMEOUT: {
-    lw_close_reason r = (arg > LW_REASON_NONE && arg < LW_REASON__COUNT)
-                            ? (lw_close_reason)arg
-                            : LW_REASON_ERROR;
+    lw_close_reason r = (arg > LW_REASON_NONE && arg < LW_REASON__COUNT) ? (lw_close_reason)arg
+                                                                         : LW_REASON_ERROR;
     return to_closing(m, r, LW_INITIATOR_LOCAL, 1, 0, LW__CA_RESET_FD);
   }
   case LW__CE_QUEUE_EMPTY:
@@ -202,9 +201,9 @@ unsigned lw__cs_step(lw__cs *m, lw__cs_event ev, int arg, int *result) {
     switch (ev) {
     case LW__CE_SHUTDOWN:
     case LW__CE_CLOSE:
-      return begin_close(m, close_reason(ev == LW__CE_CLOSE ? arg : 0,
-                                         LW_REASON_PEER_CLOSED_FIRST),
-                         LW_INITIATOR_PEER);
+      return begin_close(
+          m, close_reason(ev == LW__CE_CLOSE ? arg : 0, LW_REASON_PEER_CLOSED_FIRST),
+          LW_INITIATOR_PEER);
     case LW__CE_EOF_DELIVERED:
       /* Default: finish by ourselves so nothing sits in CLOSE_WAIT (B5). */
       if (m->allow_half_close)
@@ -296,16 +295,16 @@ int lw__cs_live(const lw__cs *m) {
 }
 
 const char *lw__cs_state_name(lw__cs_state s) {
-  static const char *const names[LW__CS__COUNT] = {
-      "OPEN", "SHUT_PENDING", "HALF_LOCAL", "HALF_PEER", "FLUSHING",
-      "LINGER", "ACK_WAIT", "CLOSING", "CLOSED"};
+  static const char *const names[LW__CS__COUNT] = {"OPEN",      "SHUT_PENDING", "HALF_LOCAL",
+                                                   "HALF_PEER", "FLUSHING",     "LINGER",
+                                                   "ACK_WAIT",  "CLOSING",      "CLOSED"};
   return s < LW__CS__COUNT ? names[s] : "?";
 }
 
 const char *lw__cs_event_name(lw__cs_event e) {
   static const char *const names[LW__CE__COUNT] = {
-      "SHUTDOWN", "CLOSE", "ABORT", "CLOSE_NAIVE", "QUEUE_EMPTY", "QUEUE_BUSY", "PEER_FIN",
-      "PEER_RST", "ERROR", "ACKED", "DEADLINE", "TIMEOUT", "OPS_DONE",
-      "EOF_DELIVERED"};
+      "SHUTDOWN",   "CLOSE",    "ABORT",    "CLOSE_NAIVE",  "QUEUE_EMPTY",
+      "QUEUE_BUSY", "PEER_FIN", "PEER_RST", "ERROR",        "ACKED",
+      "DEADLINE",   "TIMEOUT",  "OPS_DONE", "EOF_DELIVERED"};
   return e < LW__CE__COUNT ? names[e] : "?";
 }

@@ -30,34 +30,34 @@ typedef enum lw__cs_state {
 } lw__cs_state;
 
 typedef enum lw__cs_event {
-  LW__CE_SHUTDOWN = 0, /* application: lw_shutdown */
-  LW__CE_CLOSE,        /* application: lw_close (arg 0), or the library's graceful
-                          idle close (arg: LW_REASON_IDLE_TIMEOUT) */
-  LW__CE_ABORT,        /* application: lw_abort */
-  LW__CE_CLOSE_NAIVE,  /* application: lw_close_naive */
-  LW__CE_QUEUE_EMPTY,  /* every queued byte is in the kernel */
-  LW__CE_QUEUE_BUSY,   /* bytes were queued */
-  LW__CE_PEER_FIN,     /* read returned 0 */
-  LW__CE_PEER_RST,     /* ECONNRESET / EPIPE (arg: LW_E code) */
-  LW__CE_ERROR,        /* any other socket error (arg: LW_E code) */
-  LW__CE_ACKED,        /* the peer acknowledged every byte and our FIN */
-  LW__CE_DEADLINE,     /* the close deadline passed */
-  LW__CE_TIMEOUT,      /* idle/stall/drain policy fired (arg: lw_close_reason) */
-  LW__CE_OPS_DONE,     /* nothing of this connection is left in flight */
+  LW__CE_SHUTDOWN = 0,  /* application: lw_shutdown */
+  LW__CE_CLOSE,         /* application: lw_close (arg 0), or the library's graceful
+                           idle close (arg: LW_REASON_IDLE_TIMEOUT) */
+  LW__CE_ABORT,         /* application: lw_abort */
+  LW__CE_CLOSE_NAIVE,   /* application: lw_close_naive */
+  LW__CE_QUEUE_EMPTY,   /* every queued byte is in the kernel */
+  LW__CE_QUEUE_BUSY,    /* bytes were queued */
+  LW__CE_PEER_FIN,      /* read returned 0 */
+  LW__CE_PEER_RST,      /* ECONNRESET / EPIPE (arg: LW_E code) */
+  LW__CE_ERROR,         /* any other socket error (arg: LW_E code) */
+  LW__CE_ACKED,         /* the peer acknowledged every byte and our FIN */
+  LW__CE_DEADLINE,      /* the close deadline passed */
+  LW__CE_TIMEOUT,       /* idle/stall/drain policy fired (arg: lw_close_reason) */
+  LW__CE_OPS_DONE,      /* nothing of this connection is left in flight */
   LW__CE_EOF_DELIVERED, /* the read callback returned from its LW_EOF call */
   LW__CE__COUNT
 } lw__cs_event;
 
 /* Actions, a bit set; conn.c carries them out in this order. */
 enum {
-  LW__CA_SHUT_WR = 1u << 0,       /* shutdown(SHUT_WR): FIN after the last byte */
-  LW__CA_DISCARD = 1u << 1,       /* read and discard input from now on */
-  LW__CA_ARM_DEADLINE = 1u << 2,  /* start the close deadline timer */
-  LW__CA_POLL_ACK = 1u << 3,      /* watch SIOCOUTQ until the peer acked everything */
-  LW__CA_CANCEL = 1u << 4,        /* cancel queued writes (LW_ECANCELED), stop timers */
-  LW__CA_CLOSE_FD = 1u << 5,      /* close(fd): the connection is over on the wire */
-  LW__CA_RESET_FD = 1u << 6,      /* SO_LINGER{1,0} + close(fd): RST */
-  LW__CA_EMIT_CLOSE = 1u << 7     /* deliver on_close (deferred), then free */
+  LW__CA_SHUT_WR = 1u << 0,      /* shutdown(SHUT_WR): FIN after the last byte */
+  LW__CA_DISCARD = 1u << 1,      /* read and discard input from now on */
+  LW__CA_ARM_DEADLINE = 1u << 2, /* start the close deadline timer */
+  LW__CA_POLL_ACK = 1u << 3,     /* watch SIOCOUTQ until the peer acked everything */
+  LW__CA_CANCEL = 1u << 4,       /* cancel queued writes (LW_ECANCELED), stop timers */
+  LW__CA_CLOSE_FD = 1u << 5,     /* close(fd): the connection is over on the wire */
+  LW__CA_RESET_FD = 1u << 6,     /* SO_LINGER{1,0} + close(fd): RST */
+  LW__CA_EMIT_CLOSE = 1u << 7    /* deliver on_close (deferred), then free */
 };
 
 typedef struct lw__cs {

@@ -268,8 +268,9 @@ static void live_cb(lw_timer *t) {
        * SIO_TCP_INFO, Wine), progress is what the kernel keeps taking from our
        * queue: weaker, but a peer that reads is never mistaken for a stalled one. */
       uint64_t acked = outq < 0 ? c->info.bytes_sent
-                       : c->info.bytes_sent >= (uint64_t)outq ? c->info.bytes_sent - (uint64_t)outq
-                                                              : c->stall_acked;
+                       : c->info.bytes_sent >= (uint64_t)outq
+                           ? c->info.bytes_sent - (uint64_t)outq
+                           : c->stall_acked;
       if (acked > c->stall_acked) {
         c->stall_acked = acked;
         c->stall_since = now;
@@ -593,8 +594,8 @@ static void ack_poll_cb(lw_timer *t) {
     conn_event(c, LW__CE_ACKED, 0);
     return;
   }
-  c->ack_poll_ms = c->ack_poll_ms * 2 > LW__ACK_POLL_MAX_MS ? LW__ACK_POLL_MAX_MS
-                                                            : c->ack_poll_ms * 2;
+  c->ack_poll_ms =
+      c->ack_poll_ms * 2 > LW__ACK_POLL_MAX_MS ? LW__ACK_POLL_MAX_MS : c->ack_poll_ms * 2;
   lw_timer_start(&c->ack_timer, ack_poll_cb, c->ack_poll_ms, 0);
 }
 
@@ -674,9 +675,9 @@ static void final_snapshot(lw_conn *c, int resetting) {
    * order of the FINs, confirmed by the state. */
   int fins_done = c->sm.fin_sent && c->sm.peer_fin && c->sm.initiator == LW_INITIATOR_LOCAL &&
                   !c->peer_fin_first;
-  in->time_wait = !resetting && fins_done &&
-                  (s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE ||
-                   s.state == LW__TCP_CLOSING);
+  in->time_wait =
+      !resetting && fins_done &&
+      (s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE || s.state == LW__TCP_CLOSING);
 }
 
 static void close_fd(lw_conn *c, int reset) {
@@ -817,8 +818,8 @@ static int first_byte_check(lw_conn *c, uint64_t *next) {
   if (!c->first_byte_due || c->detached)
     return 0;
   /* The peer spoke: bytes delivered or discarded, its FIN, or bytes still unread. */
-  if (c->info.bytes_received || c->info.unread_discarded || c->eof_seen ||
-      c->sm.peer_fin || !lw__cs_delivers_input(&c->sm)) {
+  if (c->info.bytes_received || c->info.unread_discarded || c->eof_seen || c->sm.peer_fin ||
+      !lw__cs_delivers_input(&c->sm)) {
     /* (or a close began: a banner-then-close is bounded by the close deadline) */
     c->first_byte_due = 0;
     return 0;

@@ -5,8 +5,8 @@ const char *lw_strerror(int err) {
   switch (err) {
   case 0:
     return "success";
-#define LW__ERR_MSG(name, val, msg)                                                      \
-  case LW_##name:                                                                        \
+#define LW__ERR_MSG(name, val, msg)                                                            \
+  case LW_##name:                                                                              \
     return msg;
     LW_ERRNO_MAP(LW__ERR_MSG)
 #undef LW__ERR_MSG
@@ -19,8 +19,8 @@ const char *lw_err_name(int err) {
   switch (err) {
   case 0:
     return "OK";
-#define LW__ERR_NAME(name, val, msg)                                                     \
-  case LW_##name:                                                                        \
+#define LW__ERR_NAME(name, val, msg)                                                           \
+  case LW_##name:                                                                              \
     return #name;
     LW_ERRNO_MAP(LW__ERR_NAME)
 #undef LW__ERR_NAME

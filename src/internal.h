@@ -141,8 +141,8 @@ struct lw_loop {
   lw__list pending; /* conns with deferred write/drain callbacks */
   lw__list endgame; /* conns waiting for on_close + free */
   lw__list endgame_listeners;
-  int reserve_fd;   /* kept for EMFILE on accept (lw__sock_accept_shed) */
-  char *rbuf;       /* shared read buffer for readiness backends */
+  int reserve_fd; /* kept for EMFILE on accept (lw__sock_accept_shed) */
+  char *rbuf;     /* shared read buffer for readiness backends */
   size_t rbuf_size;
   void *data;
 };
@@ -198,13 +198,13 @@ struct lw_conn {
 
   /* liveness (idle and stall timeouts share one lazily re-armed timer) */
   lw_timer live_timer;
-  uint64_t last_io;     /* loop time of the last byte read or written into the kernel */
-  uint64_t stall_since; /* loop time of the last progress of the peer's ACKs */
-  uint64_t stall_acked; /* bytes acknowledged at stall_since (bytes_sent - SIOCOUTQ) */
+  uint64_t last_io;          /* loop time of the last byte read or written into the kernel */
+  uint64_t stall_since;      /* loop time of the last progress of the peer's ACKs */
+  uint64_t stall_acked;      /* bytes acknowledged at stall_since (bytes_sent - SIOCOUTQ) */
   unsigned stall_active : 1; /* output pending: the stall clock runs */
   unsigned watch_errors : 1; /* keepalive/user timeout on: keep the fd registered */
 
-  uint64_t close_start; /* loop time when the close began, 0 if not begun */
+  uint64_t close_start;    /* loop time when the close began, 0 if not begun */
   uint64_t first_byte_due; /* first_byte_timeout_ms: loop time it fires; 0: off/done */
   lw_close_info info;
   void *backend_data;
@@ -252,16 +252,23 @@ long lw__sock_outq(int fd);
 /* Unread bytes in the receive queue (SIOCINQ); -1 if unknown. */
 long lw__sock_inq(int fd);
 typedef struct lw__tcp_snapshot {
-  int state;           /* LW__TCP_* below, -1 unknown */
+  int state;            /* LW__TCP_* below, -1 unknown */
   uint64_t bytes_acked; /* tcpi_bytes_acked, raw (see lw__sock_snapshot) */
   int acked_known;
   uint32_t rtt_us;
-  uint32_t silent_ms;  /* since the peer last sent anything (min of last ack/data recv) */
+  uint32_t silent_ms; /* since the peer last sent anything (min of last ack/data recv) */
   int silent_known;
 } lw__tcp_snapshot;
-enum { LW__TCP_ESTABLISHED = 1, LW__TCP_FIN_WAIT1 = 4, LW__TCP_FIN_WAIT2 = 5,
-       LW__TCP_TIME_WAIT = 6, LW__TCP_CLOSE = 7, LW__TCP_CLOSE_WAIT = 8,
-       LW__TCP_LAST_ACK = 9, LW__TCP_CLOSING = 11 };
+enum {
+  LW__TCP_ESTABLISHED = 1,
+  LW__TCP_FIN_WAIT1 = 4,
+  LW__TCP_FIN_WAIT2 = 5,
+  LW__TCP_TIME_WAIT = 6,
+  LW__TCP_CLOSE = 7,
+  LW__TCP_CLOSE_WAIT = 8,
+  LW__TCP_LAST_ACK = 9,
+  LW__TCP_CLOSING = 11
+};
 void lw__sock_snapshot(int fd, lw__tcp_snapshot *s);
 /* Accepts and closes every pending connection using a reserved descriptor, so that a
  * listener at EMFILE does not stay readable forever (libuv's trick). Returns how many. */

@@ -49,9 +49,9 @@ static inline void ft_msleep(int ms) {
 typedef struct ft_rec {
   uint16_t peer_port;
   lw_close_info info;
-  uint64_t t_close; /* lwt_now_ms() at on_close */
-  int fill_result;  /* FILL: the result of the refused write (LW_EQUEUEFULL) */
-  size_t fill_queued; /* FILL: bytes lw_conn_write accepted */
+  uint64_t t_close;      /* lwt_now_ms() at on_close */
+  int fill_result;       /* FILL: the result of the refused write (LW_EQUEUEFULL) */
+  size_t fill_queued;    /* FILL: bytes lw_conn_write accepted */
   size_t fill_max_queue; /* FILL: the largest lw_conn_write_queue_size seen */
 } ft_rec;
 
@@ -159,9 +159,8 @@ static inline void ft_srv_accept(lw_listener *l, lw_conn *c, int status) {
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
   if (getpeername(lw_conn_fd(c), (struct sockaddr *)&ss, &sl) == 0)
-    fc->peer_port = ntohs(ss.ss_family == AF_INET6
-                              ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                              : ((struct sockaddr_in *)&ss)->sin_port);
+    fc->peer_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
   s->accepts++;
   s->open++;
   lw_conn_set_data(c, fc);
@@ -179,8 +178,8 @@ static inline void ft_server_start(ft_server *s, const char *host) {
   assert_int_equal(lw_loop_new(&s->loop, NULL), 0);
   lwt_check_backend(s->loop);
   assert_int_equal(lw_listener_new(s->loop, host ? host : "127.0.0.1", 0,
-                                   s->backlog ? s->backlog : 512, &s->opts,
-                                   ft_srv_accept, &s->listener),
+                                   s->backlog ? s->backlog : 512, &s->opts, ft_srv_accept,
+                                   &s->listener),
                    0);
   lw_listener_set_data(s->listener, s);
   s->port = lw_listener_port(s->listener);
@@ -239,35 +238,35 @@ typedef enum {
 typedef enum { FT_IDLE = 0, FT_MID_REQUEST, FT_MID_RESPONSE, FT_LINGER, FT__NPHASE } ft_phase;
 
 static const char *const ft_behaviour_names[FT__NBEHAVIOUR] = {
-    "good", "good-half", "never-read", "never-close", "rst-mid", "half-close",
-    "slow-read", "flood", "vanish", "sigkill"};
-static const char *const ft_phase_names[FT__NPHASE] = {"idle", "mid-request",
-                                                       "mid-response", "linger"};
+    "good",       "good-half", "never-read", "never-close", "rst-mid",
+    "half-close", "slow-read", "flood",      "vanish",      "sigkill"};
+static const char *const ft_phase_names[FT__NPHASE] = {"idle", "mid-request", "mid-response",
+                                                       "linger"};
 
 typedef struct ft_peer {
   /* what to do */
   const char *host; /* default 127.0.0.1 */
   int port;
-  int nsfd;         /* > 0: setns() into it first (netns tests) */
+  int nsfd; /* > 0: setns() into it first (netns tests) */
   ft_behaviour behaviour;
   ft_phase phase;
-  size_t resp;      /* response size asked for (GET) */
-  const char *request; /* overrides the request line ("FILL 65536\n") */
+  size_t resp;          /* response size asked for (GET) */
+  const char *request;  /* overrides the request line ("FILL 65536\n") */
   int request_delay_ms; /* wait this long after connect before the request */
   int rcvbuf;
-  int max_ms;       /* whole life bound (default 12000) */
+  int max_ms; /* whole life bound (default 12000) */
   /* what happened */
   uint16_t lport;
   uint64_t t_phase; /* lwt_now_ms() when the phase was reached */
   atomic_int phase_reached;
   size_t received;
   int pattern_ok;
-  int eof;          /* clean EOF seen */
-  int end_err;      /* errno of the first error seen (ECONNRESET...), 0 none */
+  int eof;     /* clean EOF seen */
+  int end_err; /* errno of the first error seen (ECONNRESET...), 0 none */
   atomic_int stop;
   atomic_int done;
   pthread_t thread;
-  pid_t kpid;     /* FT_KILL: the preforked child (ft_kill_prefork) */
+  pid_t kpid; /* FT_KILL: the preforked child (ft_kill_prefork) */
   int kcmd, kreply;
 } ft_peer;
 
@@ -368,7 +367,8 @@ static inline void ft_prelude(ft_peer *p, int fd, uint64_t end) {
     ft_send_all(p, fd, req, strlen(req));
     if (p->behaviour == FT_HALF_CLOSE && p->phase == FT_MID_RESPONSE)
       shutdown(fd, SHUT_WR); /* right after the request */
-    if (p->behaviour == FT_NEVER_READ || (p->behaviour == FT_SLOW_READ && p->phase == FT_LINGER))
+    if (p->behaviour == FT_NEVER_READ ||
+        (p->behaviour == FT_SLOW_READ && p->phase == FT_LINGER))
       return;
     size_t want = p->phase == FT_LINGER ? p->resp : (p->resp < 65536 ? p->resp : 65536);
     ft_read(p, fd, want, end);

@@ -10,16 +10,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CHECK(cond)                                                                      \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);            \
-      abort();                                                                           \
-    }                                                                                    \
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);                    \
+      abort();                                                                                 \
+    }                                                                                          \
   } while (0)
 
-static const int args[] = {0, LW_ECONNRESET, LW_EPIPE, LW_ETIMEDOUT, LW_EHOSTUNREACH,
-                           LW_REASON_IDLE_TIMEOUT, LW_REASON_STALLED, LW_REASON_DRAIN};
+static const int args[] = {0,
+                           LW_ECONNRESET,
+                           LW_EPIPE,
+                           LW_ETIMEDOUT,
+                           LW_EHOSTUNREACH,
+                           LW_REASON_IDLE_TIMEOUT,
+                           LW_REASON_STALLED,
+                           LW_REASON_DRAIN};
 
 /* One run: each input byte is an event (low 4 bits) and an argument (high bits). */
 static void run(const uint8_t *data, size_t size) {
@@ -35,24 +41,24 @@ static void run(const uint8_t *data, size_t size) {
     int result = 0;
     unsigned a = lw__cs_step(&m, (lw__cs_event)ev, arg, &result);
     if (before == LW__CS_CLOSED)
-      CHECK(a == 0);                      /* nothing after on_close */
+      CHECK(a == 0); /* nothing after on_close */
     if (a & LW__CA_EMIT_CLOSE) {
-      CHECK(!emitted);                    /* on_close exactly once ... */
-      CHECK(fd_closed);                   /* ... and only after the fd is closed */
+      CHECK(!emitted);  /* on_close exactly once ... */
+      CHECK(fd_closed); /* ... and only after the fd is closed */
       CHECK(m.reason != LW_REASON_NONE);
       emitted = 1;
     }
     if (a & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {
-      CHECK(!fd_closed);                  /* the fd is closed once */
+      CHECK(!fd_closed); /* the fd is closed once */
       CHECK(!((a & LW__CA_CLOSE_FD) && (a & LW__CA_RESET_FD)));
-      CHECK(a & LW__CA_CANCEL);           /* pending writes are always cancelled */
+      CHECK(a & LW__CA_CANCEL); /* pending writes are always cancelled */
       CHECK(m.state == LW__CS_CLOSING);
       fd_closed = 1;
     }
     if (fd_closed && !(a & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)))
       CHECK((a & ~(unsigned)LW__CA_EMIT_CLOSE) == 0); /* no socket action after close */
     if (a & LW__CA_SHUT_WR) {
-      CHECK(!fin);                        /* one FIN */
+      CHECK(!fin); /* one FIN */
       fin = 1;
     }
     if (m.state == LW__CS_ACK_WAIT)

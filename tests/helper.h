@@ -20,20 +20,20 @@
 /* ---- the raw peer (a client on blocking sockets, in its own thread) ---- */
 typedef struct lwt_peer {
   /* what to do */
-  const char *host;        /* default "127.0.0.1" */
+  const char *host; /* default "127.0.0.1" */
   int port;
-  size_t extra;            /* bytes sent after "GET\n", never read by the server */
-  int shut_wr_after_send;  /* half-close right after the request */
-  int delay_ms;            /* sleep between sending and reading */
-  size_t read_limit;       /* stop reading after this many bytes (0: read to the end) */
-  int hold_ms;             /* after read_limit: keep the socket open this long */
-  int rst_after;           /* 1: after read_limit, close with SO_LINGER{1,0} (RST) */
-  int rcvbuf;              /* SO_RCVBUF before connect (0: the kernel's autotuning) */
-  int read_pause_us;       /* pause after each read: a client slower than the server */
+  size_t extra;           /* bytes sent after "GET\n", never read by the server */
+  int shut_wr_after_send; /* half-close right after the request */
+  int delay_ms;           /* sleep between sending and reading */
+  size_t read_limit;      /* stop reading after this many bytes (0: read to the end) */
+  int hold_ms;            /* after read_limit: keep the socket open this long */
+  int rst_after;          /* 1: after read_limit, close with SO_LINGER{1,0} (RST) */
+  int rcvbuf;             /* SO_RCVBUF before connect (0: the kernel's autotuning) */
+  int read_pause_us;      /* pause after each read: a client slower than the server */
   /* what happened */
   size_t received;
   int pattern_ok;
-  int end_err;             /* 0: clean EOF; else errno (ECONNRESET...) */
+  int end_err; /* 0: clean EOF; else errno (ECONNRESET...) */
   int connect_err;
   atomic_int done;
   pthread_t thread;
@@ -62,7 +62,8 @@ typedef struct lwt_server {
 } lwt_server;
 
 void lwt_server_start(lwt_server *s, const char *host);
-void lwt_server_stop(lwt_server *s); /* closes the listener, runs the loop dry, asserts no leak */
+void lwt_server_stop(
+    lwt_server *s); /* closes the listener, runs the loop dry, asserts no leak */
 
 /* Runs the loop until *flag (or the peer) says done, failing after timeout_ms. */
 void lwt_run_until(lw_loop *loop, atomic_int *flag, int *count, int want, int timeout_ms);

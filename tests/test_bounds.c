@@ -171,9 +171,9 @@ static void first_byte_banner(void **st) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(queue_max_explicit), cmocka_unit_test(queue_max_default),
+      cmocka_unit_test(queue_max_explicit),     cmocka_unit_test(queue_max_default),
       cmocka_unit_test(queue_max_single_write), cmocka_unit_test(discard_explicit),
-      cmocka_unit_test(discard_default), cmocka_unit_test(first_byte_plain),
+      cmocka_unit_test(discard_default),        cmocka_unit_test(first_byte_plain),
       cmocka_unit_test(first_byte_banner),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

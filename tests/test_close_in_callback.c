@@ -119,7 +119,8 @@ static void run_mode(int mode) {
   assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, s_accept, &l), 0);
   lw_conn *c;
   lw_conn_options copt = {.allow_half_close = 1};
-  assert_int_equal(lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), &copt, c_connect, &c), 0);
+  assert_int_equal(
+      lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), &copt, c_connect, &c), 0);
   lw_conn_on_close(c, c_close);
   lw_conn_read_start(c, c_read);
   lwt_run_until(loop, NULL, &peer_closes, 1, 5000);

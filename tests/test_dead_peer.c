@@ -67,7 +67,8 @@ static void test_idle_link_down(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test_teardown(test_idle_nft_drop, lwn_restore),
-                                     cmocka_unit_test_teardown(test_idle_link_down, lwn_restore)};
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_idle_nft_drop, lwn_restore),
+      cmocka_unit_test_teardown(test_idle_link_down, lwn_restore)};
   return lwn_main(tests, sizeof(tests) / sizeof(tests[0]), "test_dead_peer");
 }

@@ -32,8 +32,8 @@ static void test_never_reads_never_closes(void **state) {
   assert_int_equal(s.last.initiator, LW_INITIATOR_LOCAL);
   assert_int_equal(s.last.rst, 1);
   assert_true(s.last.close_ms >= 800 && s.last.close_ms <= 1200);
-  assert_true(s.last.bytes_sent < s.bytes);       /* the queue never drained */
-  assert_int_equal(s.write_cancelled, 1);          /* its write callback said so */
+  assert_true(s.last.bytes_sent < s.bytes); /* the queue never drained */
+  assert_int_equal(s.write_cancelled, 1);   /* its write callback said so */
   assert_int_equal(s.write_ok, 0);
   assert_true(s.last.unsent_discarded > 0);
   /* The peer's kernel acknowledged what its receive buffer took: some, not all. */

@@ -70,7 +70,8 @@ static void run_echo(const char *host) {
   }
   assert_int_equal(r, 0);
   lw_conn *c;
-  assert_int_equal(lw_conn_connect(loop, host, lw_listener_port(ctx.l), NULL, on_connect, &c), 0);
+  assert_int_equal(lw_conn_connect(loop, host, lw_listener_port(ctx.l), NULL, on_connect, &c),
+                   0);
   lw_conn_on_close(c, cli_close);
   assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
   assert_int_equal(ctx.accepts, 1);

@@ -77,7 +77,8 @@ static void test_emfile(void **state) {
   assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
   lw_listener *l;
   assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 64, NULL, s_accept, &l), 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lw_listener_port(l))};
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)lw_listener_port(l))};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   assert_int_equal(connect(first, (struct sockaddr *)&a, sizeof(a)), 0);
   while (st.accepted < 1)

@@ -72,11 +72,16 @@ static const cell cells[] = {
 
 static uint32_t nominal_ms(lw_close_reason r) {
   switch (r) {
-  case LW_REASON_FIRST_BYTE_TIMEOUT: return 400;
-  case LW_REASON_IDLE_TIMEOUT: return 600;
-  case LW_REASON_STALLED: return 625;
-  case LW_REASON_DEADLINE: return 1000;
-  default: return 0;
+  case LW_REASON_FIRST_BYTE_TIMEOUT:
+    return 400;
+  case LW_REASON_IDLE_TIMEOUT:
+    return 600;
+  case LW_REASON_STALLED:
+    return 625;
+  case LW_REASON_DEADLINE:
+    return 1000;
+  default:
+    return 0;
   }
 }
 
@@ -100,10 +105,10 @@ static int phases_reached(void *a) {
 
 static void check_good(const ft_server *s, const ft_peer *p, const char *what) {
   const ft_rec *r = ft_find(s, p->lport);
-  int ok = p->received == p->resp && p->pattern_ok && p->eof && p->end_err == 0 && r &&
-           (r->info.reason == LW_REASON_GRACEFUL ||
-            r->info.reason == LW_REASON_PEER_CLOSED_FIRST) &&
-           !r->info.rst && r->info.acked_known && r->info.bytes_acked == p->resp;
+  int ok =
+      p->received == p->resp && p->pattern_ok && p->eof && p->end_err == 0 && r &&
+      (r->info.reason == LW_REASON_GRACEFUL || r->info.reason == LW_REASON_PEER_CLOSED_FIRST) &&
+      !r->info.rst && r->info.acked_known && r->info.bytes_acked == p->resp;
   if (!ok)
     printf("FAIL %s peer :%u: received %zu/%zu pattern %d eof %d err %d; server %s rst %d "
            "acked %llu\n",
@@ -166,8 +171,8 @@ static void fault_matrix(void **state) {
     printf("only %d of %d connections closed by the server within 10 s\n", s.nrec, r.want);
 
   int fails = 0;
-  printf("%-12s %-13s %-19s %4s %8s %10s %10s\n", "peer", "phase", "server reason", "rst",
-         "ms", "sent", "discarded");
+  printf("%-12s %-13s %-19s %4s %8s %10s %10s\n", "peer", "phase", "server reason", "rst", "ms",
+         "sent", "discarded");
   for (size_t i = 0; i < NCELLS; i++) {
     const ft_peer *p = &bad[i];
     const ft_rec *rec = p->lport ? ft_find(&s, p->lport) : NULL;

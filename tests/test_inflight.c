@@ -131,7 +131,8 @@ static void test_fd_reuse_between_cancel_and_completion(void **state) {
   lw_listener *l;
   assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, s2_accept, &l), 0);
   lw_conn *client_a;
-  assert_int_equal(lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), NULL, NULL, &client_a), 0);
+  assert_int_equal(
+      lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), NULL, NULL, &client_a), 0);
   while (!st.a)
     lw_loop_run(loop, LW_RUN_ONCE);
   lw_loop_run(loop, LW_RUN_NOWAIT); /* let the victim's recv be submitted */
@@ -148,7 +149,8 @@ static void test_fd_reuse_between_cancel_and_completion(void **state) {
     }
     fill[nfill++] = fd;
   }
-  assert_int_equal(lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), NULL, b_connect, &st.b), 0);
+  assert_int_equal(
+      lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), NULL, b_connect, &st.b), 0);
   assert_int_equal(lw_conn_fd(st.b), victim_fd);
   while (nfill > 0)
     close(fill[--nfill]);

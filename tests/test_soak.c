@@ -59,10 +59,18 @@ typedef struct stats {
   int peak_open;
 } stats;
 
-enum { K_GOOD, K_GOOD_HALF, K_SILENT, K_NEVER_READ, K_RST_MID, K_FLOOD, K_NEVER_CLOSE,
-       K_CLOSE_EARLY };
-static const char *const kind_names[8] = {"good", "good-half", "silent", "never-read",
-                                          "rst-mid", "flood", "never-close", "close-early"};
+enum {
+  K_GOOD,
+  K_GOOD_HALF,
+  K_SILENT,
+  K_NEVER_READ,
+  K_RST_MID,
+  K_FLOOD,
+  K_NEVER_CLOSE,
+  K_CLOSE_EARLY
+};
+static const char *const kind_names[8] = {"good",    "good-half", "silent",      "never-read",
+                                          "rst-mid", "flood",     "never-close", "close-early"};
 enum { S_IDLE, S_CONNECTING, S_THINK, S_READING, S_HOLD, S_FLOODING, S_DONE };
 
 typedef struct slot {
@@ -82,13 +90,20 @@ static uint64_t rnd(void) {
 
 static int pick_kind(void) {
   unsigned r = (unsigned)(rnd() % 100);
-  if (r < 55) return K_GOOD;
-  if (r < 65) return K_GOOD_HALF;
-  if (r < 70) return K_SILENT;
-  if (r < 75) return K_NEVER_READ;
-  if (r < 80) return K_RST_MID;
-  if (r < 85) return K_FLOOD;
-  if (r < 90) return K_NEVER_CLOSE;
+  if (r < 55)
+    return K_GOOD;
+  if (r < 65)
+    return K_GOOD_HALF;
+  if (r < 70)
+    return K_SILENT;
+  if (r < 75)
+    return K_NEVER_READ;
+  if (r < 80)
+    return K_RST_MID;
+  if (r < 85)
+    return K_FLOOD;
+  if (r < 90)
+    return K_NEVER_CLOSE;
   return K_CLOSE_EARLY;
 }
 
@@ -175,10 +190,16 @@ static void cli_request(cli *c, int i) {
   case K_GOOD_HALF:
     s->n = (uint32_t)(rnd() % 8 == 0 ? 1 + rnd() % (256 * 1024) : 1 + rnd() % 16384);
     break;
-  case K_NEVER_READ: s->n = 2 * 1024 * 1024; break;
+  case K_NEVER_READ:
+    s->n = 2 * 1024 * 1024;
+    break;
   case K_RST_MID:
-  case K_CLOSE_EARLY: s->n = 256 * 1024; break;
-  default: s->n = 1000; break;
+  case K_CLOSE_EARLY:
+    s->n = 256 * 1024;
+    break;
+  default:
+    s->n = 1000;
+    break;
   }
   char req[64];
   int len = snprintf(req, sizeof(req), "GET %u\n", s->n);
@@ -582,10 +603,10 @@ static void soak(void **state) {
          "connect completed (shed too), "
          "%llu forced\n",
          (unsigned long long)st.good, (unsigned long long)st.good_bytes,
-         (unsigned long long)st.lost, (unsigned long long)st.refused,
-         (unsigned long long)shed, (unsigned long long)st.connect_err,
-         (unsigned long long)st.forced);
-  printf("server: bytes acked %llu; reasons:", (unsigned long long)(s.bytes_acked - acked_warm));
+         (unsigned long long)st.lost, (unsigned long long)st.refused, (unsigned long long)shed,
+         (unsigned long long)st.connect_err, (unsigned long long)st.forced);
+  printf("server: bytes acked %llu; reasons:",
+         (unsigned long long)(s.bytes_acked - acked_warm));
   for (int r = 0; r < LW_REASON__COUNT; r++)
     if (s.reasons[r] - reasons_warm[r])
       printf(" %s=%u", lw_reason_name((lw_close_reason)r), s.reasons[r] - reasons_warm[r]);

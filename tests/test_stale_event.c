@@ -62,9 +62,8 @@ static void s_read(lw_conn *c, long n, const char *buf) {
       }
       fill[nfill++] = fd;
     }
-    assert_int_equal(lw_conn_connect(lw_conn_loop(c), "127.0.0.1", 9, NULL, nc_connect,
-                                     &st.newconn),
-                     0);
+    assert_int_equal(
+        lw_conn_connect(lw_conn_loop(c), "127.0.0.1", 9, NULL, nc_connect, &st.newconn), 0);
     lw_conn_on_close(st.newconn, nc_close);
     st.reused = lw_conn_fd(st.newconn) == st.victim_fd;
     while (nfill > 0)
@@ -88,7 +87,8 @@ static void test_stale_event_dropped(void **state) {
   assert_int_equal(lw_loop_new(&loop, NULL), 0);
   lw_listener *l;
   assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, s_accept, &l), 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lw_listener_port(l))};
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)lw_listener_port(l))};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   int cfd[2];
   for (int i = 0; i < 2; i++) {

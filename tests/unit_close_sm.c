@@ -2,9 +2,17 @@
 #include "helper.h"
 #include "close_sm.h"
 
-enum { O = LW__CS_OPEN, SP = LW__CS_SHUT_PENDING, HL = LW__CS_HALF_LOCAL,
-       HP = LW__CS_HALF_PEER, FL = LW__CS_FLUSHING, LI = LW__CS_LINGER,
-       AW = LW__CS_ACK_WAIT, CG = LW__CS_CLOSING, CD = LW__CS_CLOSED };
+enum {
+  O = LW__CS_OPEN,
+  SP = LW__CS_SHUT_PENDING,
+  HL = LW__CS_HALF_LOCAL,
+  HP = LW__CS_HALF_PEER,
+  FL = LW__CS_FLUSHING,
+  LI = LW__CS_LINGER,
+  AW = LW__CS_ACK_WAIT,
+  CG = LW__CS_CLOSING,
+  CD = LW__CS_CLOSED
+};
 
 /* How to reach each state from a fresh machine (terminated by -1). */
 static const int path[LW__CS__COUNT][4] = {
@@ -22,15 +30,15 @@ static const int path[LW__CS__COUNT][4] = {
 /* expected[state][event] = next state. Event order is lw__cs_event's. */
 static const int expected[LW__CS__COUNT][LW__CE__COUNT] = {
     /*        SHUT CLOSE ABRT NAIV QE  QB  PFIN PRST ERR ACK DEAD TMO OPS EOFD */
-    [O] =  {HL,  LI,   CG,  CG,  O,  O,  HP,  CG,  CG, O,  O,   CG, O,  O},
-    [SP] = {SP,  FL,   CG,  CG,  HL, SP, FL,  CG,  CG, SP, SP,  CG, SP, SP},
-    [HL] = {HL,  LI,   CG,  CG,  HL, HL, AW,  CG,  CG, HL, HL,  CG, HL, HL},
-    [HP] = {AW,  AW,   CG,  CG,  HP, HP, HP,  CG,  CG, HP, HP,  CG, HP, AW},
-    [FL] = {FL,  FL,   CG,  CG,  LI, FL, FL,  CG,  CG, FL, CG,  CG, FL, FL},
-    [LI] = {LI,  LI,   CG,  CG,  LI, LI, AW,  CG,  CG, LI, CG,  CG, LI, LI},
-    [AW] = {AW,  AW,   CG,  CG,  AW, AW, AW,  CG,  CG, CG, CG,  CG, AW, AW},
-    [CG] = {CG,  CG,   CG,  CG,  CG, CG, CG,  CG,  CG, CG, CG,  CG, CD, CG},
-    [CD] = {CD,  CD,   CD,  CD,  CD, CD, CD,  CD,  CD, CD, CD,  CD, CD, CD},
+    [O] = {HL, LI, CG, CG, O, O, HP, CG, CG, O, O, CG, O, O},
+    [SP] = {SP, FL, CG, CG, HL, SP, FL, CG, CG, SP, SP, CG, SP, SP},
+    [HL] = {HL, LI, CG, CG, HL, HL, AW, CG, CG, HL, HL, CG, HL, HL},
+    [HP] = {AW, AW, CG, CG, HP, HP, HP, CG, CG, HP, HP, CG, HP, AW},
+    [FL] = {FL, FL, CG, CG, LI, FL, FL, CG, CG, FL, CG, CG, FL, FL},
+    [LI] = {LI, LI, CG, CG, LI, LI, AW, CG, CG, LI, CG, CG, LI, LI},
+    [AW] = {AW, AW, CG, CG, AW, AW, AW, CG, CG, CG, CG, CG, AW, AW},
+    [CG] = {CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CD, CG},
+    [CD] = {CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD},
 };
 
 static void reach(lw__cs *m, int s) {

@@ -22,7 +22,7 @@ struct lw_cap {
   pcap_t *p;
   pcap_dumper_t *dump;
   pthread_t thr;
-  int running;          /* set by lw_cap_start, cleared to ask the thread to stop */
+  int running; /* set by lw_cap_start, cleared to ask the thread to stop */
   pthread_mutex_t mu;
   uint16_t server_port;
   double t0_ms;
@@ -137,8 +137,8 @@ static void *lw_cap_thread(void *arg) {
   return NULL;
 }
 
-lw_cap *lw_cap_start(const char *ifname, uint16_t server_port, double t0_real_ms,
-                     void *dump, char *err, size_t errlen) {
+lw_cap *lw_cap_start(const char *ifname, uint16_t server_port, double t0_real_ms, void *dump,
+                     char *err, size_t errlen) {
   char ebuf[PCAP_ERRBUF_SIZE] = "";
   char filter[64];
   struct bpf_program prog;
@@ -246,9 +246,11 @@ void lw_cap_dump_close(void *dump) {
 }
 
 const char *lw_cap_flags_str(uint8_t flags, char *buf, size_t len) {
-  static const struct { uint8_t bit; const char *name; } names[] = {
-      {LW_TH_SYN, "SYN"}, {LW_TH_FIN, "FIN"}, {LW_TH_RST, "RST"},
-      {LW_TH_PSH, "PSH"}, {LW_TH_ACK, "ACK"}, {LW_TH_URG, "URG"}};
+  static const struct {
+    uint8_t bit;
+    const char *name;
+  } names[] = {{LW_TH_SYN, "SYN"}, {LW_TH_FIN, "FIN"}, {LW_TH_RST, "RST"},
+               {LW_TH_PSH, "PSH"}, {LW_TH_ACK, "ACK"}, {LW_TH_URG, "URG"}};
   size_t o = 0;
   buf[0] = 0;
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

@@ -12,17 +12,23 @@
 #include <stdint.h>
 #include <stddef.h>
 
-enum { LW_TH_FIN = 0x01, LW_TH_SYN = 0x02, LW_TH_RST = 0x04, LW_TH_PSH = 0x08,
-       LW_TH_ACK = 0x10, LW_TH_URG = 0x20 };
+enum {
+  LW_TH_FIN = 0x01,
+  LW_TH_SYN = 0x02,
+  LW_TH_RST = 0x04,
+  LW_TH_PSH = 0x08,
+  LW_TH_ACK = 0x10,
+  LW_TH_URG = 0x20
+};
 
 enum { LW_DIR_C2S = 0, LW_DIR_S2C = 1 };
 
 typedef struct lw_cap_seg {
-  double t_ms;     /* from lw_cap_start()'s t0 (CLOCK_REALTIME, as pcap stamps are) */
-  int dir;         /* LW_DIR_C2S: from a port other than the server port */
-  uint8_t flags;   /* LW_TH_* */
+  double t_ms;   /* from lw_cap_start()'s t0 (CLOCK_REALTIME, as pcap stamps are) */
+  int dir;       /* LW_DIR_C2S: from a port other than the server port */
+  uint8_t flags; /* LW_TH_* */
   uint32_t seq, ack;
-  uint32_t len;    /* TCP payload bytes (from the IP lengths, not the snap length) */
+  uint32_t len; /* TCP payload bytes (from the IP lengths, not the snap length) */
   uint16_t sport, dport;
   uint32_t win;
 } lw_cap_seg;
@@ -35,8 +41,8 @@ typedef struct lw_cap lw_cap;
  * pcap_dumper_t* opened by the caller to receive every packet. On failure returns NULL
  * and writes a reason to err.
  */
-lw_cap *lw_cap_start(const char *ifname, uint16_t server_port, double t0_real_ms,
-                     void *dump, char *err, size_t errlen);
+lw_cap *lw_cap_start(const char *ifname, uint16_t server_port, double t0_real_ms, void *dump,
+                     char *err, size_t errlen);
 /* Stops after letting in-flight segments arrive, returns the segments (owned by cap). */
 const lw_cap_seg *lw_cap_stop(lw_cap *cap, size_t *n);
 void lw_cap_free(lw_cap *cap);

@@ -45,14 +45,17 @@ int lw_inspect_main(int argc, char **argv) {
         return 2;
       }
       break;
-    case 'a': all = 1; break;
+    case 'a':
+      all = 1;
+      break;
     case 'h':
       puts("usage: lastword inspect --port P [--all]\n"
            "  TCP sockets whose local or remote port is P, by state (sock_diag), with\n"
            "  warnings for CLOSE_WAIT, TIME_WAIT pile-ups, orphaned FIN_WAIT_2 and\n"
            "  connections without keepalive. --all lists every socket.");
       return 0;
-    default: return 2;
+    default:
+      return 2;
     }
   }
   if (port < 0) {
@@ -86,16 +89,19 @@ int lw_inspect_main(int argc, char **argv) {
       printf("  %-12s %6d\n", lw_diag_state_name(st), count[st]);
   if (count[8])
     printf("! %d CLOSE_WAIT: the peer closed, this host's application has not called "
-           "close() (it will stay until it does)\n", count[8]);
+           "close() (it will stay until it does)\n",
+           count[8]);
   if (count[6] >= LW_TIMEWAIT_PILEUP)
     printf("! %d TIME_WAIT: this side closes first, often; each holds its 4-tuple 60 s\n",
            count[6]);
   if (orphan_fw2)
     printf("! %d orphaned FIN_WAIT_2: closed here, the peer never closed "
-           "(net.ipv4.tcp_fin_timeout bounds it)\n", orphan_fw2);
+           "(net.ipv4.tcp_fin_timeout bounds it)\n",
+           orphan_fw2);
   if (no_ka)
     printf("! %d ESTABLISHED without a keepalive timer: a vanished peer would go "
-           "unnoticed (SO_KEEPALIVE / TCP_USER_TIMEOUT)\n", no_ka);
+           "unnoticed (SO_KEEPALIVE / TCP_USER_TIMEOUT)\n",
+           no_ka);
   if (all || shown <= 50) {
     for (int i = 0; i < shown && (all || i < 50); i++) {
       const lw_diag_sock *s = &socks[i];

@@ -20,9 +20,8 @@
 #include <netinet/tcp.h>
 
 static const char *const lw_diag_states[] = {
-    "none",       "ESTABLISHED", "SYN_SENT",  "SYN_RECV",   "FIN_WAIT_1", "FIN_WAIT_2",
-    "TIME_WAIT",  "CLOSE",       "CLOSE_WAIT", "LAST_ACK",  "LISTEN",     "CLOSING",
-    "NEW_SYN_RECV"};
+    "none",  "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT_1", "FIN_WAIT_2",  "TIME_WAIT",
+    "CLOSE", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",    "NEW_SYN_RECV"};
 
 const char *lw_diag_state_name(int state) {
   if (state == LW_DIAG_STATE_NONE)
@@ -43,11 +42,16 @@ int lw_diag_state_parse(const char *name) {
 
 const char *lw_diag_timer_name(int timer) {
   switch (timer) {
-  case LW_DIAG_TIMER_RETRANS: return "retrans";
-  case LW_DIAG_TIMER_KEEPALIVE: return "keepalive";
-  case LW_DIAG_TIMER_TIMEWAIT: return "timewait";
-  case LW_DIAG_TIMER_PROBE0: return "probe0";
-  default: return "";
+  case LW_DIAG_TIMER_RETRANS:
+    return "retrans";
+  case LW_DIAG_TIMER_KEEPALIVE:
+    return "keepalive";
+  case LW_DIAG_TIMER_TIMEWAIT:
+    return "timewait";
+  case LW_DIAG_TIMER_PROBE0:
+    return "probe0";
+  default:
+    return "";
   }
 }
 

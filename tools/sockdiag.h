@@ -19,10 +19,10 @@
 /* Timer codes of inet_diag_msg.idiag_timer (net/ipv4/tcp_diag.c, inet_diag.c). */
 enum {
   LW_DIAG_TIMER_NONE = 0,
-  LW_DIAG_TIMER_RETRANS = 1,  /* retransmit (or RTO/TLP/probe0 ... in newer kernels) */
+  LW_DIAG_TIMER_RETRANS = 1, /* retransmit (or RTO/TLP/probe0 ... in newer kernels) */
   LW_DIAG_TIMER_KEEPALIVE = 2,
   LW_DIAG_TIMER_TIMEWAIT = 3,
-  LW_DIAG_TIMER_PROBE0 = 4    /* zero-window probe */
+  LW_DIAG_TIMER_PROBE0 = 4 /* zero-window probe */
 };
 
 typedef struct lw_diag_sock {
@@ -35,7 +35,7 @@ typedef struct lw_diag_sock {
   uint32_t retrans;             /* timer retransmit / probe counter */
   uint32_t rqueue, wqueue;      /* bytes: unread (or accept backlog), unsent/unacked */
   uint32_t uid;
-  uint64_t inode;               /* 0 when no file refers to the socket (orphan, TIME_WAIT) */
+  uint64_t inode; /* 0 when no file refers to the socket (orphan, TIME_WAIT) */
 } lw_diag_sock;
 
 /*

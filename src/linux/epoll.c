@@ -144,8 +144,9 @@ static ssize_t ep_try_write(lw_conn *c, const void *buf, size_t len) {
     return 0;
   ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
-                                                                      : lw__err_from_errno(errno);
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+               ? 0
+               : lw__err_from_errno(errno);
   return n;
 }
 

@@ -19,31 +19,56 @@
 
 int lw__err_from_errno(int e) {
   switch (e) {
-  case 0: return 0;
-  case EINVAL: return LW_EINVAL;
-  case ENOMEM: return LW_ENOMEM;
-  case EBUSY: return LW_EBUSY;
-  case EAGAIN: return LW_EAGAIN;
-  case ECANCELED: return LW_ECANCELED;
-  case ECONNRESET: return LW_ECONNRESET;
-  case ECONNREFUSED: return LW_ECONNREFUSED;
-  case ECONNABORTED: return LW_ECONNABORTED;
-  case ETIMEDOUT: return LW_ETIMEDOUT;
-  case EPIPE: return LW_EPIPE;
-  case ENOTCONN: return LW_ENOTCONN;
-  case EADDRINUSE: return LW_EADDRINUSE;
-  case EADDRNOTAVAIL: return LW_EADDRNOTAVAIL;
-  case EAFNOSUPPORT: return LW_EAFNOSUPPORT;
-  case EMFILE: return LW_EMFILE;
-  case ENFILE: return LW_ENFILE;
-  case EACCES: return LW_EACCES;
-  case ENETUNREACH: return LW_ENETUNREACH;
-  case EHOSTUNREACH: return LW_EHOSTUNREACH;
-  case ENOSYS: return LW_ENOSYS;
-  case ENOBUFS: return LW_ENOBUFS;
-  case ENOENT: return LW_ENOENT;
-  case EPERM: return LW_EPERM;
-  default: return LW_EIO;
+  case 0:
+    return 0;
+  case EINVAL:
+    return LW_EINVAL;
+  case ENOMEM:
+    return LW_ENOMEM;
+  case EBUSY:
+    return LW_EBUSY;
+  case EAGAIN:
+    return LW_EAGAIN;
+  case ECANCELED:
+    return LW_ECANCELED;
+  case ECONNRESET:
+    return LW_ECONNRESET;
+  case ECONNREFUSED:
+    return LW_ECONNREFUSED;
+  case ECONNABORTED:
+    return LW_ECONNABORTED;
+  case ETIMEDOUT:
+    return LW_ETIMEDOUT;
+  case EPIPE:
+    return LW_EPIPE;
+  case ENOTCONN:
+    return LW_ENOTCONN;
+  case EADDRINUSE:
+    return LW_EADDRINUSE;
+  case EADDRNOTAVAIL:
+    return LW_EADDRNOTAVAIL;
+  case EAFNOSUPPORT:
+    return LW_EAFNOSUPPORT;
+  case EMFILE:
+    return LW_EMFILE;
+  case ENFILE:
+    return LW_ENFILE;
+  case EACCES:
+    return LW_EACCES;
+  case ENETUNREACH:
+    return LW_ENETUNREACH;
+  case EHOSTUNREACH:
+    return LW_EHOSTUNREACH;
+  case ENOSYS:
+    return LW_ENOSYS;
+  case ENOBUFS:
+    return LW_ENOBUFS;
+  case ENOENT:
+    return LW_ENOENT;
+  case EPERM:
+    return LW_EPERM;
+  default:
+    return LW_EIO;
   }
 }
 
@@ -100,7 +125,8 @@ int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *o
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (ss.ss_family == AF_INET6)
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog > 0 ? backlog : 511) < 0) {
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+      listen(fd, backlog > 0 ? backlog : 511) < 0) {
     r = lw__err_from_errno(errno);
     close(fd);
     return r;
@@ -169,7 +195,7 @@ int lw__sock_shutdown_wr(int fd) {
 int lw__sock_set_linger0(int fd) {
   struct linger lg = {1, 0};
   return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0 ? lw__err_from_errno(errno)
-                                                                     : 0;
+                                                                    : 0;
 }
 
 int lw__sock_set_nodelay(int fd, int on) {

@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #define UR_ENTRIES 1024
-#define UR_BUFS 512           /* provided buffers (power of two) */
+#define UR_BUFS 512             /* provided buffers (power of two) */
 #define UR_BUF_SIZE (16 * 1024) /* 8 MiB for the loop, shared by every connection */
 #define UR_BGID 7
 #define UR_MAX_IOV 16
@@ -140,7 +140,8 @@ static int ur_init(lw_loop *loop) {
   /* The provided-buffer ring (Linux 5.19+): page-aligned ring of buffer descriptors. */
   size_t ring_size = UR_BUFS * sizeof(struct io_uring_buf);
   void *mem = NULL;
-  if (posix_memalign(&mem, 4096, ring_size) != 0 || !(s->bufs = malloc((size_t)UR_BUFS * UR_BUF_SIZE))) {
+  if (posix_memalign(&mem, 4096, ring_size) != 0 ||
+      !(s->bufs = malloc((size_t)UR_BUFS * UR_BUF_SIZE))) {
     free(mem);
     io_uring_queue_exit(&s->ring);
     free(s);
@@ -148,8 +149,8 @@ static int ur_init(lw_loop *loop) {
   }
   s->br = mem;
   io_uring_buf_ring_init(s->br);
-  struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)s->br, .ring_entries = UR_BUFS,
-                                 .bgid = UR_BGID};
+  struct io_uring_buf_reg reg = {
+      .ring_addr = (unsigned long)s->br, .ring_entries = UR_BUFS, .bgid = UR_BGID};
   r = io_uring_register_buf_ring(&s->ring, &reg, 0);
   if (r < 0) {
     free(s->bufs);
@@ -358,8 +359,9 @@ static ssize_t ur_try_write(lw_conn *c, const void *buf, size_t len) {
     return 0;
   ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
-                                                                      : lw__err_from_errno(errno);
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+               ? 0
+               : lw__err_from_errno(errno);
   return n;
 }
 

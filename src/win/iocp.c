@@ -39,9 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LW__IOCP_ACCEPTS 8     /* AcceptEx posted per listener */
-#define LW__IOCP_BATCH 128     /* completions per GetQueuedCompletionStatusEx */
-#define LW__IOCP_MAX_BUFS 64   /* WSABUFs per WSASend */
+#define LW__IOCP_ACCEPTS 8   /* AcceptEx posted per listener */
+#define LW__IOCP_BATCH 128   /* completions per GetQueuedCompletionStatusEx */
+#define LW__IOCP_MAX_BUFS 64 /* WSABUFs per WSASend */
 #define LW__IOCP_RBUF (64 * 1024)
 #define LW__IOCP_POOL_MAX 1024 /* hard bound on the reuse pool */
 #define LW__IOCP_ADDRLEN ((DWORD)sizeof(struct sockaddr_storage) + 16)
@@ -64,15 +64,15 @@ typedef struct iocp_sock {
   iocp_op recv, send, connect, disc;
   unsigned inflight; /* recv + send + connect in flight (not the disconnect) */
   unsigned recv_inflight : 1, send_inflight : 1, connect_inflight : 1, disc_inflight : 1;
-  unsigned recv_zero : 1;      /* the pending recv is the zero-byte error watch */
-  unsigned err_parked : 1;     /* the watch saw input; not re-armed until a read */
-  unsigned associated : 1;     /* on the completion port (a handle is, for life) */
-  unsigned accepted : 1;       /* came from AcceptEx: may be recycled */
-  unsigned detached : 1;       /* conn_detach done */
-  unsigned released : 1;       /* closesocket or DisconnectEx done */
-  unsigned ops_reported : 1;   /* lw__conn_ops_done called */
-  unsigned recycle_ready : 1;  /* DisconnectEx completed while the conn still existed */
-  unsigned uses;               /* connections served by this socket */
+  unsigned recv_zero : 1;     /* the pending recv is the zero-byte error watch */
+  unsigned err_parked : 1;    /* the watch saw input; not re-armed until a read */
+  unsigned associated : 1;    /* on the completion port (a handle is, for life) */
+  unsigned accepted : 1;      /* came from AcceptEx: may be recycled */
+  unsigned detached : 1;      /* conn_detach done */
+  unsigned released : 1;      /* closesocket or DisconnectEx done */
+  unsigned ops_reported : 1;  /* lw__conn_ops_done called */
+  unsigned recycle_ready : 1; /* DisconnectEx completed while the conn still existed */
+  unsigned uses;              /* connections served by this socket */
   char *rbuf;
   size_t stash_off, stash_len; /* input received but not yet delivered */
   WSABUF wbufs[LW__IOCP_MAX_BUFS];
@@ -345,7 +345,8 @@ static void post_recv(lw_conn *c, int zero) {
     if (ensure_rbuf(ws) < 0)
       return;
     b.buf = ws->rbuf;
-    b.len = (ULONG)(c->discarding ? LW__IOCP_RBUF : LW__MIN(c->read_size, (size_t)LW__IOCP_RBUF));
+    b.len =
+        (ULONG)(c->discarding ? LW__IOCP_RBUF : LW__MIN(c->read_size, (size_t)LW__IOCP_RBUF));
   }
   DWORD flags = 0;
   memset(&ws->recv.ov, 0, sizeof(ws->recv.ov));
@@ -772,8 +773,9 @@ static void accept_done(iocp_state *st, lw_loop *loop, iocp_acc *a, DWORD err) {
   } else {
     ws_free(ws);
     /* A connection reset while queued, or the listener cancelled: nothing to tell. */
-    if (err != ERROR_OPERATION_ABORTED && err != WSAECONNRESET && err != ERROR_NETNAME_DELETED &&
-        err != WSAECONNABORTED && err != ERROR_CONNECTION_ABORTED)
+    if (err != ERROR_OPERATION_ABORTED && err != WSAECONNRESET &&
+        err != ERROR_NETNAME_DELETED && err != WSAECONNABORTED &&
+        err != ERROR_CONNECTION_ABORTED)
       lw__listener_accept_done(l, -1, lw__err_from_win(err));
   }
   /* The callback may have closed the listener: then lis is orphaned (l == NULL). */

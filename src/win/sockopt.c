@@ -35,7 +35,8 @@
  * --------------------------------------------------------------------------------- */
 int lw__err_from_win(unsigned long e) {
   switch (e) {
-  case 0: return 0;
+  case 0:
+    return 0;
   /* The peer's RST. An overlapped operation that fails because of it completes with
    * STATUS_CONNECTION_RESET, which GetQueuedCompletionStatus reports as
    * ERROR_NETNAME_DELETED (64) and WSAGetOverlappedResult as WSAECONNRESET. */
@@ -78,9 +79,12 @@ int lw__err_from_win(unsigned long e) {
   case WSAEADDRINUSE:
   case ERROR_ADDRESS_ALREADY_ASSOCIATED:
     return LW_EADDRINUSE;
-  case WSAEADDRNOTAVAIL: return LW_EADDRNOTAVAIL;
-  case WSAEAFNOSUPPORT: return LW_EAFNOSUPPORT;
-  case WSAEMFILE: return LW_EMFILE;
+  case WSAEADDRNOTAVAIL:
+    return LW_EADDRNOTAVAIL;
+  case WSAEAFNOSUPPORT:
+    return LW_EAFNOSUPPORT;
+  case WSAEMFILE:
+    return LW_EMFILE;
   case WSAENOBUFS:
   case ERROR_NOT_ENOUGH_MEMORY:
   case ERROR_OUTOFMEMORY:
@@ -100,8 +104,10 @@ int lw__err_from_win(unsigned long e) {
   case WSAENOPROTOOPT:
   case ERROR_NOT_SUPPORTED:
     return LW_ENOSYS;
-  case WSANOTINITIALISED: return LW_EINVAL;
-  default: return LW_EIO;
+  case WSANOTINITIALISED:
+    return LW_EINVAL;
+  default:
+    return LW_EIO;
   }
 }
 
@@ -110,27 +116,39 @@ int lw__err_from_win(unsigned long e) {
  * RtlNtStatusToDosError. */
 unsigned long lw__win_err_from_ntstatus(long st) {
   switch ((unsigned long)st) {
-  case 0x00000000UL: return 0;                       /* STATUS_SUCCESS */
-  case 0xC0000120UL: return ERROR_OPERATION_ABORTED; /* STATUS_CANCELLED */
-  case 0xC000020DUL:                                 /* STATUS_CONNECTION_RESET */
-  case 0xC000013CUL:                                 /* STATUS_REMOTE_DISCONNECT */
-  case 0xC000020CUL:                                 /* STATUS_CONNECTION_DISCONNECTED */
+  case 0x00000000UL:
+    return 0; /* STATUS_SUCCESS */
+  case 0xC0000120UL:
+    return ERROR_OPERATION_ABORTED; /* STATUS_CANCELLED */
+  case 0xC000020DUL:                /* STATUS_CONNECTION_RESET */
+  case 0xC000013CUL:                /* STATUS_REMOTE_DISCONNECT */
+  case 0xC000020CUL:                /* STATUS_CONNECTION_DISCONNECTED */
     return WSAECONNRESET;
   case 0xC0000140UL: /* STATUS_INVALID_CONNECTION: Wine completes an AcceptEx with it
                         when the pending connection was reset before it was taken */
-  case 0xC000013BUL:                                 /* STATUS_LOCAL_DISCONNECT */
-  case 0xC0000241UL:                                 /* STATUS_CONNECTION_ABORTED */
+  case 0xC000013BUL: /* STATUS_LOCAL_DISCONNECT */
+  case 0xC0000241UL: /* STATUS_CONNECTION_ABORTED */
     return WSAECONNABORTED;
-  case 0xC0000236UL: return WSAECONNREFUSED;         /* STATUS_CONNECTION_REFUSED */
-  case 0xC000023FUL: return WSAECONNREFUSED;         /* STATUS_PORT_UNREACHABLE */
-  case 0xC00000B5UL: return WSAETIMEDOUT;            /* STATUS_IO_TIMEOUT */
-  case 0xC000023CUL: return WSAENETUNREACH;          /* STATUS_NETWORK_UNREACHABLE */
-  case 0xC000023DUL: return WSAEHOSTUNREACH;         /* STATUS_HOST_UNREACHABLE */
-  case 0xC000009AUL: return WSAENOBUFS;              /* STATUS_INSUFFICIENT_RESOURCES */
-  case 0xC0000008UL: return WSAENOTSOCK;             /* STATUS_INVALID_HANDLE */
-  case 0xC0000237UL: return WSAEDISCON;              /* STATUS_GRACEFUL_DISCONNECT */
-  case 0xC000020AUL: return WSAEADDRINUSE;           /* STATUS_ADDRESS_ALREADY_EXISTS */
-  default: break;
+  case 0xC0000236UL:
+    return WSAECONNREFUSED; /* STATUS_CONNECTION_REFUSED */
+  case 0xC000023FUL:
+    return WSAECONNREFUSED; /* STATUS_PORT_UNREACHABLE */
+  case 0xC00000B5UL:
+    return WSAETIMEDOUT; /* STATUS_IO_TIMEOUT */
+  case 0xC000023CUL:
+    return WSAENETUNREACH; /* STATUS_NETWORK_UNREACHABLE */
+  case 0xC000023DUL:
+    return WSAEHOSTUNREACH; /* STATUS_HOST_UNREACHABLE */
+  case 0xC000009AUL:
+    return WSAENOBUFS; /* STATUS_INSUFFICIENT_RESOURCES */
+  case 0xC0000008UL:
+    return WSAENOTSOCK; /* STATUS_INVALID_HANDLE */
+  case 0xC0000237UL:
+    return WSAEDISCON; /* STATUS_GRACEFUL_DISCONNECT */
+  case 0xC000020AUL:
+    return WSAEADDRINUSE; /* STATUS_ADDRESS_ALREADY_EXISTS */
+  default:
+    break;
   }
   typedef ULONG(WINAPI * rtl_fn)(LONG);
   static rtl_fn fn;
@@ -147,19 +165,32 @@ int lw__err_from_errno(int e) {
   if (e >= WSABASEERR)
     return lw__err_from_win((unsigned long)e);
   switch (e) {
-  case 0: return 0;
-  case EINVAL: return LW_EINVAL;
-  case ENOMEM: return LW_ENOMEM;
-  case EBUSY: return LW_EBUSY;
-  case EAGAIN: return LW_EAGAIN;
-  case EMFILE: return LW_EMFILE;
-  case ENFILE: return LW_ENFILE;
-  case EACCES: return LW_EACCES;
-  case ENOENT: return LW_ENOENT;
-  case EPERM: return LW_EPERM;
-  case ENOSYS: return LW_ENOSYS;
-  case EPIPE: return LW_EPIPE;
-  default: return LW_EIO;
+  case 0:
+    return 0;
+  case EINVAL:
+    return LW_EINVAL;
+  case ENOMEM:
+    return LW_ENOMEM;
+  case EBUSY:
+    return LW_EBUSY;
+  case EAGAIN:
+    return LW_EAGAIN;
+  case EMFILE:
+    return LW_EMFILE;
+  case ENFILE:
+    return LW_ENFILE;
+  case EACCES:
+    return LW_EACCES;
+  case ENOENT:
+    return LW_ENOENT;
+  case EPERM:
+    return LW_EPERM;
+  case ENOSYS:
+    return LW_ENOSYS;
+  case EPIPE:
+    return LW_EPIPE;
+  default:
+    return LW_EIO;
   }
 }
 
@@ -386,7 +417,8 @@ int lw__sock_set_liveness(int fd, int keepalive, unsigned idle_s, unsigned intvl
                                    sizeof(intvl)) == 0) &&
              (!n || setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, (const char *)&n, sizeof(n)) == 0);
     if (!ok) {
-      struct tcp_keepalive ka = {1, (idle ? idle : 7200u) * 1000u, (intvl ? intvl : 1u) * 1000u};
+      struct tcp_keepalive ka = {1, (idle ? idle : 7200u) * 1000u,
+                                 (intvl ? intvl : 1u) * 1000u};
       DWORD got = 0;
       if (WSAIoctl(s, SIO_KEEPALIVE_VALS, &ka, sizeof(ka), NULL, 0, &got, NULL, NULL) != 0)
         r = wsa_err();
@@ -413,30 +445,49 @@ int lw__sock_set_liveness(int fd, int keepalive, unsigned idle_s, unsigned intvl
  * --------------------------------------------------------------------------------- */
 static int map_tcpstate(int winstate) { /* TCPSTATE (SIO_TCP_INFO) */
   switch (winstate) {
-  case 0: return LW__TCP_CLOSE;        /* TCPSTATE_CLOSED */
-  case 4: return LW__TCP_ESTABLISHED;
-  case 5: return LW__TCP_FIN_WAIT1;
-  case 6: return LW__TCP_FIN_WAIT2;
-  case 7: return LW__TCP_CLOSE_WAIT;
-  case 8: return LW__TCP_CLOSING;
-  case 9: return LW__TCP_LAST_ACK;
-  case 10: return LW__TCP_TIME_WAIT;
-  default: return -1;
+  case 0:
+    return LW__TCP_CLOSE; /* TCPSTATE_CLOSED */
+  case 4:
+    return LW__TCP_ESTABLISHED;
+  case 5:
+    return LW__TCP_FIN_WAIT1;
+  case 6:
+    return LW__TCP_FIN_WAIT2;
+  case 7:
+    return LW__TCP_CLOSE_WAIT;
+  case 8:
+    return LW__TCP_CLOSING;
+  case 9:
+    return LW__TCP_LAST_ACK;
+  case 10:
+    return LW__TCP_TIME_WAIT;
+  default:
+    return -1;
   }
 }
 
 static int map_mibstate(DWORD st) { /* MIB_TCP_STATE */
   switch (st) {
-  case MIB_TCP_STATE_CLOSED: return LW__TCP_CLOSE;
-  case MIB_TCP_STATE_ESTAB: return LW__TCP_ESTABLISHED;
-  case MIB_TCP_STATE_FIN_WAIT1: return LW__TCP_FIN_WAIT1;
-  case MIB_TCP_STATE_FIN_WAIT2: return LW__TCP_FIN_WAIT2;
-  case MIB_TCP_STATE_CLOSE_WAIT: return LW__TCP_CLOSE_WAIT;
-  case MIB_TCP_STATE_CLOSING: return LW__TCP_CLOSING;
-  case MIB_TCP_STATE_LAST_ACK: return LW__TCP_LAST_ACK;
-  case MIB_TCP_STATE_TIME_WAIT: return LW__TCP_TIME_WAIT;
-  case MIB_TCP_STATE_DELETE_TCB: return LW__TCP_CLOSE;
-  default: return -1;
+  case MIB_TCP_STATE_CLOSED:
+    return LW__TCP_CLOSE;
+  case MIB_TCP_STATE_ESTAB:
+    return LW__TCP_ESTABLISHED;
+  case MIB_TCP_STATE_FIN_WAIT1:
+    return LW__TCP_FIN_WAIT1;
+  case MIB_TCP_STATE_FIN_WAIT2:
+    return LW__TCP_FIN_WAIT2;
+  case MIB_TCP_STATE_CLOSE_WAIT:
+    return LW__TCP_CLOSE_WAIT;
+  case MIB_TCP_STATE_CLOSING:
+    return LW__TCP_CLOSING;
+  case MIB_TCP_STATE_LAST_ACK:
+    return LW__TCP_LAST_ACK;
+  case MIB_TCP_STATE_TIME_WAIT:
+    return LW__TCP_TIME_WAIT;
+  case MIB_TCP_STATE_DELETE_TCB:
+    return LW__TCP_CLOSE;
+  default:
+    return -1;
   }
 }
 
@@ -462,10 +513,9 @@ static int table_state(SOCKET s) {
   void *buf = NULL;
   int filled = 0;
   for (int tries = 0; tries < 4 && !filled; tries++) {
-    DWORD r = GetExtendedTcpTable(buf, &size, FALSE, la.ss_family,
-                                  la.ss_family == AF_INET ? TCP_TABLE_BASIC_ALL
-                                                          : TCP_TABLE_OWNER_PID_ALL,
-                                  0);
+    DWORD r = GetExtendedTcpTable(
+        buf, &size, FALSE, la.ss_family,
+        la.ss_family == AF_INET ? TCP_TABLE_BASIC_ALL : TCP_TABLE_OWNER_PID_ALL, 0);
     if (r == NO_ERROR && buf) {
       filled = 1;
       break;
@@ -489,7 +539,8 @@ static int table_state(SOCKET s) {
     for (DWORD i = 0; i < t->dwNumEntries; i++) {
       const MIB_TCPROW *row = &t->table[i];
       if (row->dwLocalAddr == l4->sin_addr.s_addr &&
-          (u_short)row->dwLocalPort == l4->sin_port && row->dwRemoteAddr == r4->sin_addr.s_addr &&
+          (u_short)row->dwLocalPort == l4->sin_port &&
+          row->dwRemoteAddr == r4->sin_addr.s_addr &&
           (u_short)row->dwRemotePort == r4->sin_port) {
         state = map_mibstate(row->dwState);
         break;

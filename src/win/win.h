@@ -36,13 +36,13 @@ void lw__win_drop_connect_addr(int fd);
  * for every new loop. */
 int lw__iocp_set_reuse(lw_loop *loop, unsigned pool_max);
 typedef struct lw__iocp_stats {
-  uint64_t sockets_created;   /* accept sockets made with WSASocket */
-  uint64_t sockets_reused;    /* accept sockets taken from the reuse pool */
-  uint64_t disconnects_ok;    /* DisconnectEx(TF_REUSE_SOCKET) that completed */
+  uint64_t sockets_created; /* accept sockets made with WSASocket */
+  uint64_t sockets_reused;  /* accept sockets taken from the reuse pool */
+  uint64_t disconnects_ok;  /* DisconnectEx(TF_REUSE_SOCKET) that completed */
   uint64_t disconnects_failed;
-  unsigned pool_size;         /* sockets in the pool now */
-  unsigned recycling;         /* DisconnectEx in flight now */
-  uint64_t deferred_closes;   /* closes that waited for a cancelled WSARecv */
+  unsigned pool_size;       /* sockets in the pool now */
+  unsigned recycling;       /* DisconnectEx in flight now */
+  uint64_t deferred_closes; /* closes that waited for a cancelled WSARecv */
 } lw__iocp_stats;
 int lw__iocp_get_stats(lw_loop *loop, lw__iocp_stats *out);
 

@@ -19,7 +19,8 @@
 static char *resp;
 
 typedef struct srv_case {
-  int mode; /* 0 graceful, 1 naive, 2 abort on first read, 3 keep reading, 4 naive after 100 ms */
+  int mode; /* 0 graceful, 1 naive, 2 abort on first read, 3 keep reading, 4 naive after 100 ms
+             */
   int closes;
   lw_close_info info;
   lw_conn *conn;
@@ -190,9 +191,15 @@ static void st_close_all(lw_timer *t) {
     cc *k = &conns[i];
     CHECK(k->connected);
     switch (i % 3) {
-    case 0: CHECK(lw_close(k->c, 200) == 0); break; /* cannot flush: DEADLINE */
-    case 1: CHECK(lw_abort(k->c) == 0); break;
-    case 2: CHECK(lw_close_naive(k->c) == 0); break;
+    case 0:
+      CHECK(lw_close(k->c, 200) == 0);
+      break; /* cannot flush: DEADLINE */
+    case 1:
+      CHECK(lw_abort(k->c) == 0);
+      break;
+    case 2:
+      CHECK(lw_close_naive(k->c) == 0);
+      break;
     }
     /* A second close of any kind changes nothing. */
     CHECK(lw_close(k->c, 0) == LW_EALREADY || i % 3 == 0);
@@ -219,10 +226,11 @@ int main(void) {
 
   /* 1. RST-loss workload */
   run_case(loop, 0, rstloss_client, &r);
-  printf("graceful close: client got %lld/%d bytes, err %d; server %s rst=%d unread_discarded=%llu"
-         " acked_known=%d\n",
-         r.got, RESP, r.err, wt_reason(&sc.info), sc.info.rst,
-         (unsigned long long)sc.info.unread_discarded, sc.info.acked_known);
+  printf(
+      "graceful close: client got %lld/%d bytes, err %d; server %s rst=%d unread_discarded=%llu"
+      " acked_known=%d\n",
+      r.got, RESP, r.err, wt_reason(&sc.info), sc.info.rst,
+      (unsigned long long)sc.info.unread_discarded, sc.info.acked_known);
   CHECK_EQ(r.send_err, 0);
   CHECK_EQ(r.err, 0);
   CHECK_EQ(r.got, RESP);
@@ -283,7 +291,8 @@ int main(void) {
   lw_timer_start(t2, st_abort_servers, 1500, 0);
   wt_run(loop, 30000);
   lw_listener_close(l);
-  for (int i = 0; i < 50 && lw_loop_run(loop, LW_RUN_NOWAIT) == 0 && stress_srv_closes < nsrv; i++)
+  for (int i = 0; i < 50 && lw_loop_run(loop, LW_RUN_NOWAIT) == 0 && stress_srv_closes < nsrv;
+       i++)
     Sleep(10);
   int reasons[LW_REASON__COUNT] = {0};
   for (int i = 0; i <= NC; i++) {

@@ -50,7 +50,8 @@ static void cli_connect(lw_conn *c, int status) {
   CHECK(status == 0);
   CHECK(lw_conn_read_start(c, cli_read) == 0);
   for (int i = 0; i < 16; i++)
-    CHECK(lw_conn_write(c, payload + i * (PAYLOAD / 16), PAYLOAD / 16, cli_write_cb, NULL) >= 0);
+    CHECK(lw_conn_write(c, payload + i * (PAYLOAD / 16), PAYLOAD / 16, cli_write_cb, NULL) >=
+          0);
 }
 
 static void refused_connect(lw_conn *c, int status) { refused_status = status; }

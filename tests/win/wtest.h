@@ -9,23 +9,23 @@
 
 #include "lastword.h"
 
-#define CHECK(cond)                                                                      \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                    \
-      fflush(stderr);                                                                    \
-      exit(1);                                                                           \
-    }                                                                                    \
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                          \
+      fflush(stderr);                                                                          \
+      exit(1);                                                                                 \
+    }                                                                                          \
   } while (0)
-#define CHECK_EQ(a, b)                                                                   \
-  do {                                                                                   \
-    long long a_ = (long long)(a), b_ = (long long)(b);                                  \
-    if (a_ != b_) {                                                                      \
-      fprintf(stderr, "FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a,   \
-              #b, a_, b_);                                                               \
-      fflush(stderr);                                                                    \
-      exit(1);                                                                           \
-    }                                                                                    \
+#define CHECK_EQ(a, b)                                                                         \
+  do {                                                                                         \
+    long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+    if (a_ != b_) {                                                                            \
+      fprintf(stderr, "FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b, a_, \
+              b_);                                                                             \
+      fflush(stderr);                                                                          \
+      exit(1);                                                                                 \
+    }                                                                                          \
   } while (0)
 
 void wt_init(void);

@@ -88,10 +88,10 @@ static lw_lab_call *lw_lab_record(lw_lab_ctx *x, lw_lab_side side, lw_lab_op op,
   return c;
 }
 
-#define LW_TXT(c, ...)                                                                   \
-  do {                                                                                   \
-    if (c)                                                                               \
-      snprintf((c)->text, sizeof (c)->text, __VA_ARGS__);                                \
+#define LW_TXT(c, ...)                                                                         \
+  do {                                                                                         \
+    if (c)                                                                                     \
+      snprintf((c)->text, sizeof(c)->text, __VA_ARGS__);                                       \
   } while (0)
 
 static const char *lw_lab_errstr(long ret, int err, char *buf, size_t len) {
@@ -315,7 +315,8 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
   case LW_OP_RECV: {
     static char buf[65536];
     size_t want = st->nargs > 0 && st->a[0] > 0 && st->a[0] < (long)sizeof buf
-                      ? (size_t)st->a[0] : sizeof buf;
+                      ? (size_t)st->a[0]
+                      : sizeof buf;
     long to = st->nargs > 1 ? st->a[1] : 1000;
     ret = lw_lab_recv1(x->fd[s], buf, want, to, &err);
     c = lw_lab_record(x, s, st->op, ret, err, LW_MS());
@@ -328,7 +329,8 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
       LW_TXT(c, "recv() = %s%s after %.0f ms", lw_lab_errstr(ret, err, b, sizeof b),
              ret == 0 ? " (EOF)" : "", took);
     else
-      LW_TXT(c, "recv() = %s%s", lw_lab_errstr(ret, err, b, sizeof b), ret == 0 ? " (EOF)" : "");
+      LW_TXT(c, "recv() = %s%s", lw_lab_errstr(ret, err, b, sizeof b),
+             ret == 0 ? " (EOF)" : "");
     break;
   }
   case LW_OP_RECV_ALL: {
@@ -361,8 +363,8 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
     if (ret < 0 && err == EAGAIN)
       LW_TXT(c, "recv() loop: %lld bytes, then nothing within %ld ms", total, budget);
     else
-      LW_TXT(c, "recv() loop: %lld bytes, then %s%s", total, lw_lab_errstr(ret, err, b, sizeof b),
-             ret == 0 ? " (EOF)" : "");
+      LW_TXT(c, "recv() loop: %lld bytes, then %s%s", total,
+             lw_lab_errstr(ret, err, b, sizeof b), ret == 0 ? " (EOF)" : "");
     break;
   }
   case LW_OP_SHUTDOWN: {
@@ -431,7 +433,8 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
              setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
              setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
              setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0)
-                ? -1 : 0);
+                ? -1
+                : 0);
     c = lw_lab_record(x, s, st->op, ret, err, LW_MS());
     LW_TXT(c, "SO_KEEPALIVE idle %d s, intvl %d s, cnt %d = %s", idle, intvl, cnt,
            lw_lab_errstr(ret, err, b, sizeof b));
@@ -463,13 +466,18 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
     LW_DONE(pr < 0 ? -1 : (long)p.revents);
     c = lw_lab_record(x, s, st->op, ret, err, LW_MS());
     char ev[96] = "";
-    static const struct { short bit; const char *n; } names[] = {
-        {POLLIN, "POLLIN"}, {POLLOUT, "POLLOUT"}, {POLLRDHUP, "POLLRDHUP"},
-        {POLLERR, "POLLERR"}, {POLLHUP, "POLLHUP"}, {POLLNVAL, "POLLNVAL"}};
+    static const struct {
+      short bit;
+      const char *n;
+    } names[] = {{POLLIN, "POLLIN"},   {POLLOUT, "POLLOUT"}, {POLLRDHUP, "POLLRDHUP"},
+                 {POLLERR, "POLLERR"}, {POLLHUP, "POLLHUP"}, {POLLNVAL, "POLLNVAL"}};
     for (size_t i = 0; pr > 0 && i < sizeof names / sizeof names[0]; i++)
       if (p.revents & names[i].bit)
         snprintf(ev + strlen(ev), sizeof ev - strlen(ev), "%s%s", ev[0] ? "|" : "", names[i].n);
-    LW_TXT(c, "poll() = %s", pr < 0 ? lw_lab_errstr(ret, err, b, sizeof b) : ev[0] ? ev : "0 (no event)");
+    LW_TXT(c, "poll() = %s",
+           pr < 0  ? lw_lab_errstr(ret, err, b, sizeof b)
+           : ev[0] ? ev
+                   : "0 (no event)");
     break;
   }
   case LW_OP_ARECV: {
@@ -525,12 +533,15 @@ static void lw_lab_step_run(lw_lab_ctx *x, const lw_lab_step *st) {
     snprintf(cmd, sizeof cmd,
              "add table inet lwlab ; add chain inet lwlab in { type filter hook input "
              "priority 0 ; } ; add rule inet lwlab in tcp dport %u drop ; "
-             "add rule inet lwlab in tcp sport %u drop", p, p);
+             "add rule inet lwlab in tcp sport %u drop",
+             p, p);
     ret = x->sc->netns ? lw_lab_nft(cmd) : -1;
     err = ret < 0 ? (x->sc->netns ? EPERM : EINVAL) : 0;
     c = lw_lab_record(x, LW_SIDE_NONE, st->op, ret, err, LW_MS());
     LW_TXT(c, "nft: drop every segment of port %u (the peer vanishes) = %s", p,
-           ret == 0 ? "0" : x->sc->netns ? "failed" : "refused outside a netns scenario");
+           ret == 0       ? "0"
+           : x->sc->netns ? "failed"
+                          : "refused outside a netns scenario");
     if (ret != 0) {
       /* Without the drop rule the peer does not vanish: the scenario cannot say anything
        * about the claim, so it is skipped (and says why), never judged. */
@@ -703,12 +714,18 @@ void lw_lab_result_free(lw_lab_result *r) {
 
 static int lw_cmp(long a, lw_lab_cmp cmp, long b) {
   switch (cmp) {
-  case LW_CMP_EQ: return a == b;
-  case LW_CMP_NE: return a != b;
-  case LW_CMP_LT: return a < b;
-  case LW_CMP_LE: return a <= b;
-  case LW_CMP_GT: return a > b;
-  case LW_CMP_GE: return a >= b;
+  case LW_CMP_EQ:
+    return a == b;
+  case LW_CMP_NE:
+    return a != b;
+  case LW_CMP_LT:
+    return a < b;
+  case LW_CMP_LE:
+    return a <= b;
+  case LW_CMP_GT:
+    return a > b;
+  case LW_CMP_GE:
+    return a >= b;
   }
   return 0;
 }
@@ -779,12 +796,24 @@ static void lw_lab_check_one(lw_lab_result *r, const lw_lab_expect *e, lw_lab_ch
     }
     long v = 0;
     switch (e->field) {
-    case LW_F_RET: v = hit->ret; break;
-    case LW_F_ERRNO: v = hit->err; break;
-    case LW_F_MS: v = (long)(hit->ms + 0.5); break;
-    case LW_F_BYTES: v = (long)hit->bytes; break;
-    case LW_F_V1: v = hit->v1; break;
-    case LW_F_V2: v = hit->v2; break;
+    case LW_F_RET:
+      v = hit->ret;
+      break;
+    case LW_F_ERRNO:
+      v = hit->err;
+      break;
+    case LW_F_MS:
+      v = (long)(hit->ms + 0.5);
+      break;
+    case LW_F_BYTES:
+      v = (long)hit->bytes;
+      break;
+    case LW_F_V1:
+      v = hit->v1;
+      break;
+    case LW_F_V2:
+      v = hit->v2;
+      break;
     }
     long want = e->val_peer_sent ? (long)r->sent[e->side == LW_SIDE_CLIENT] : e->val;
     k->res = lw_cmp(v, e->cmp, want) ? LW_RES_PASS : LW_RES_FAIL;

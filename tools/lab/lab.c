@@ -102,13 +102,13 @@ static void lw_lab_note(const lw_lab_claim *c, lw_lab_verdict v, const lw_lab_re
                         int nr, char *note, size_t len) {
   size_t o = 0;
   note[0] = 0;
-#define ADD(...)                                                                         \
-  do {                                                                                   \
-    if (o < len) {                                                                       \
-      int w_ = snprintf(note + o, len - o, __VA_ARGS__);                                 \
-      if (w_ > 0)                                                                        \
-        o += (size_t)w_;                                                                 \
-    }                                                                                    \
+#define ADD(...)                                                                               \
+  do {                                                                                         \
+    if (o < len) {                                                                             \
+      int w_ = snprintf(note + o, len - o, __VA_ARGS__);                                       \
+      if (w_ > 0)                                                                              \
+        o += (size_t)w_;                                                                       \
+    }                                                                                          \
   } while (0)
   if (v == LW_V_SKIPPED) {
     for (int i = 0; i < nr; i++)
@@ -170,26 +170,47 @@ static void lw_progress(const lw_lab_opts *o, int i, int n, const char *what) {
 int lw_lab_main(int argc, char **argv) {
   const char *only = NULL, *pcap_path = NULL, *script = NULL;
   int list = 0, json = 0, nocolor = 0, rc = 0;
-  static const struct option longopts[] = {
-      {"list", no_argument, NULL, 'l'},       {"only", required_argument, NULL, 'o'},
-      {"json", no_argument, NULL, 'j'},       {"pcap", required_argument, NULL, 'p'},
-      {"no-color", no_argument, NULL, 'n'},   {"script", required_argument, NULL, 's'},
-      {"backend", required_argument, NULL, 'b'},
-      {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"list", no_argument, NULL, 'l'},
+                                           {"only", required_argument, NULL, 'o'},
+                                           {"json", no_argument, NULL, 'j'},
+                                           {"pcap", required_argument, NULL, 'p'},
+                                           {"no-color", no_argument, NULL, 'n'},
+                                           {"script", required_argument, NULL, 's'},
+                                           {"backend", required_argument, NULL, 'b'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
   optind = 1;
   for (int ch; (ch = getopt_long(argc, argv, "lo:jp:ns:b:h", longopts, NULL)) != -1;) {
     switch (ch) {
-    case 'l': list = 1; break;
-    case 'o': only = optarg; break;
-    case 'j': json = 1; break;
-    case 'p': pcap_path = optarg; break;
-    case 'n': nocolor = 1; break;
-    case 's': script = optarg; break;
+    case 'l':
+      list = 1;
+      break;
+    case 'o':
+      only = optarg;
+      break;
+    case 'j':
+      json = 1;
+      break;
+    case 'p':
+      pcap_path = optarg;
+      break;
+    case 'n':
+      nocolor = 1;
+      break;
+    case 's':
+      script = optarg;
+      break;
     /* The library part of the lab (the lw_close row) runs on this backend; the claim
      * scenarios are raw socket calls and need no event loop. */
-    case 'b': setenv("LW_BACKEND", optarg, 1); break;
-    case 'h': lw_lab_usage(stdout); return 0;
-    default: lw_lab_usage(stderr); return 2;
+    case 'b':
+      setenv("LW_BACKEND", optarg, 1);
+      break;
+    case 'h':
+      lw_lab_usage(stdout);
+      return 0;
+    default:
+      lw_lab_usage(stderr);
+      return 2;
     }
   }
   if (optind < argc) {
@@ -237,8 +258,8 @@ int lw_lab_main(int argc, char **argv) {
         if (strcmp(claims[k].id, s->claim) == 0)
           break;
       if (k == nclaims)
-        claims[nclaims++] = (lw_lab_claim){s->claim, s->title[0] ? s->title : s->name,
-                                           LW_V_CONTRADICTED, NULL};
+        claims[nclaims++] =
+            (lw_lab_claim){s->claim, s->title[0] ? s->title : s->name, LW_V_CONTRADICTED, NULL};
     }
   } else {
     if (lw_lab_script_parse(lw_lab_builtin_script, strlen(lw_lab_builtin_script), &sl, err,
@@ -277,8 +298,10 @@ int lw_lab_main(int argc, char **argv) {
   } else {
     o.capture_ok = lw_capture_probe(err, sizeof err);
     if (!o.capture_ok)
-      fprintf(stderr, "lastword lab: packet capture on lo unavailable (%s): running "
-                      "without segments.\n", err);
+      fprintf(stderr,
+              "lastword lab: packet capture on lo unavailable (%s): running "
+              "without segments.\n",
+              err);
   }
   if (pcap_path && o.capture_ok) {
     o.dump = lw_cap_dump_open(pcap_path, err, sizeof err);
@@ -309,8 +332,8 @@ int lw_lab_main(int argc, char **argv) {
         continue;
       lw_progress(&o, done + 1, total_sel, sl.v[k].name);
       if (lw_lab_run(&sl.v[k], &o, &rs[nr]) < 0) {
-        fprintf(stderr, "%slastword lab: %s: %s\n", o.progress ? "\r\033[K" : "",
-                sl.v[k].name, rs[nr].note);
+        fprintf(stderr, "%slastword lab: %s: %s\n", o.progress ? "\r\033[K" : "", sl.v[k].name,
+                rs[nr].note);
         rc = 1;
       }
       nr++;

@@ -54,8 +54,9 @@ static int lw_seg_plain(const lw_cap_seg *g) {
 static void lw_print_seg(const lw_lab_opts *o, const lw_cap_seg *g) {
   char fl[32];
   lw_cap_flags_str(g->flags, fl, sizeof fl);
-  const char *col = g->flags & LW_TH_RST ? C(o, "\033[31m")
-                    : g->flags & (LW_TH_FIN | LW_TH_SYN) ? C(o, "\033[36m") : "";
+  const char *col = g->flags & LW_TH_RST                 ? C(o, "\033[31m")
+                    : g->flags & (LW_TH_FIN | LW_TH_SYN) ? C(o, "\033[36m")
+                                                         : "";
   if (g->dir == LW_DIR_C2S)
     fprintf(o->out, "  %9.3f          client → %s%-12s%s", g->t_ms, col, fl, RESET(o));
   else
@@ -78,11 +79,11 @@ static void lw_print_plain_run(const lw_lab_opts *o, const lw_cap_seg *s, size_t
     n[s[i].dir]++;
     bytes[s[i].dir] += s[i].len;
   }
-  fprintf(o->out, "  %9.3f          %s… until %.3f: client → %lu segments (%llu bytes), "
-                  "client ← %lu segments (%llu bytes)%s\n",
+  fprintf(o->out,
+          "  %9.3f          %s… until %.3f: client → %lu segments (%llu bytes), "
+          "client ← %lu segments (%llu bytes)%s\n",
           s[a].t_ms, DIM(o), s[b - 1].t_ms, n[0], bytes[0], n[1], bytes[1], RESET(o));
 }
-
 
 static void lw_print_timeline(const lw_lab_opts *o, const lw_lab_result *r) {
   size_t si = 0;
@@ -130,8 +131,8 @@ static void lw_print_timeline(const lw_lab_opts *o, const lw_lab_result *r) {
 static void lw_human_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_verdict v,
                            const lw_lab_result *rs, int nr, const char *note) {
   FILE *f = o->out;
-  fprintf(f, "\n%s%-4s%s %s%-13s%s %s\n", BOLD(o), c->id, RESET(o),
-          C(o, lw_verdict_colors[v]), lw_verdict_names[v], RESET(o), c->seed);
+  fprintf(f, "\n%s%-4s%s %s%-13s%s %s\n", BOLD(o), c->id, RESET(o), C(o, lw_verdict_colors[v]),
+          lw_verdict_names[v], RESET(o), c->seed);
   for (int i = 0; i < nr; i++) {
     const lw_lab_result *r = &rs[i];
     fprintf(f, "  %s── %s%s: %s", DIM(o), r->sc->name, RESET(o), r->sc->title);
@@ -153,8 +154,9 @@ static void lw_human_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_v
     for (int k = 0; k < r->nchecks; k++) {
       const lw_lab_check *ck = &r->checks[k];
       const char *mark = ck->res == LW_RES_PASS ? "✔" : ck->res == LW_RES_FAIL ? "✘" : "·";
-      const char *col = ck->res == LW_RES_PASS ? C(o, "\033[32m")
-                        : ck->res == LW_RES_FAIL ? C(o, "\033[31m") : DIM(o);
+      const char *col = ck->res == LW_RES_PASS   ? C(o, "\033[32m")
+                        : ck->res == LW_RES_FAIL ? C(o, "\033[31m")
+                                                 : DIM(o);
       fprintf(f, "  %s%s%s seed predicts %-40s %shere: %s%s\n", col, mark, RESET(o),
               ck->exp->text, DIM(o), ck->got, RESET(o));
     }
@@ -197,8 +199,9 @@ static void lw_json_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ve
       fprintf(f, "%s{\"scenario\":", first ? "" : ",");
       first = 0;
       lw_json_str(f, rs[i].sc->name);
-      fprintf(f, ",\"t_ms\":%.3f,\"side\":\"%s\",\"call\":\"%s\",\"ret\":%ld,\"errno\":\"%s\","
-                 "\"ms\":%.3f,\"bytes\":%lld,\"v1\":%ld,\"v2\":%ld,\"text\":",
+      fprintf(f,
+              ",\"t_ms\":%.3f,\"side\":\"%s\",\"call\":\"%s\",\"ret\":%ld,\"errno\":\"%s\","
+              "\"ms\":%.3f,\"bytes\":%lld,\"v1\":%ld,\"v2\":%ld,\"text\":",
               cl->t_ms, lw_side_word(cl->side),
               cl->op == LW_OP_JOIN ? "recv_thread" : lw_lab_op_name(cl->op), cl->ret,
               cl->err ? lw_lab_errno_name(cl->err) : "", cl->ms, cl->bytes, cl->v1, cl->v2);
@@ -214,8 +217,9 @@ static void lw_json_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ve
       fprintf(f, "%s{\"scenario\":", first ? "" : ",");
       first = 0;
       lw_json_str(f, rs[i].sc->name);
-      fprintf(f, ",\"t_ms\":%.3f,\"from\":\"%s\",\"flags\":\"%s\",\"seq\":%u,\"ack\":%u,"
-                 "\"len\":%u}",
+      fprintf(f,
+              ",\"t_ms\":%.3f,\"from\":\"%s\",\"flags\":\"%s\",\"seq\":%u,\"ack\":%u,"
+              "\"len\":%u}",
               g->t_ms, g->dir == LW_DIR_C2S ? "client" : "server",
               lw_cap_flags_str(g->flags, fl, sizeof fl), g->seq, g->ack, g->len);
     }
@@ -227,8 +231,9 @@ static void lw_json_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ve
       fprintf(f, "%s{\"scenario\":", first ? "" : ",");
       first = 0;
       lw_json_str(f, rs[i].sc->name);
-      fprintf(f, ",\"t_ms\":%.3f,\"side\":\"%s\",\"state\":\"%s\",\"timer\":\"%s\","
-                 "\"expires_ms\":%u}",
+      fprintf(f,
+              ",\"t_ms\":%.3f,\"side\":\"%s\",\"state\":\"%s\",\"timer\":\"%s\","
+              "\"expires_ms\":%u}",
               st->t_ms, lw_side_word(st->side), lw_diag_state_name(st->state),
               lw_diag_timer_name(st->timer), st->expires_ms);
     }
@@ -243,7 +248,9 @@ static void lw_json_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ve
       fputs(",\"expect\":", f);
       lw_json_str(f, ck->exp->text);
       fprintf(f, ",\"result\":\"%s\",\"observed\":",
-              ck->res == LW_RES_PASS ? "pass" : ck->res == LW_RES_FAIL ? "fail" : "skip");
+              ck->res == LW_RES_PASS   ? "pass"
+              : ck->res == LW_RES_FAIL ? "fail"
+                                       : "skip");
       lw_json_str(f, ck->got);
       fputc('}', f);
     }
@@ -261,8 +268,9 @@ void lw_lab_report_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ver
 
 void lw_lab_report_summary(const lw_lab_opts *o, const int counts[5], int nclaims) {
   if (o->json) {
-    fprintf(o->out, "{\"summary\":{\"claims\":%d,\"held\":%d,\"windows_only\":%d,"
-                    "\"contradicted\":%d,\"not_testable\":%d,\"skipped\":%d}}\n",
+    fprintf(o->out,
+            "{\"summary\":{\"claims\":%d,\"held\":%d,\"windows_only\":%d,"
+            "\"contradicted\":%d,\"not_testable\":%d,\"skipped\":%d}}\n",
             nclaims, counts[0], counts[1], counts[2], counts[3], counts[4]);
     return;
   }

@@ -37,12 +37,12 @@
 
 typedef struct {
   const char *label;
-  long long written;     /* bytes the server's send() calls accepted */
-  long long received;    /* bytes the client read */
-  int pattern_ok;        /* every received byte matched i % 251 */
-  char ending[48];       /* "EOF", "ECONNRESET", ... */
-  double close_ms;       /* how long the server's ending took */
-  char note[128];        /* why a row could not run */
+  long long written;  /* bytes the server's send() calls accepted */
+  long long received; /* bytes the client read */
+  int pattern_ok;     /* every received byte matched i % 251 */
+  char ending[48];    /* "EOF", "ECONNRESET", ... */
+  double close_ms;    /* how long the server's ending took */
+  char note[128];     /* why a row could not run */
   int ran;
 } lw_rst_row;
 
@@ -85,7 +85,8 @@ static void *lw_rst_client_thread(void *arg) {
    * empty when it closes, so what an RST destroys does not depend on thread timing. */
   int rcv = 64 << 10;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(c->port),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons(c->port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
     goto out;
@@ -335,11 +336,14 @@ int lw_lab_rstloss(const lw_lab_opts *o) {
   }
   FILE *f = o->out;
   if (o->json) {
-    fputs("{\"comparison\":\"rstloss\",\"response_bytes\":4194304,\"unread_request_bytes\":65536,"
-          "\"rows\":[", f);
+    fputs(
+        "{\"comparison\":\"rstloss\",\"response_bytes\":4194304,\"unread_request_bytes\":65536,"
+        "\"rows\":[",
+        f);
     for (int i = 0; i < N; i++)
-      fprintf(f, "%s{\"server\":\"%s\",\"ran\":%s,\"written\":%lld,\"received\":%lld,"
-                 "\"pattern_ok\":%s,\"ending\":\"%s\",\"close_ms\":%.3f,\"note\":\"%s\"}",
+      fprintf(f,
+              "%s{\"server\":\"%s\",\"ran\":%s,\"written\":%lld,\"received\":%lld,"
+              "\"pattern_ok\":%s,\"ending\":\"%s\",\"close_ms\":%.3f,\"note\":\"%s\"}",
               i ? "," : "", res[i].label, res[i].ran ? "true" : "false", res[i].written,
               res[i].received, res[i].pattern_ok ? "true" : "false", res[i].ending,
               res[i].close_ms, res[i].note);
@@ -347,8 +351,10 @@ int lw_lab_rstloss(const lw_lab_opts *o) {
     return 0;
   }
   const char *b = o->color ? "\033[1m" : "", *z = o->color ? "\033[0m" : "";
-  fprintf(f, "\n%sComparison: the RST-loss workload%s (request \"GET\\n\" + 64 KiB never "
-             "read; 4 MiB response)\n", b, z);
+  fprintf(f,
+          "\n%sComparison: the RST-loss workload%s (request \"GET\\n\" + 64 KiB never "
+          "read; 4 MiB response)\n",
+          b, z);
   fprintf(f, "  %-28s %10s %10s %8s  %-12s %s\n", "server ends with", "written", "received",
           "pattern", "client saw", "ending took");
   for (int i = 0; i < N; i++) {

@@ -59,7 +59,8 @@ const lw_lab_claim lw_lab_claims[] = {
      NULL},
     {"A14", "graceful sequence: shutdown(SD_SEND), recv until 0, closesocket",
      LW_V_CONTRADICTED, NULL},
-    {"A15", "a shut-down socket cannot be reconnected; reuse needs DisconnectEx(TF_REUSE_SOCKET)",
+    {"A15",
+     "a shut-down socket cannot be reconnected; reuse needs DisconnectEx(TF_REUSE_SOCKET)",
      LW_V_WINDOWS_ONLY,
      "Plain reconnect fails here too (EISCONN), but Linux needs no DisconnectEx: "
      "connect(AF_UNSPEC) dissolves the association (tcp_disconnect, an RST if it was "
@@ -95,7 +96,8 @@ const lw_lab_claim lw_lab_claims[] = {
      "The IOCP part (ERROR_NETNAME_DELETED) cannot be exercised here."},
     {"B11", "SO_LINGER{1,0}: RST like B10; {1,N}: waits up to N s for the buffers, then FIN",
      LW_V_CONTRADICTED, NULL},
-    {"B12", "after shutdown(SD_BOTH) a recv posted before still completes (0) when the peer closes",
+    {"B12",
+     "after shutdown(SD_BOTH) a recv posted before still completes (0) when the peer closes",
      LW_V_WINDOWS_ONLY,
      "Linux shutdown(SHUT_RD or RDWR) wakes a blocked recv() at once with 0: it does not "
      "wait for the peer's FIN."},
@@ -387,7 +389,8 @@ const char lw_lab_builtin_script[] =
     "end\n"
 
     "scenario A17-busy claim A17 netns\n"
-    "title data in flight when the peer vanishes: keepalive never fires; TCP_USER_TIMEOUT 1500\n"
+    "title data in flight when the peer vanishes: keepalive never fires; TCP_USER_TIMEOUT "
+    "1500\n"
     "client connect\n"
     "server accept\n"
     "client keepalive 1 1 3\n"

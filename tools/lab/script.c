@@ -24,19 +24,30 @@ static const struct {
   int min_args, max_args;
   int sided; /* 1: needs a side prefix; 0: a bare word (wait, diag) */
 } lw_lab_ops[LW_OP__COUNT] = {
-    [LW_OP_CONNECT] = {"connect", 0, 0, 1},   [LW_OP_ACCEPT] = {"accept", 0, 0, 1},
-    [LW_OP_SEND] = {"send", 1, 1, 1},         [LW_OP_FILL] = {"fill", 0, 0, 1},
-    [LW_OP_RECV] = {"recv", 0, 2, 1},         [LW_OP_RECV_ALL] = {"recv_all", 0, 1, 1},
-    [LW_OP_SHUTDOWN] = {"shutdown", 1, 1, 1}, [LW_OP_CLOSE] = {"close", 0, 0, 1},
-    [LW_OP_LINGER] = {"linger", 2, 2, 1},     [LW_OP_GETLINGER] = {"getlinger", 0, 0, 1},
-    [LW_OP_NONBLOCK] = {"nonblock", 0, 0, 1}, [LW_OP_RCVBUF] = {"rcvbuf", 1, 1, 1},
-    [LW_OP_SNDBUF] = {"sndbuf", 1, 1, 1},     [LW_OP_KEEPALIVE] = {"keepalive", 3, 3, 1},
+    [LW_OP_CONNECT] = {"connect", 0, 0, 1},
+    [LW_OP_ACCEPT] = {"accept", 0, 0, 1},
+    [LW_OP_SEND] = {"send", 1, 1, 1},
+    [LW_OP_FILL] = {"fill", 0, 0, 1},
+    [LW_OP_RECV] = {"recv", 0, 2, 1},
+    [LW_OP_RECV_ALL] = {"recv_all", 0, 1, 1},
+    [LW_OP_SHUTDOWN] = {"shutdown", 1, 1, 1},
+    [LW_OP_CLOSE] = {"close", 0, 0, 1},
+    [LW_OP_LINGER] = {"linger", 2, 2, 1},
+    [LW_OP_GETLINGER] = {"getlinger", 0, 0, 1},
+    [LW_OP_NONBLOCK] = {"nonblock", 0, 0, 1},
+    [LW_OP_RCVBUF] = {"rcvbuf", 1, 1, 1},
+    [LW_OP_SNDBUF] = {"sndbuf", 1, 1, 1},
+    [LW_OP_KEEPALIVE] = {"keepalive", 3, 3, 1},
     [LW_OP_USER_TIMEOUT] = {"user_timeout", 1, 1, 1},
-    [LW_OP_SOERROR] = {"soerror", 0, 0, 1},   [LW_OP_POLL] = {"poll", 0, 1, 1},
-    [LW_OP_ARECV] = {"arecv", 0, 1, 1},       [LW_OP_JOIN] = {"join", 0, 0, 1},
+    [LW_OP_SOERROR] = {"soerror", 0, 0, 1},
+    [LW_OP_POLL] = {"poll", 0, 1, 1},
+    [LW_OP_ARECV] = {"arecv", 0, 1, 1},
+    [LW_OP_JOIN] = {"join", 0, 0, 1},
     [LW_OP_DISCONNECT] = {"disconnect", 0, 0, 1},
-    [LW_OP_FDVALID] = {"fdvalid", 0, 0, 1},   [LW_OP_REUSE] = {"reuse", 0, 0, 1},
-    [LW_OP_DROP] = {"drop", 0, 0, 0},         [LW_OP_WAIT] = {"wait", 1, 1, 0},
+    [LW_OP_FDVALID] = {"fdvalid", 0, 0, 1},
+    [LW_OP_REUSE] = {"reuse", 0, 0, 1},
+    [LW_OP_DROP] = {"drop", 0, 0, 0},
+    [LW_OP_WAIT] = {"wait", 1, 1, 0},
     [LW_OP_DIAG] = {"diag", 0, 0, 0},
 };
 
@@ -52,12 +63,24 @@ static const struct {
   const char *name;
   int e;
 } lw_lab_errnos[] = {
-    {"none", 0},          {"ECONNRESET", ECONNRESET},     {"EPIPE", EPIPE},
-    {"ETIMEDOUT", ETIMEDOUT}, {"EAGAIN", EAGAIN},         {"EWOULDBLOCK", EWOULDBLOCK},
-    {"EISCONN", EISCONN}, {"EBADF", EBADF},               {"ENOTCONN", ENOTCONN},
-    {"EINPROGRESS", EINPROGRESS}, {"EINVAL", EINVAL},     {"ECONNREFUSED", ECONNREFUSED},
-    {"ECONNABORTED", ECONNABORTED}, {"EALREADY", EALREADY}, {"EINTR", EINTR},
-    {"ENETUNREACH", ENETUNREACH}, {"EHOSTUNREACH", EHOSTUNREACH}, {"ENOBUFS", ENOBUFS},
+    {"none", 0},
+    {"ECONNRESET", ECONNRESET},
+    {"EPIPE", EPIPE},
+    {"ETIMEDOUT", ETIMEDOUT},
+    {"EAGAIN", EAGAIN},
+    {"EWOULDBLOCK", EWOULDBLOCK},
+    {"EISCONN", EISCONN},
+    {"EBADF", EBADF},
+    {"ENOTCONN", ENOTCONN},
+    {"EINPROGRESS", EINPROGRESS},
+    {"EINVAL", EINVAL},
+    {"ECONNREFUSED", ECONNREFUSED},
+    {"ECONNABORTED", ECONNABORTED},
+    {"EALREADY", EALREADY},
+    {"EINTR", EINTR},
+    {"ENETUNREACH", ENETUNREACH},
+    {"EHOSTUNREACH", EHOSTUNREACH},
+    {"ENOBUFS", ENOBUFS},
 };
 
 const char *lw_lab_errno_name(int e) {
@@ -95,9 +118,11 @@ static int lw_script_side(const char *s, int allow_any) {
 }
 
 static int lw_script_flag(const char *s) {
-  static const struct { const char *n; int f; } f[] = {
-      {"SYN", LW_TH_SYN}, {"FIN", LW_TH_FIN}, {"RST", LW_TH_RST},
-      {"PSH", LW_TH_PSH}, {"ACK", LW_TH_ACK}, {"URG", LW_TH_URG}};
+  static const struct {
+    const char *n;
+    int f;
+  } f[] = {{"SYN", LW_TH_SYN}, {"FIN", LW_TH_FIN}, {"RST", LW_TH_RST},
+           {"PSH", LW_TH_PSH}, {"ACK", LW_TH_ACK}, {"URG", LW_TH_URG}};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
     if (strcmp(s, f[i].n) == 0)
       return f[i].f;
@@ -266,8 +291,8 @@ static int lw_script_name_ok(const char *s) {
   return 1;
 }
 
-int lw_lab_script_parse(const char *text, size_t len, lw_lab_scenario_list *list,
-                        char *err, size_t errlen) {
+int lw_lab_script_parse(const char *text, size_t len, lw_lab_scenario_list *list, char *err,
+                        size_t errlen) {
   int n0 = list->n, lineno = 0;
   lw_lab_scenario *cur = NULL;
   const char *why = NULL;

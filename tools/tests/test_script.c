@@ -12,12 +12,12 @@
 #include <string.h>
 
 static int failures;
-#define CHECK(cond)                                                                      \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);           \
-      failures++;                                                                        \
-    }                                                                                    \
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                 \
+      failures++;                                                                              \
+    }                                                                                          \
   } while (0)
 
 static int parse(const char *s, size_t len, lw_lab_scenario_list *l, char *err) {
