@@ -43,6 +43,7 @@
 #define UR_BGID 7
 #define UR_MAX_IOV 16
 #define UR_BATCH 256
+#define UR_ROUNDS 4
 
 enum { UR_OP_RECV = 1, UR_OP_SEND, UR_OP_POLL, UR_OP_ACCEPT, UR_OP_LPOLL, UR_OP_ERRPOLL };
 
@@ -573,7 +574,10 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
     return lw__err_from_errno(-r);
   loop->now = lw__now_ms();
   int total = 0;
-  for (;;) {
+  /* At most UR_ROUNDS batches per wait, as epoll takes at most EP_MAX_EVENTS: with a
+   * 64k-entry CQ, draining it whole could keep timers (deadlines, idle checks) waiting
+   * for a second or more; what is left is reaped on the next turn, without waiting. */
+  for (int round = 0; round < UR_ROUNDS; round++) {
     struct io_uring_cqe *batch[UR_BATCH];
     unsigned n = io_uring_peek_batch_cqe(&s->ring, batch, UR_BATCH);
     if (n == 0)
