@@ -15,6 +15,8 @@
 
 #include "lastword.h"
 
+#include <stdint.h>
+
 typedef enum lw__cs_state {
   LW__CS_OPEN = 0,     /* both directions open */
   LW__CS_SHUT_PENDING, /* lw_shutdown: FIN waits for the write queue to drain */
@@ -61,16 +63,18 @@ enum {
 };
 
 typedef struct lw__cs {
-  lw__cs_state state;
+  /* Packed into 8 bytes: one lives in every connection (lw__cs_state, lw_close_reason,
+   * lw_initiator values, and an LW_E code). */
+  uint8_t state;
+  uint8_t reason;
+  uint8_t initiator;
+  uint8_t rst;
   unsigned queue_empty : 1;
   unsigned fin_sent : 1;
   unsigned peer_fin : 1;
   unsigned allow_half_close : 1;
   unsigned emitted : 1;
-  lw_close_reason reason;
-  lw_initiator initiator;
-  int rst;
-  int err;
+  signed int err : 16;
 } lw__cs;
 
 void lw__cs_init(lw__cs *m, int allow_half_close);

@@ -40,12 +40,10 @@ static void conn_update(lw_conn *c) {
 /* ---------------------------------------------------------------------------------
  * Creation
  * --------------------------------------------------------------------------------- */
-static void deadline_cb(lw_timer *t);
-static void ack_poll_cb(lw_timer *t);
-static void live_cb(lw_timer *t);
+static void ack_poll_fire(lw_conn *c);
+static void live_fire(lw_conn *c);
 static void idle_start(lw_conn *c);
 /* Bounds (write_queue_max, linger_discard_max, first_byte_timeout_ms): end of file. */
-static void lw__conn_bounds_defaults(lw_conn_options *o);
 static void first_byte_start(lw_conn *c);
 static int first_byte_check(lw_conn *c, uint64_t *next);
 static void discard_check(lw_conn *c);
@@ -54,7 +52,7 @@ static int queue_full(lw_conn *c, size_t len);
 /* dead_after_ms -> keepalive + TCP_USER_TIMEOUT, with the arithmetic documented in
  * lastword.h; the expert knobs override each derived value. */
 static void liveness_setup(lw_conn *c) {
-  const lw_conn_options *o = &c->opts;
+  const lw_conn_options *o = c->opts;
   unsigned idle = 0, intvl = 0, cnt = 0, ut = 0;
   if (o->dead_after_ms) {
     unsigned t = o->dead_after_ms / 1000u;
@@ -79,51 +77,79 @@ static void liveness_setup(lw_conn *c) {
   c->watch_errors = 1;
 }
 
-static lw_conn *conn_new(lw_loop *loop, int fd, const lw_conn_options *opts) {
+/* The options with the defaults filled in, shared by reference (lw__opts). */
+static void bounds_defaults(lw_conn_options *o);
+lw__opts *lw__opts_new(const lw_conn_options *user) {
+  lw__opts *b = calloc(1, sizeof(*b));
+  if (!b)
+    return NULL;
+  if (user)
+    b->o = *user;
+  lw_conn_options *o = &b->o;
+  if (!o->write_high_water)
+    o->write_high_water = LW__DEFAULT_HWM;
+  if (!o->read_size || o->read_size > 1024 * 1024)
+    o->read_size = o->read_size ? 1024 * 1024 : LW__DEFAULT_READ;
+  if (!o->close_deadline_ms)
+    o->close_deadline_ms = LW__DEFAULT_DEADLINE;
+  bounds_defaults(o);
+  b->refs = 1;
+  return b;
+}
+
+void lw__opts_unref(lw__opts *o) {
+  assert(o->refs > 0);
+  if (--o->refs == 0)
+    free(o);
+}
+
+static lw__opts *conn_opts(const lw_conn *c) {
+  return LW__CONTAINER_OF(c->opts, lw__opts, o);
+}
+
+/* Takes a reference on opts. */
+static lw_conn *conn_new(lw_loop *loop, int fd, lw__opts *opts) {
   lw_conn *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
   c->loop = loop;
   c->io.fd = fd;
   c->io.kind = LW__IO_CONN;
-  if (opts)
-    c->opts = *opts;
-  if (!c->opts.write_high_water)
-    c->opts.write_high_water = LW__DEFAULT_HWM;
-  if (!c->opts.read_size)
-    c->opts.read_size = LW__DEFAULT_READ;
-  if (!c->opts.close_deadline_ms)
-    c->opts.close_deadline_ms = LW__DEFAULT_DEADLINE;
-  c->read_size = c->opts.read_size;
-  c->deadline_ms = c->opts.close_deadline_ms;
-  lw__conn_bounds_defaults(&c->opts);
-  lw__cs_init(&c->sm, c->opts.allow_half_close);
+  c->opts = &lw__opts_ref(opts)->o;
+  c->read_size = (uint32_t)c->opts->read_size;
+  c->deadline_ms = c->opts->close_deadline_ms;
+  lw__cs_init(&c->sm, c->opts->allow_half_close);
   lw__list_init(&c->wq);
   lw__list_init(&c->wdone);
-  lw__list_init(&c->pending_node);
-  lw__list_init(&c->endgame_node);
-  lw__timer_init_internal(loop, &c->deadline_timer, deadline_cb, c);
-  lw__timer_init_internal(loop, &c->ack_timer, ack_poll_cb, c);
-  lw__timer_init_internal(loop, &c->live_timer, live_cb, c);
-  c->last_io = loop->now;
-  if (c->opts.nodelay)
+  lw__list_init(&c->node);
+  c->tnode.heap_idx = LW__TIMER_IDLE;
+  c->tnode.kind = LW__TN_CONN;
+  c->u.live.last_io = loop->now;
+  if (c->opts->nodelay)
     lw__sock_set_nodelay(fd, 1);
   liveness_setup(c);
   loop->nconns++;
   return c;
 }
 
-static void conn_free(lw_conn *c) {
-  assert(c->detached);
-  assert(lw__list_empty(&c->wq) && lw__list_empty(&c->wdone));
-  if (c->loop->backend->conn_free)
-    c->loop->backend->conn_free(c);
+/* Undoes conn_new for a connection that never reached the application. */
+static void conn_unmake(lw_conn *c) {
   c->loop->nconns--;
+  lw__opts_unref(conn_opts(c));
   free(c);
 }
 
+static void conn_free(lw_conn *c) {
+  assert(c->detached);
+  assert(lw__list_empty(&c->wq) && lw__list_empty(&c->wdone));
+  assert(c->tnode.heap_idx == LW__TIMER_IDLE);
+  if (c->loop->backend->conn_free)
+    c->loop->backend->conn_free(c);
+  conn_unmake(c);
+}
+
 /* Called by listener.c for each accepted fd. */
-lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, int *err) {
+lw_conn *lw__conn_accepted(lw_loop *loop, int fd, lw__opts *opts, int *err) {
   lw_conn *c = conn_new(loop, fd, opts);
   if (!c) {
     *err = LW_ENOMEM;
@@ -131,8 +157,7 @@ lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, i
   }
   int r = loop->backend->conn_open(c);
   if (r < 0) {
-    loop->nconns--;
-    free(c);
+    conn_unmake(c);
     *err = r;
     return NULL;
   }
@@ -151,7 +176,10 @@ int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_opt
   int r = lw__sock_connect_start(host, port, &fd);
   if (r < 0)
     return r;
-  lw_conn *c = conn_new(loop, fd, opts);
+  lw__opts *o = lw__opts_new(opts);
+  lw_conn *c = o ? conn_new(loop, fd, o) : NULL;
+  if (o)
+    lw__opts_unref(o); /* the conn holds its own reference */
   if (!c) {
     close(fd);
     return LW_ENOMEM;
@@ -161,8 +189,7 @@ int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_opt
   c->connect_cb = cb;
   r = loop->backend->conn_open(c);
   if (r < 0) {
-    loop->nconns--;
-    free(c);
+    conn_unmake(c);
     close(fd);
     return r;
   }
@@ -203,48 +230,91 @@ int lw__conn_wants_errors(const lw_conn *c) {
  * is pending and samples the peer's progress (bytes_sent - SIOCOUTQ) every N/4.
  * --------------------------------------------------------------------------------- */
 static uint64_t stall_period(const lw_conn *c) {
-  uint64_t p = c->opts.stall_timeout_ms / 4u;
+  uint64_t p = c->opts->stall_timeout_ms / 4u;
   return p ? p : 1;
 }
 
 /* The idle timeout is the application's: it stops once a close has begun. */
 static int idle_applies(const lw_conn *c) {
-  return c->opts.idle_timeout_ms && !c->connecting && !c->detached &&
+  return c->opts->idle_timeout_ms && !c->connecting && !c->detached &&
          (c->sm.state == LW__CS_OPEN || c->sm.state == LW__CS_SHUT_PENDING ||
           c->sm.state == LW__CS_HALF_LOCAL || c->sm.state == LW__CS_HALF_PEER);
 }
 
-/* Arms the liveness timer for `ms` from now unless it is already due sooner. */
+static uint64_t sat_u32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : v; }
+
+/* The connection's one timer node is armed for the sooner of its two due times. */
+static void conn_timer_sync(lw_conn *c) {
+  uint64_t due = c->aux_due;
+  if (c->deadline_armed) {
+    uint64_t d = c->t0.close_start + c->deadline_ms;
+    if (!due || d < due)
+      due = d;
+  }
+  /* The only failure is the heap's growth (a realloc of its pointer array): the node is
+   * then not armed until the next sync. Rare enough to accept rather than to abort the
+   * connection from inside whatever called this. */
+  (void)lw__tnode_set(c->loop, &c->tnode, due);
+}
+
+static void conn_timers_stop(lw_conn *c) {
+  c->deadline_armed = 0;
+  c->aux_due = 0;
+  conn_timer_sync(c);
+}
+
+void lw__conn_timer_fire(lw_conn *c) {
+  uint64_t now = c->loop->now;
+  /* The node is out of the heap now; each part below may end the connection, which
+   * clears both due times. */
+  if (c->deadline_armed && c->t0.close_start + c->deadline_ms <= now) {
+    c->deadline_armed = 0;
+    conn_event(c, LW__CE_DEADLINE, 0);
+  }
+  if (c->aux_due && c->aux_due <= now) {
+    c->aux_due = 0;
+    /* In ACK_WAIT the slot is the ACK poll's: idle and first-byte no longer apply
+     * once a close has begun, and the close deadline bounds a peer that stops
+     * acknowledging (the stall check of the FLUSHING/LINGER phases is not needed). */
+    if (c->sm.state == LW__CS_ACK_WAIT)
+      ack_poll_fire(c);
+    else
+      live_fire(c);
+  }
+  conn_timer_sync(c);
+}
+
+/* Arms the liveness check for `ms` from now unless it is already due sooner. */
 static void live_arm(lw_conn *c, uint64_t ms) {
-  lw_timer *t = &c->live_timer;
-  if (t->heap_idx != LW__TIMER_IDLE && t->due <= c->loop->now + ms)
+  uint64_t due = c->loop->now + ms;
+  if (c->sm.state == LW__CS_ACK_WAIT || (c->aux_due && c->aux_due <= due))
     return;
-  lw_timer_start(t, live_cb, ms, 0);
+  c->aux_due = due;
+  conn_timer_sync(c);
 }
 
 static void idle_start(lw_conn *c) {
-  c->last_io = c->loop->now;
+  c->u.live.last_io = c->loop->now;
   if (idle_applies(c))
-    live_arm(c, c->opts.idle_timeout_ms);
+    live_arm(c, c->opts->idle_timeout_ms);
 }
 
 /* Output became pending: everything sent so far has been acknowledged (the clock
  * stops only when SIOCOUTQ reads 0 with an empty queue), so no syscall is needed. */
 static void stall_start(lw_conn *c) {
   c->stall_active = 1;
-  c->stall_since = c->loop->now;
-  c->stall_acked = c->info.bytes_sent;
+  c->u.live.stall_since = c->loop->now;
+  c->u.live.stall_acked = c->bytes_sent;
   live_arm(c, stall_period(c));
 }
 
-static void live_cb(lw_timer *t) {
-  lw_conn *c = t->data;
+static void live_fire(lw_conn *c) {
   if (c->detached || !lw__cs_live(&c->sm))
     return;
-  const lw_conn_options *o = &c->opts;
+  const lw_conn_options *o = c->opts;
   uint64_t now = c->loop->now, next = UINT64_MAX;
   if (idle_applies(c)) {
-    uint64_t due = c->last_io + o->idle_timeout_ms;
+    uint64_t due = c->u.live.last_io + o->idle_timeout_ms;
     if (now >= due) {
       if (o->idle_timeout_abort) {
         conn_event(c, LW__CE_TIMEOUT, LW_REASON_IDLE_TIMEOUT);
@@ -267,15 +337,15 @@ static void live_cb(lw_timer *t) {
       /* Where the OS cannot count unacknowledged bytes (outq < 0: Windows without
        * SIO_TCP_INFO, Wine), progress is what the kernel keeps taking from our
        * queue: weaker, but a peer that reads is never mistaken for a stalled one. */
-      uint64_t acked = outq < 0 ? c->info.bytes_sent
-                       : c->info.bytes_sent >= (uint64_t)outq
-                           ? c->info.bytes_sent - (uint64_t)outq
-                           : c->stall_acked;
-      if (acked > c->stall_acked) {
-        c->stall_acked = acked;
-        c->stall_since = now;
+      uint64_t acked = outq < 0 ? c->bytes_sent
+                       : c->bytes_sent >= (uint64_t)outq
+                           ? c->bytes_sent - (uint64_t)outq
+                           : c->u.live.stall_acked;
+      if (acked > c->u.live.stall_acked) {
+        c->u.live.stall_acked = acked;
+        c->u.live.stall_since = now;
       }
-      uint64_t due = c->stall_since + o->stall_timeout_ms;
+      uint64_t due = c->u.live.stall_since + o->stall_timeout_ms;
       if (now >= due) {
         conn_event(c, LW__CE_TIMEOUT, LW_REASON_STALLED);
         return;
@@ -287,7 +357,7 @@ static void live_cb(lw_timer *t) {
   if (first_byte_check(c, &next))
     return;
   if (next != UINT64_MAX)
-    lw_timer_start(&c->live_timer, live_cb, next - now, 0);
+    c->aux_due = next; /* lw__conn_timer_fire syncs the node */
 }
 
 int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max) {
@@ -335,12 +405,12 @@ void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n) {
     return;
   if (n > 0) {
     if (c->discarding || !lw__cs_delivers_input(&c->sm)) {
-      c->info.unread_discarded += (uint64_t)n;
+      c->unread_discarded += (uint64_t)n;
       discard_check(c);
       return;
     }
-    c->info.bytes_received += (uint64_t)n;
-    c->last_io = c->loop->now;
+    c->bytes_received += (uint64_t)n;
+    c->u.live.last_io = c->loop->now;
     if (c->reading && c->read_cb)
       c->read_cb(c, (long)n, buf);
     return;
@@ -379,13 +449,12 @@ void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n) {
 static int queue_write(lw_conn *c, lw__wreq *w) {
   lw__list_push(&c->wq, &w->node);
   c->wq_bytes += w->len;
-  c->info.bytes_queued += w->len;
   if (c->sm.queue_empty)
     conn_event(c, LW__CE_QUEUE_BUSY, 0);
-  if (c->opts.stall_timeout_ms && !c->stall_active && !c->detached)
+  if (c->opts->stall_timeout_ms && !c->stall_active && !c->detached)
     stall_start(c);
   conn_update(c); /* a readiness backend tries the write at once */
-  if (c->wq_bytes >= c->opts.write_high_water) {
+  if (c->wq_bytes >= c->opts->write_high_water) {
     c->over_hwm = 1;
     return 1;
   }
@@ -426,9 +495,8 @@ int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len) {
   if (lw__list_empty(&c->wq) && !c->detached && !c->connecting && c->loop->backend->try_write) {
     ssize_t n = c->loop->backend->try_write(c, buf, len);
     if (n > 0) {
-      c->info.bytes_queued += (uint64_t)n;
       c->wq_bytes += (size_t)n;
-      if (c->opts.stall_timeout_ms && !c->stall_active)
+      if (c->opts->stall_timeout_ms && !c->stall_active)
         stall_start(c);
       lw__conn_write_done(c, n);
       if ((size_t)n == len)
@@ -465,9 +533,9 @@ void lw__conn_write_done(lw_conn *c, ssize_t n) {
     return;
   }
   size_t left = (size_t)n;
-  c->info.bytes_sent += (uint64_t)n;
+  c->bytes_sent += (uint64_t)n;
   if (n > 0)
-    c->last_io = c->loop->now;
+    c->u.live.last_io = c->loop->now;
   assert(c->wq_bytes >= left);
   c->wq_bytes -= left;
   while (left > 0 && !lw__list_empty(&c->wq)) {
@@ -482,7 +550,7 @@ void lw__conn_write_done(lw_conn *c, ssize_t n) {
       lw__loop_pending_add(c);
     }
   }
-  if (c->over_hwm && c->wq_bytes <= c->opts.write_high_water / 2) {
+  if (c->over_hwm && c->wq_bytes <= c->opts->write_high_water / 2) {
     c->over_hwm = 0;
     c->drain_due = 1;
     lw__loop_pending_add(c);
@@ -549,7 +617,7 @@ int lw_close(lw_conn *c, uint32_t deadline_ms) {
     return conn_event(c, LW__CE_ABORT, 0);
   if (lw__cs_live(&c->sm) && c->sm.state != LW__CS_FLUSHING && c->sm.state != LW__CS_LINGER &&
       c->sm.state != LW__CS_ACK_WAIT)
-    c->deadline_ms = deadline_ms ? deadline_ms : c->opts.close_deadline_ms;
+    c->deadline_ms = deadline_ms ? deadline_ms : c->opts->close_deadline_ms;
   int r = conn_event(c, LW__CE_CLOSE, 0);
   conn_update(c);
   return r;
@@ -570,11 +638,6 @@ int lw_close_naive(lw_conn *c) {
 /* ---------------------------------------------------------------------------------
  * Termination: carrying out the state machine's actions
  * --------------------------------------------------------------------------------- */
-static void deadline_cb(lw_timer *t) {
-  lw_conn *c = t->data;
-  conn_event(c, LW__CE_DEADLINE, 0);
-}
-
 /* Linux has no event for "the peer acknowledged everything": poll SIOCOUTQ, starting
  * near one RTT and backing off, bounded by the close deadline. In the usual case the
  * peer's FIN carries the ACK of our FIN, so the first check (done at once) succeeds. */
@@ -586,8 +649,7 @@ static int ack_check(lw_conn *c) {
   return outq <= 0;
 }
 
-static void ack_poll_cb(lw_timer *t) {
-  lw_conn *c = t->data;
+static void ack_poll_fire(lw_conn *c) {
   if (c->detached || c->sm.state != LW__CS_ACK_WAIT)
     return;
   if (ack_check(c)) {
@@ -596,7 +658,7 @@ static void ack_poll_cb(lw_timer *t) {
   }
   c->ack_poll_ms =
       c->ack_poll_ms * 2 > LW__ACK_POLL_MAX_MS ? LW__ACK_POLL_MAX_MS : c->ack_poll_ms * 2;
-  lw_timer_start(&c->ack_timer, ack_poll_cb, c->ack_poll_ms, 0);
+  c->aux_due = c->loop->now + c->ack_poll_ms; /* synced by lw__conn_timer_fire */
 }
 
 static void start_ack_poll(lw_conn *c) {
@@ -608,10 +670,13 @@ static void start_ack_poll(lw_conn *c) {
   lw__sock_snapshot(c->io.fd, &s);
   uint32_t ms = s.rtt_us / 1000u;
   c->ack_poll_ms = ms < 1 ? 1 : ms;
-  lw_timer_start(&c->ack_timer, ack_poll_cb, c->ack_poll_ms, 0);
+  c->aux_due = c->loop->now + c->ack_poll_ms; /* the liveness check's slot (ACK_WAIT) */
+  conn_timer_sync(c);
 }
 
 static void cancel_writes(lw_conn *c) {
+  assert(c->detached); /* the state machine cancels only as the fd closes (u.end) */
+  c->u.end.cancelled += c->wq_bytes;
   while (!lw__list_empty(&c->wq)) {
     lw__wreq *w = LW__CONTAINER_OF(c->wq.next, lw__wreq, node);
     lw__list_remove(&w->node);
@@ -626,47 +691,53 @@ static void cancel_writes(lw_conn *c) {
     lw__loop_pending_add(c);
 }
 
-/* Everything the kernel can tell us, read while the fd still exists. */
+/* Everything the kernel can tell us, read while the fd still exists. Ends the use of
+ * c->u.live: from here on c->u.end holds the results. */
 static void final_snapshot(lw_conn *c, int resetting) {
   int fd = c->io.fd;
+  uint64_t acked = 0, silent = 0;
   if (!resetting && c->acked_clean && c->eof_seen && c->sm.state == LW__CS_CLOSING &&
       c->sm.reason != LW_REASON_NAIVE) {
     /* The clean end of a lingering close: SIOCOUTQ read 0 a moment ago (every byte and
      * our FIN acknowledged) and the peer's FIN was read, so nothing can be unread and
      * the state is CLOSE or TIME_WAIT. TCP_INFO, SIOCOUTQ and SIOCINQ would tell
-     * nothing new: skip three syscalls on the path every connection takes. */
-    c->info.bytes_acked = c->info.bytes_sent;
-    c->info.acked_known = 1;
-    c->info.time_wait = c->sm.fin_sent && c->sm.peer_fin &&
-                        c->sm.initiator == LW_INITIATOR_LOCAL && !c->peer_fin_first;
+     * nothing new: skip three syscalls on the path every connection takes. The peer
+     * spoke last just now (its FIN). */
+    c->acked_known = 1;
+    c->time_wait = c->sm.fin_sent && c->sm.peer_fin && c->sm.initiator == LW_INITIATOR_LOCAL &&
+                   !c->peer_fin_first;
+    c->u.end.bytes_acked = c->bytes_sent;
+    c->u.end.cancelled = 0;
+    c->u.end.peer_silent_ms = 0;
+    c->u.end.close_ms = 0;
     return;
   }
   lw__tcp_snapshot s;
   lw__sock_snapshot(fd, &s);
   long outq = lw__sock_outq(fd);
   long inq = lw__sock_inq(fd);
-  lw_close_info *in = &c->info;
   if (outq == 0 && s.state != LW__TCP_CLOSE) {
     /* Nothing left unacknowledged on a socket that did not die: exact. */
-    in->bytes_acked = in->bytes_sent;
-    in->acked_known = 1;
+    acked = c->bytes_sent;
+    c->acked_known = 1;
   } else if (s.acked_known) {
-    uint64_t acked = s.bytes_acked;
+    acked = s.bytes_acked;
     if (c->active_open && acked > 0)
       acked--; /* the SYN */
-    in->bytes_acked = acked < in->bytes_sent ? acked : in->bytes_sent;
-    in->acked_known = 1;
+    if (acked > c->bytes_sent)
+      acked = c->bytes_sent;
+    c->acked_known = 1;
   }
   if (s.silent_known)
-    in->peer_silent_ms = s.silent_ms;
-  else if (c->loop->now > c->last_io)
-    in->peer_silent_ms = c->loop->now - c->last_io;
+    silent = s.silent_ms;
+  else if (c->loop->now > c->u.live.last_io)
+    silent = c->loop->now - c->u.live.last_io;
   if (inq > 0) {
-    in->unread_discarded += (uint64_t)inq;
+    c->unread_discarded += (uint64_t)inq;
     /* close() with unread input: tcp_close() sends RST instead of FIN (RFC 2525,
      * 2.17; B13). Only a plain close can hit this; lingering close drained first. */
     if (!resetting && s.state != LW__TCP_CLOSE)
-      c->info.rst = 1;
+      c->rst_seen = 1;
   }
   /* TIME_WAIT belongs to the side whose FIN went first, and only if it did not reset.
    * Linux moves the socket itself to CLOSE when the peer's FIN arrives in FIN_WAIT2
@@ -675,9 +746,13 @@ static void final_snapshot(lw_conn *c, int resetting) {
    * order of the FINs, confirmed by the state. */
   int fins_done = c->sm.fin_sent && c->sm.peer_fin && c->sm.initiator == LW_INITIATOR_LOCAL &&
                   !c->peer_fin_first;
-  in->time_wait =
+  c->time_wait =
       !resetting && fins_done &&
       (s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE || s.state == LW__TCP_CLOSING);
+  c->u.end.bytes_acked = acked;
+  c->u.end.cancelled = 0;
+  c->u.end.peer_silent_ms = (uint32_t)sat_u32(silent);
+  c->u.end.close_ms = 0;
 }
 
 static void close_fd(lw_conn *c, int reset) {
@@ -694,12 +769,17 @@ static void close_fd(lw_conn *c, int reset) {
 
 static void conn_apply(lw_conn *c, unsigned acts) {
   lw_loop *loop = c->loop;
-  if ((acts & (LW__CA_ARM_DEADLINE | LW__CA_CLOSE_FD | LW__CA_RESET_FD)) && !c->close_start)
-    c->close_start = loop->now ? loop->now : 1;
+  if ((acts & (LW__CA_ARM_DEADLINE | LW__CA_CLOSE_FD | LW__CA_RESET_FD)) && !c->close_begun) {
+    c->close_begun = 1; /* t0 was first_byte_due: no longer applies */
+    c->t0.close_start = loop->now;
+  }
   if (acts & LW__CA_DISCARD)
     c->discarding = 1;
-  if (acts & LW__CA_ARM_DEADLINE)
-    lw_timer_start(&c->deadline_timer, deadline_cb, c->deadline_ms, 0);
+  if (acts & LW__CA_ARM_DEADLINE) {
+    /* begin_close is the only source, once per connection: close_start is now */
+    c->deadline_armed = 1;
+    conn_timer_sync(c);
+  }
   if (acts & LW__CA_SHUT_WR) {
     /* The state machine knows of the peer's FIN only once it is read; the kernel may
      * already hold it (CLOSE_WAIT). Then the peer closed first, whatever the order of
@@ -713,9 +793,7 @@ static void conn_apply(lw_conn *c, unsigned acts) {
     lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
   }
   if (acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {
-    lw_timer_stop(&c->deadline_timer);
-    lw_timer_stop(&c->ack_timer);
-    lw_timer_stop(&c->live_timer);
+    conn_timers_stop(c);
     close_fd(c, (acts & LW__CA_RESET_FD) != 0);
   }
   if (acts & LW__CA_CANCEL)
@@ -726,21 +804,16 @@ static void conn_apply(lw_conn *c, unsigned acts) {
       conn_event(c, LW__CE_OPS_DONE, 0);
   }
   if (acts & LW__CA_EMIT_CLOSE) {
-    lw_close_info *in = &c->info;
-    in->reason = c->sm.reason;
-    in->initiator = c->sm.initiator;
-    if (c->peer_fin_first && in->reason == LW_REASON_GRACEFUL) {
-      in->reason = LW_REASON_PEER_CLOSED_FIRST;
-      in->initiator = LW_INITIATOR_PEER;
-    }
-    in->rst = c->sm.rst || in->rst;
-    in->os_error = c->sm.err;
-    uint64_t delivered = in->acked_known ? in->bytes_acked : in->bytes_sent;
-    in->unsent_discarded = in->bytes_queued > delivered ? in->bytes_queued - delivered : 0;
-    in->close_ms = c->close_start ? loop->now - c->close_start : 0;
+    c->u.end.close_ms = (uint32_t)sat_u32(c->close_begun ? loop->now - c->t0.close_start : 0);
     if (!c->in_endgame) {
+      /* The one list node moves from the pending list (if there) to the endgame,
+       * which runs the pending callbacks itself. */
+      if (c->in_pending) {
+        lw__list_remove(&c->node);
+        c->in_pending = 0;
+      }
       c->in_endgame = 1;
-      lw__list_push(&loop->endgame, &c->endgame_node);
+      lw__list_push(&loop->endgame, &c->node);
     }
     return;
   }
@@ -756,18 +829,43 @@ void lw__conn_ops_done(lw_conn *c) {
     conn_event(c, LW__CE_OPS_DONE, 0);
 }
 
+/* lw_close_info is built when it is delivered: the connection keeps only counters
+ * and the few results final_snapshot measured. */
+static void close_info_fill(const lw_conn *c, lw_close_info *in) {
+  memset(in, 0, sizeof(*in));
+  in->reason = (lw_close_reason)c->sm.reason;
+  in->initiator = (lw_initiator)c->sm.initiator;
+  if (c->peer_fin_first && in->reason == LW_REASON_GRACEFUL) {
+    in->reason = LW_REASON_PEER_CLOSED_FIRST;
+    in->initiator = LW_INITIATOR_PEER;
+  }
+  in->rst = c->sm.rst || c->rst_seen;
+  in->os_error = c->sm.err;
+  in->bytes_queued = c->bytes_sent + c->u.end.cancelled;
+  in->bytes_sent = c->bytes_sent;
+  in->acked_known = c->acked_known;
+  in->bytes_acked = c->acked_known ? c->u.end.bytes_acked : 0;
+  uint64_t delivered = in->acked_known ? in->bytes_acked : in->bytes_sent;
+  in->unsent_discarded = in->bytes_queued > delivered ? in->bytes_queued - delivered : 0;
+  in->unread_discarded = c->unread_discarded;
+  in->bytes_received = c->bytes_received;
+  in->time_wait = c->time_wait;
+  in->close_ms = c->u.end.close_ms;
+  in->peer_silent_ms = c->u.end.peer_silent_ms;
+}
+
 void lw__conn_endgame(lw_conn *c) {
   assert(c->sm.state == LW__CS_CLOSED);
+  assert(!c->in_pending);
   c->in_endgame = 0;
-  if (c->in_pending) {
-    lw__list_remove(&c->pending_node);
-    c->in_pending = 0;
-  }
   /* A2: every write callback before on_close. */
   c->drain_due = 0;
   lw__conn_run_pending(c);
-  if (c->close_cb)
-    c->close_cb(c, &c->info);
+  if (c->close_cb) {
+    lw_close_info info;
+    close_info_fill(c, &info);
+    c->close_cb(c, &info);
+  }
   /* A write queued from inside on_close was refused (ECLOSING), so nothing is left. */
   lw__conn_run_pending(c);
   conn_free(c);
@@ -779,7 +877,7 @@ void lw__conn_endgame(lw_conn *c) {
 #define LW__DEFAULT_QUEUE_MAX (64u * 1024u * 1024u)
 #define LW__DEFAULT_DISCARD_MAX (1024u * 1024u)
 
-static void lw__conn_bounds_defaults(lw_conn_options *o) {
+static void bounds_defaults(lw_conn_options *o) {
   if (!o->write_queue_max) {
     size_t hwm16 = o->write_high_water <= SIZE_MAX / 16 ? o->write_high_water * 16 : SIZE_MAX;
     o->write_queue_max = hwm16 > LW__DEFAULT_QUEUE_MAX ? hwm16 : LW__DEFAULT_QUEUE_MAX;
@@ -791,7 +889,7 @@ static void lw__conn_bounds_defaults(lw_conn_options *o) {
 /* A write of len bytes would take the queue past write_queue_max: reset the connection
  * (a refused write followed by an accepted one would be a hole in the stream). */
 static int queue_full(lw_conn *c, size_t len) {
-  size_t max = c->opts.write_queue_max;
+  size_t max = c->opts->write_queue_max;
   if (c->wq_bytes <= max && len <= max - c->wq_bytes)
     return 0;
   conn_event(c, LW__CE_TIMEOUT, LW_REASON_QUEUE_FULL);
@@ -801,35 +899,35 @@ static int queue_full(lw_conn *c, size_t len) {
 /* Input read and thrown away while closing (all of it comes through read_done before
  * the fd is closed, so unread_discarded counts exactly that until then). */
 static void discard_check(lw_conn *c) {
-  if (!c->detached && c->info.unread_discarded > c->opts.linger_discard_max)
+  if (!c->detached && c->unread_discarded > c->opts->linger_discard_max)
     conn_event(c, LW__CE_TIMEOUT, LW_REASON_DISCARD_LIMIT);
 }
 
 /* Accepted connections only; shares the liveness timer (live_arm keeps the sooner). */
 static void first_byte_start(lw_conn *c) {
-  if (!c->opts.first_byte_timeout_ms || c->active_open)
+  if (!c->opts->first_byte_timeout_ms || c->active_open)
     return;
-  c->first_byte_due = c->loop->now + c->opts.first_byte_timeout_ms;
-  live_arm(c, c->opts.first_byte_timeout_ms);
+  c->t0.first_byte_due = c->loop->now + c->opts->first_byte_timeout_ms;
+  live_arm(c, c->opts->first_byte_timeout_ms);
 }
 
 /* From live_cb. Returns 1 if the connection was reset; else lowers *next to its due. */
 static int first_byte_check(lw_conn *c, uint64_t *next) {
-  if (!c->first_byte_due || c->detached)
+  if (c->close_begun || !c->t0.first_byte_due || c->detached)
     return 0;
   /* The peer spoke: bytes delivered or discarded, its FIN, or bytes still unread. */
-  if (c->info.bytes_received || c->info.unread_discarded || c->eof_seen || c->sm.peer_fin ||
+  if (c->bytes_received || c->unread_discarded || c->eof_seen || c->sm.peer_fin ||
       !lw__cs_delivers_input(&c->sm)) {
     /* (or a close began: a banner-then-close is bounded by the close deadline) */
-    c->first_byte_due = 0;
+    c->t0.first_byte_due = 0;
     return 0;
   }
   uint64_t now = c->loop->now;
-  if (now < c->first_byte_due) {
-    *next = LW__MIN(*next, c->first_byte_due);
+  if (now < c->t0.first_byte_due) {
+    *next = LW__MIN(*next, c->t0.first_byte_due);
     return 0;
   }
-  c->first_byte_due = 0;
+  c->t0.first_byte_due = 0;
   if (lw__sock_inq(c->io.fd) > 0)
     return 0; /* sent, not read yet (the application stopped reading) */
   conn_event(c, LW__CE_TIMEOUT, LW_REASON_FIRST_BYTE_TIMEOUT);

@@ -47,34 +47,57 @@ static inline void lw__list_remove(lw__list *n) {
   n->next = n->prev = n;
 }
 
-/* ---- timers: a binary min-heap of pointers; each timer knows its slot ---- */
-#define LW__TIMER_IDLE SIZE_MAX
+/* ---- timers: a binary min-heap of nodes; each node knows its slot ----
+ * A node is either a user timer (lw_timer) or the one timer every connection embeds
+ * (lw_conn.tnode: close deadline, ACK polling and liveness multiplexed on one node, so
+ * an idle connection pays 24 bytes for its timer, not three full timers). */
+#define LW__TIMER_IDLE UINT32_MAX
+enum { LW__TN_USER = 0, LW__TN_CONN = 1 };
+typedef struct lw__tnode {
+  uint64_t due;
+  uint64_t seq;      /* insertion order: equal deadlines fire first-armed first */
+  uint32_t heap_idx; /* LW__TIMER_IDLE when not armed */
+  uint32_t kind;     /* LW__TN_* */
+} lw__tnode;
+
 struct lw_timer {
+  lw__tnode node;
   lw_loop *loop;
   lw_timer_cb cb;
   void *data;
-  uint64_t due;
   uint64_t repeat;
-  uint64_t seq;    /* insertion order: equal deadlines fire first-armed first */
-  size_t heap_idx; /* LW__TIMER_IDLE when not armed */
-  int internal;    /* embedded in a conn: does not count as a user handle */
-  int freed;       /* lw_timer_free called from inside its own callback */
 };
 
 typedef struct lw__heap {
-  lw_timer **v;
+  lw__tnode **v;
   size_t n, cap;
 } lw__heap;
 
-int lw__heap_push(lw__heap *h, lw_timer *t);
-void lw__heap_remove(lw__heap *h, lw_timer *t);
-static inline lw_timer *lw__heap_min(const lw__heap *h) { return h->n ? h->v[0] : NULL; }
+int lw__heap_push(lw__heap *h, lw__tnode *t);
+void lw__heap_remove(lw__heap *h, lw__tnode *t);
+static inline lw__tnode *lw__heap_min(const lw__heap *h) { return h->n ? h->v[0] : NULL; }
 void lw__heap_free(lw__heap *h);
-void lw__timer_init_internal(lw_loop *loop, lw_timer *t, lw_timer_cb cb, void *data);
+/* Arms (or re-arms) a node for loop time `due`; due 0 disarms it. */
+int lw__tnode_set(lw_loop *loop, lw__tnode *t, uint64_t due);
 /* Runs every due timer; returns how many ran. */
 int lw__timers_run(lw_loop *loop);
 /* Milliseconds until the next due timer, -1 if none. */
 int lw__timers_next_ms(lw_loop *loop);
+/* A connection's node came due (conn.c). */
+void lw__conn_timer_fire(lw_conn *c);
+
+/* ---- connection options, shared: a listener's connections all point at one copy
+ * (reference counted: it outlives the listener while its connections live) ---- */
+typedef struct lw__opts {
+  lw_conn_options o; /* with the defaults filled in */
+  unsigned refs;
+} lw__opts;
+lw__opts *lw__opts_new(const lw_conn_options *user);
+static inline lw__opts *lw__opts_ref(lw__opts *o) {
+  o->refs++;
+  return o;
+}
+void lw__opts_unref(lw__opts *o);
 
 /* ---- a write request: user bytes (or a copy that trails the struct) ---- */
 typedef struct lw__wreq {
@@ -91,11 +114,11 @@ typedef struct lw__wreq {
 enum { LW__IO_CONN = 1, LW__IO_LISTENER = 2 };
 typedef struct lw__io {
   int fd;
-  int kind;
-  uint32_t registered; /* epoll: events currently registered (0 = not added) */
-  int added;
-  int wblocked; /* readiness backends: the last write hit EAGAIN */
-  int hup;      /* epoll: EPOLLHUP seen with nothing wanted (both FINs, or CLOSE) */
+  uint32_t registered;   /* epoll: events currently registered */
+  unsigned kind : 2;     /* LW__IO_* */
+  unsigned added : 1;    /* epoll: the fd is in the interest list */
+  unsigned wblocked : 1; /* readiness backends: the last write hit EAGAIN */
+  unsigned hup : 1;      /* epoll: EPOLLHUP seen with nothing wanted (both FINs, or CLOSE) */
 } lw__io;
 
 /* ---- the backend seam: completion-shaped (see docs/architecture.md) ----
@@ -151,7 +174,7 @@ struct lw_listener {
   lw_loop *loop;
   lw__io io;
   lw_accept_cb cb;
-  lw_conn_options opts;
+  lw__opts *opts;
   int port;
   int closing;
   lw__list endgame_node;
@@ -160,21 +183,27 @@ struct lw_listener {
   void *backend_data;
 };
 
+/* Laid out for size: an idle connection is this struct and nothing else (the bench's
+ * idle-memory figure). Fields used only while the fd is open share storage with the
+ * results of the close (u.live / u.end). */
 struct lw_conn {
   lw_loop *loop;
+  const lw_conn_options *opts; /* inside a shared lw__opts */
   lw__io io;
   lw__cs sm;
-  lw_conn_options opts;
   lw_read_cb read_cb;
   lw_close_cb close_cb;
   lw_drain_cb drain_cb;
   lw_connect_cb connect_cb;
   void *data;
+  void *backend_data;
 
   lw__list wq;    /* queued writes, head first */
   lw__list wdone; /* writes finished or cancelled, callbacks not yet run */
+  lw__list node;  /* in loop->pending, or (once in_endgame) in loop->endgame */
   size_t wq_bytes;
-  size_t read_size;
+  uint32_t read_size;
+  uint32_t deadline_ms; /* the close deadline in force */
   unsigned reading : 1;    /* the application wants input */
   unsigned discarding : 1; /* lingering close: read and throw away */
   unsigned connecting : 1;
@@ -188,26 +217,41 @@ struct lw_conn {
   unsigned active_open : 1;    /* made by lw_conn_connect: its SYN is in bytes_acked */
   unsigned peer_fin_first : 1; /* the kernel had the peer's FIN before ours left */
   unsigned acked_clean : 1;    /* the last SIOCOUTQ read 0: peer acked all, FIN too */
-  lw__list pending_node;
-  lw__list endgame_node;
-
-  lw_timer deadline_timer;
-  lw_timer ack_timer;
-  uint32_t deadline_ms;
+  unsigned stall_active : 1;   /* output pending: the stall clock runs */
+  unsigned watch_errors : 1;   /* keepalive/user timeout on: keep the fd registered */
+  unsigned acked_known : 1;    /* results of the close, for lw_close_info */
+  unsigned time_wait : 1;
+  unsigned rst_seen : 1;    /* close() with unread input turned into an RST */
+  unsigned close_begun : 1; /* t0 holds close_start (else first_byte_due) */
+  unsigned deadline_armed : 1;
   uint32_t ack_poll_ms;
 
-  /* liveness (idle and stall timeouts share one lazily re-armed timer) */
-  lw_timer live_timer;
-  uint64_t last_io;          /* loop time of the last byte read or written into the kernel */
-  uint64_t stall_since;      /* loop time of the last progress of the peer's ACKs */
-  uint64_t stall_acked;      /* bytes acknowledged at stall_since (bytes_sent - SIOCOUTQ) */
-  unsigned stall_active : 1; /* output pending: the stall clock runs */
-  unsigned watch_errors : 1; /* keepalive/user timeout on: keep the fd registered */
+  /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
+   * deadline (close_start + deadline_ms) and aux_due, which is the liveness check
+   * (idle / stall / first byte) until ACK_WAIT and the SIOCOUTQ poll in ACK_WAIT. */
+  lw__tnode tnode;
+  uint64_t aux_due; /* 0: off */
 
-  uint64_t close_start;    /* loop time when the close began, 0 if not begun */
-  uint64_t first_byte_due; /* first_byte_timeout_ms: loop time it fires; 0: off/done */
-  lw_close_info info;
-  void *backend_data;
+  /* counters for lw_close_info; bytes queued = bytes_sent + wq_bytes (+ cancelled) */
+  uint64_t bytes_sent, bytes_received, unread_discarded;
+
+  union {
+    uint64_t first_byte_due; /* !close_begun: first_byte_timeout_ms due time, 0: off */
+    uint64_t close_start;    /* close_begun: loop time when the close began */
+  } t0;
+  union {
+    struct { /* while the fd is open */
+      uint64_t last_io;     /* loop time of the last byte read or written */
+      uint64_t stall_since; /* loop time of the last progress of the peer's ACKs */
+      uint64_t stall_acked; /* bytes acknowledged at stall_since (sent - SIOCOUTQ) */
+    } live;
+    struct { /* from final_snapshot on */
+      uint64_t bytes_acked;
+      uint64_t cancelled;      /* queued bytes that never reached the kernel */
+      uint32_t peer_silent_ms; /* (ms values saturate at UINT32_MAX: 49 days) */
+      uint32_t close_ms;       /* set when on_close is due */
+    } end;
+  } u;
 };
 
 /* ---- completions, called by backends ---- */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-lw_conn *lw__conn_accepted(lw_loop *loop, int fd, const lw_conn_options *opts, int *err);
+lw_conn *lw__conn_accepted(lw_loop *loop, int fd, lw__opts *opts, int *err);
 
 /* Shared by new and adopt: wraps a listening fd. On error the caller still owns fd. */
 static int listener_wrap(lw_loop *loop, int fd, int port, const lw_conn_options *opts,
@@ -17,11 +17,15 @@ static int listener_wrap(lw_loop *loop, int fd, int port, const lw_conn_options 
   l->io.kind = LW__IO_LISTENER;
   l->port = port;
   l->cb = cb;
-  if (opts)
-    l->opts = *opts;
+  l->opts = lw__opts_new(opts);
+  if (!l->opts) {
+    free(l);
+    return LW_ENOMEM;
+  }
   lw__list_init(&l->endgame_node);
   int r = loop->backend->listener_open(l);
   if (r < 0) {
+    lw__opts_unref(l->opts);
     free(l);
     return r;
   }
@@ -71,6 +75,7 @@ void lw_listener_close(lw_listener *l) {
 
 void lw__listener_endgame(lw_listener *l) {
   l->loop->nlisteners--;
+  lw__opts_unref(l->opts); /* its connections keep their references */
   free(l);
 }
 
@@ -85,7 +90,7 @@ void lw__listener_accept_done(lw_listener *l, int fd, int status) {
     return;
   }
   int err = 0;
-  lw_conn *c = lw__conn_accepted(l->loop, fd, &l->opts, &err);
+  lw_conn *c = lw__conn_accepted(l->loop, fd, l->opts, &err);
   if (!c) {
     close(fd);
     l->cb(l, NULL, err);

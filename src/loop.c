@@ -115,10 +115,11 @@ void lw_loop_set_data(lw_loop *loop, void *data) { loop->data = data; }
 void *lw_loop_get_data(const lw_loop *loop) { return loop->data; }
 
 void lw__loop_pending_add(lw_conn *c) {
-  if (c->in_pending)
+  /* A conn in the endgame has its node there; the endgame runs its callbacks. */
+  if (c->in_pending || c->in_endgame)
     return;
   c->in_pending = 1;
-  lw__list_push(&c->loop->pending, &c->pending_node);
+  lw__list_push(&c->loop->pending, &c->node);
 }
 
 static void run_pending(lw_loop *loop) {
@@ -129,7 +130,7 @@ static void run_pending(lw_loop *loop) {
   while (!lw__list_empty(&batch)) {
     lw__list *n = batch.next;
     lw__list_remove(n);
-    lw_conn *c = LW__CONTAINER_OF(n, lw_conn, pending_node);
+    lw_conn *c = LW__CONTAINER_OF(n, lw_conn, node);
     c->in_pending = 0;
     lw__conn_run_pending(c);
   }
@@ -139,7 +140,7 @@ static void run_endgame(lw_loop *loop) {
   while (!lw__list_empty(&loop->endgame)) {
     lw__list *n = loop->endgame.next;
     lw__list_remove(n);
-    lw__conn_endgame(LW__CONTAINER_OF(n, lw_conn, endgame_node));
+    lw__conn_endgame(LW__CONTAINER_OF(n, lw_conn, node));
   }
   while (!lw__list_empty(&loop->endgame_listeners)) {
     lw__list *n = loop->endgame_listeners.next;

@@ -8,17 +8,17 @@
 
 #include <stdlib.h>
 
-static int timer_less(const lw_timer *a, const lw_timer *b) {
+static int timer_less(const lw__tnode *a, const lw__tnode *b) {
   return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
-static void heap_set(lw__heap *h, size_t i, lw_timer *t) {
+static void heap_set(lw__heap *h, size_t i, lw__tnode *t) {
   h->v[i] = t;
-  t->heap_idx = i;
+  t->heap_idx = (uint32_t)i;
 }
 
 static void sift_up(lw__heap *h, size_t i) {
-  lw_timer *t = h->v[i];
+  lw__tnode *t = h->v[i];
   while (i > 0) {
     size_t p = (i - 1) / 2;
     if (!timer_less(t, h->v[p]))
@@ -30,10 +30,10 @@ static void sift_up(lw__heap *h, size_t i) {
 }
 
 static void sift_down(lw__heap *h, size_t i) {
-  lw_timer *t = h->v[i];
+  lw__tnode *t = h->v[i];
   for (;;) {
     size_t l = 2 * i + 1, r = l + 1, m = i;
-    lw_timer *best = t;
+    lw__tnode *best = t;
     if (l < h->n && timer_less(h->v[l], best)) {
       m = l;
       best = h->v[l];
@@ -50,11 +50,13 @@ static void sift_down(lw__heap *h, size_t i) {
   heap_set(h, i, t);
 }
 
-int lw__heap_push(lw__heap *h, lw_timer *t) {
+int lw__heap_push(lw__heap *h, lw__tnode *t) {
   assert(t->heap_idx == LW__TIMER_IDLE);
   if (h->n == h->cap) {
+    if (h->cap >= LW__TIMER_IDLE / 2)
+      return LW_ENOMEM;
     size_t cap = h->cap ? h->cap * 2 : 64;
-    lw_timer **v = realloc(h->v, cap * sizeof(*v));
+    lw__tnode **v = realloc(h->v, cap * sizeof(*v));
     if (!v)
       return LW_ENOMEM;
     h->v = v;
@@ -65,11 +67,11 @@ int lw__heap_push(lw__heap *h, lw_timer *t) {
   return 0;
 }
 
-void lw__heap_remove(lw__heap *h, lw_timer *t) {
+void lw__heap_remove(lw__heap *h, lw__tnode *t) {
   size_t i = t->heap_idx;
   assert(i < h->n && h->v[i] == t);
   t->heap_idx = LW__TIMER_IDLE;
-  lw_timer *last = h->v[--h->n];
+  lw__tnode *last = h->v[--h->n];
   if (i == h->n)
     return;
   heap_set(h, i, last);
@@ -85,21 +87,27 @@ void lw__heap_free(lw__heap *h) {
   h->n = h->cap = 0;
 }
 
+int lw__tnode_set(lw_loop *loop, lw__tnode *t, uint64_t due) {
+  if (t->heap_idx != LW__TIMER_IDLE) {
+    if (t->due == due)
+      return 0;
+    lw__heap_remove(&loop->timers, t);
+  }
+  if (!due)
+    return 0;
+  t->due = due;
+  t->seq = loop->timer_seq++;
+  return lw__heap_push(&loop->timers, t);
+}
+
 static void timer_reset(lw_loop *loop, lw_timer *t) {
+  t->node.due = t->node.seq = 0;
+  t->node.heap_idx = LW__TIMER_IDLE;
+  t->node.kind = LW__TN_USER;
   t->loop = loop;
   t->cb = NULL;
   t->data = NULL;
-  t->due = t->repeat = t->seq = 0;
-  t->heap_idx = LW__TIMER_IDLE;
-  t->internal = 0;
-  t->freed = 0;
-}
-
-void lw__timer_init_internal(lw_loop *loop, lw_timer *t, lw_timer_cb cb, void *data) {
-  timer_reset(loop, t);
-  t->cb = cb;
-  t->data = data;
-  t->internal = 1;
+  t->repeat = 0;
 }
 
 int lw_timer_new(lw_loop *loop, lw_timer **out) {
@@ -118,30 +126,28 @@ int lw_timer_start(lw_timer *t, lw_timer_cb cb, uint64_t timeout_ms, uint64_t re
   if (!t || !cb)
     return LW_EINVAL;
   lw_loop *loop = t->loop;
-  if (t->heap_idx != LW__TIMER_IDLE)
+  if (t->node.heap_idx != LW__TIMER_IDLE)
     lw_timer_stop(t);
   t->cb = cb;
-  t->due = loop->now + timeout_ms;
+  t->node.due = loop->now + timeout_ms;
+  t->node.seq = loop->timer_seq++;
   t->repeat = repeat_ms;
-  t->seq = loop->timer_seq++;
-  int r = lw__heap_push(&loop->timers, t);
-  if (r == 0 && !t->internal)
+  int r = lw__heap_push(&loop->timers, &t->node);
+  if (r == 0)
     loop->ntimers_armed++;
   return r;
 }
 
 void lw_timer_stop(lw_timer *t) {
-  if (!t || t->heap_idx == LW__TIMER_IDLE)
+  if (!t || t->node.heap_idx == LW__TIMER_IDLE)
     return;
-  lw__heap_remove(&t->loop->timers, t);
-  if (!t->internal)
-    t->loop->ntimers_armed--;
+  lw__heap_remove(&t->loop->timers, &t->node);
+  t->loop->ntimers_armed--;
 }
 
 void lw_timer_free(lw_timer *t) {
   if (!t)
     return;
-  assert(!t->internal);
   lw_timer_stop(t);
   t->loop->ntimers--;
   free(t);
@@ -152,23 +158,29 @@ void *lw_timer_get_data(const lw_timer *t) { return t->data; }
 
 int lw__timers_run(lw_loop *loop) {
   int ran = 0;
-  lw_timer *t;
+  lw__tnode *n;
   /* A timer re-armed with timeout 0 inside its callback gets a due time equal to now
    * and a larger seq; bounding the loop by the count at entry keeps it from starving
    * I/O. */
   size_t budget = loop->timers.n;
-  while (budget-- > 0 && (t = lw__heap_min(&loop->timers)) != NULL && t->due <= loop->now) {
-    lw_timer_stop(t);
+  while (budget-- > 0 && (n = lw__heap_min(&loop->timers)) != NULL && n->due <= loop->now) {
+    lw__heap_remove(&loop->timers, n);
+    ran++;
+    if (n->kind == LW__TN_CONN) {
+      lw__conn_timer_fire(LW__CONTAINER_OF(n, lw_conn, tnode));
+      continue;
+    }
+    lw_timer *t = LW__CONTAINER_OF(n, lw_timer, node);
+    loop->ntimers_armed--;
     if (t->repeat)
       lw_timer_start(t, t->cb, t->repeat, t->repeat);
-    ran++;
     t->cb(t);
   }
   return ran;
 }
 
 int lw__timers_next_ms(lw_loop *loop) {
-  lw_timer *t = lw__heap_min(&loop->timers);
+  lw__tnode *t = lw__heap_min(&loop->timers);
   if (!t)
     return -1;
   if (t->due <= loop->now)

@@ -61,10 +61,10 @@ static void test_heap_random(void **state) {
   lw_loop *loop;
   assert_int_equal(lw_loop_new(&loop, NULL), 0);
   enum { N = 100000 };
-  lw_timer *t = calloc(N, sizeof(*t));
+  lw__tnode *t = calloc(N, sizeof(*t));
   srand(7);
   for (int i = 0; i < N; i++) {
-    lw__timer_init_internal(loop, &t[i], record_cb, NULL);
+    t[i].heap_idx = LW__TIMER_IDLE;
     t[i].due = (uint64_t)(rand() % 100000);
     t[i].seq = (uint64_t)i;
     assert_int_equal(lw__heap_push(&loop->timers, &t[i]), 0);
@@ -73,7 +73,7 @@ static void test_heap_random(void **state) {
     lw__heap_remove(&loop->timers, &t[i]);
   uint64_t last_due = 0, last_seq = 0;
   size_t popped = 0;
-  lw_timer *m;
+  lw__tnode *m;
   while ((m = lw__heap_min(&loop->timers)) != NULL) {
     assert_true(m->due > last_due || (m->due == last_due && m->seq >= last_seq) || popped == 0);
     last_due = m->due;
