@@ -784,12 +784,8 @@ static void conn_apply(lw_conn *c, unsigned acts) {
     /* The state machine knows of the peer's FIN only once it is read; the kernel may
      * already hold it (CLOSE_WAIT). Then the peer closed first, whatever the order of
      * our reads: no TIME_WAIT here, and the reason must say so. */
-    if (!c->sm.peer_fin) {
-      lw__tcp_snapshot snap;
-      lw__sock_snapshot(c->io.fd, &snap);
-      if (snap.state == LW__TCP_CLOSE_WAIT)
-        c->peer_fin_first = 1;
-    }
+    if (!c->sm.peer_fin && lw__sock_peer_fin_queued(c->io.fd))
+      c->peer_fin_first = 1;
     lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
   }
   if (acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {

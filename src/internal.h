@@ -314,6 +314,9 @@ enum {
   LW__TCP_CLOSING = 11
 };
 void lw__sock_snapshot(int fd, lw__tcp_snapshot *s);
+/* 1 if the kernel already holds the peer's FIN (read side shut down by the peer), 0 if
+ * not or unknown. Asked once per graceful close, just before our FIN. */
+int lw__sock_peer_fin_queued(int fd);
 /* Accepts and closes every pending connection using a reserved descriptor, so that a
  * listener at EMFILE does not stay readable forever (libuv's trick). Returns how many. */
 int lw__sock_accept_shed(int lfd, int *reserve);

@@ -610,3 +610,10 @@ long lw__sock_inq(int fd) {
  * readable: there is nothing to shed and no reserve descriptor. */
 int lw__sock_reserve_open(void) { return -1; }
 int lw__sock_accept_shed(int lfd, int *reserve) { return 0; }
+
+/* Winsock's poll has no POLLRDHUP: the TCP state from the snapshot (CLOSE_WAIT). */
+int lw__sock_peer_fin_queued(int fd) {
+  lw__tcp_snapshot s;
+  lw__sock_snapshot(fd, &s);
+  return s.state == LW__TCP_CLOSE_WAIT;
+}
