@@ -285,15 +285,6 @@ int lw__cs_write_status(const lw__cs *m) {
   }
 }
 
-int lw__cs_delivers_input(const lw__cs *m) {
-  return m->state == LW__CS_OPEN || m->state == LW__CS_SHUT_PENDING ||
-         m->state == LW__CS_HALF_LOCAL;
-}
-
-int lw__cs_live(const lw__cs *m) {
-  return m->state != LW__CS_CLOSING && m->state != LW__CS_CLOSED;
-}
-
 const char *lw__cs_state_name(lw__cs_state s) {
   static const char *const names[LW__CS__COUNT] = {"OPEN",      "SHUT_PENDING", "HALF_LOCAL",
                                                    "HALF_PEER", "FLUSHING",     "LINGER",

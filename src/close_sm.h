@@ -84,8 +84,15 @@ unsigned lw__cs_step(lw__cs *m, lw__cs_event ev, int arg, int *result);
 
 /* What the application may do in a state. */
 int lw__cs_write_status(const lw__cs *m);   /* 0, LW_ESHUTDOWN or LW_ECLOSING */
-int lw__cs_delivers_input(const lw__cs *m); /* input goes to the read callback */
-int lw__cs_live(const lw__cs *m);           /* fd still open */
+/* Input goes to the read callback (inline: asked on every read and update). */
+static inline int lw__cs_delivers_input(const lw__cs *m) {
+  return m->state == LW__CS_OPEN || m->state == LW__CS_SHUT_PENDING ||
+         m->state == LW__CS_HALF_LOCAL;
+}
+/* The fd is still open. */
+static inline int lw__cs_live(const lw__cs *m) {
+  return m->state != LW__CS_CLOSING && m->state != LW__CS_CLOSED;
+}
 const char *lw__cs_state_name(lw__cs_state s);
 const char *lw__cs_event_name(lw__cs_event e);
 
