@@ -226,6 +226,10 @@ int lw__conn_wants_write(const lw_conn *c) {
   return !c->detached && !c->connecting && !lw__list_empty(&c->wq);
 }
 
+int lw__conn_fin_follows(const lw_conn *c) {
+  return c->sm.state == LW__CS_FLUSHING || c->sm.state == LW__CS_SHUT_PENDING;
+}
+
 int lw__conn_wants_errors(const lw_conn *c) {
   return c->watch_errors && !c->detached && !c->connecting && lw__cs_live(&c->sm);
 }
@@ -460,7 +464,16 @@ static int queue_write(lw_conn *c, lw__wreq *w) {
     conn_event(c, LW__CE_QUEUE_BUSY, 0);
   if (c->opts->stall_timeout_ms && !c->stall_active && !c->detached)
     stall_start(c);
-  conn_update(c); /* a readiness backend tries the write at once */
+  /* Not sent from inside this call: the bytes go out once the callback that queued
+   * them returns (the loop's pending step, before it waits again). A close that
+   * follows in the same callback -- write, then lw_close: the usual end of a response
+   * -- is then known when they go out, and the backend lets the FIN ride on the last
+   * data segment (lw__conn_fin_follows): one segment, one ACK and one wakeup of the
+   * peer fewer per connection. Writes queued together leave in one sendmsg. */
+  if (!c->detached && !c->flush_due) {
+    c->flush_due = 1;
+    lw__loop_pending_add(c);
+  }
   if (c->wq_bytes >= c->opts->write_high_water) {
     c->over_hwm = 1;
     return 1;
@@ -582,6 +595,10 @@ void lw__conn_connect_done(lw_conn *c, int status) {
 
 /* Deferred callbacks: write completions in queue order, then drain. */
 void lw__conn_run_pending(lw_conn *c) {
+  if (c->flush_due) {
+    c->flush_due = 0;
+    conn_update(c); /* no-op once detached */
+  }
   /* A2: after a close, a completion backend may still have a send in flight that
    * reads these buffers. Their callbacks (which may free them) wait until the backend
    * has reaped its last completion for this connection; the endgame runs them. */

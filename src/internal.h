@@ -224,6 +224,7 @@ struct lw_conn {
   unsigned rst_seen : 1;    /* close() with unread input turned into an RST */
   unsigned close_begun : 1; /* t0 holds close_start (else first_byte_due) */
   unsigned deadline_armed : 1;
+  unsigned flush_due : 1; /* queued bytes wait for the pending step (queue_write) */
   uint32_t ack_poll_ms;
 
   /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
@@ -270,6 +271,10 @@ int lw__conn_wants_write(const lw_conn *c);
 /* Neither read nor write wanted, but socket errors must still end the connection (a
  * keepalive or user timeout while the application is not reading). */
 int lw__conn_wants_errors(const lw_conn *c);
+/* Our FIN is sent as soon as the write queue is empty (lw_close or lw_shutdown with
+ * bytes queued): a backend may then send the last bytes with MSG_MORE, so that the
+ * shutdown right after puts the FIN on that same segment. */
+int lw__conn_fin_follows(const lw_conn *c);
 /* Fills up to max iovecs from the write queue; returns the count. */
 struct iovec;
 int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max);

@@ -198,8 +198,11 @@ static inline void ft_server_stop(ft_server *s) {
   free(s->payload);
 }
 
+/* The newest record for a peer port: ephemeral ports are reused within one run (a
+ * port whose connection ended, even in TIME_WAIT on loopback with tcp_tw_reuse), and
+ * the older connection's record comes first, as it ended before the newer began. */
 static inline const ft_rec *ft_find(const ft_server *s, uint16_t port) {
-  for (int i = 0; i < s->nrec; i++)
+  for (int i = s->nrec - 1; i >= 0; i--)
     if (s->recs[i].peer_port == port)
       return &s->recs[i];
   return NULL;

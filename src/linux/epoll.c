@@ -88,8 +88,20 @@ static void ep_do_write(lw_conn *c) {
   for (int rounds = 0; rounds < 16 && lw__conn_wants_write(c); rounds++) {
     int n = lw__conn_fill_iov(c, iov, EP_MAX_IOV);
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    /* MSG_NOSIGNAL: an RST'd peer must give EPIPE, not kill the process (SIGPIPE). */
-    ssize_t w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+    /* MSG_NOSIGNAL: an RST'd peer must give EPIPE, not kill the process (SIGPIPE).
+     * MSG_MORE when these are the last bytes before our FIN: the kernel holds the
+     * last partial segment instead of pushing it, and the shutdown(SHUT_WR) that
+     * follows at once (tcp_send_fin) sets FIN on it and pushes it. If not everything
+     * is taken, the rest goes the same way on EPOLLOUT. */
+    int flags = MSG_NOSIGNAL;
+    if (lw__conn_fin_follows(c)) {
+      size_t total = 0;
+      for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+      if (total == c->wq_bytes)
+        flags |= MSG_MORE;
+    }
+    ssize_t w = sendmsg(c->io.fd, &msg, flags);
     if (w < 0) {
       if (errno == EINTR)
         continue;
