@@ -186,7 +186,9 @@ typedef struct lw_close_info {
   uint64_t unread_discarded; /* input the application never saw (linger drain + RST) */
   uint64_t bytes_received;   /* delivered to the read callback */
   int time_wait;             /* 1 if this side's socket entered TIME_WAIT */
-  uint64_t close_ms;         /* from the start of the close (ours or the peer's) to the end */
+  uint64_t close_ms;         /* from the start of the close (ours or the peer's) to the
+                                socket's close() (on_close may come later: IOCP/io_uring
+                                wait for the cancelled operations first) */
   /* ms since the peer's TCP last sent us anything (data, ACK, keepalive answer) when
    * the connection ended (TCP_INFO last_ack_recv/last_data_recv, read just before
    * close). For DEAD_PEER: how long the peer had been silent when declared dead. Where

@@ -14,8 +14,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #define LW__DEFAULT_HWM (1024u * 1024u)
 #define LW__DEFAULT_READ (64u * 1024u)
@@ -188,7 +186,7 @@ int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_opt
   if (o)
     lw__opts_unref(o); /* the conn holds its own reference */
   if (!c) {
-    close(fd);
+    lw__sock_close(fd);
     return LW_ENOMEM;
   }
   c->connecting = 1;
@@ -197,7 +195,7 @@ int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_opt
   r = loop->backend->conn_open(c);
   if (r < 0) {
     conn_unmake(c);
-    close(fd);
+    lw__sock_close(fd);
     return r;
   }
   conn_update(c);
@@ -371,7 +369,7 @@ static void live_fire(lw_conn *c) {
     c->aux_due = next; /* lw__conn_timer_fire syncs the node */
 }
 
-int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max) {
+int lw__conn_fill_iov(const lw_conn *c, lw__iov *iov, int max) {
   int n = 0;
   for (const lw__list *p = c->wq.next; p != &c->wq && n < max; p = p->next) {
     const lw__wreq *w = LW__CONTAINER_OF(p, lw__wreq, node);
@@ -781,14 +779,19 @@ static void final_snapshot(lw_conn *c, int resetting) {
 
 static void close_fd(lw_conn *c, int reset) {
   assert(!c->detached);
+  /* The close ends on the wire here (the loop's clock, read before anything below can
+   * take time: the TCP table read of final_snapshot without SIO_TCP_INFO, and a
+   * completion backend's wait for cancelled operations, which on_close waits for). */
+  uint64_t ms = c->close_begun ? c->loop->now - c->t0.close_start : 0;
   final_snapshot(c, reset);
+  c->u.end.close_ms = (uint32_t)sat_u32(ms);
   c->loop->backend->conn_detach(c);
   c->detached = 1;
   c->reading = 0;
   c->discarding = 0;
   if (reset)
     lw__sock_set_linger0(c->io.fd);
-  close(c->io.fd);
+  lw__sock_close(c->io.fd); /* IOCP: may wait for the cancelled WSARecv (src/win) */
 }
 
 static void conn_apply(lw_conn *c, unsigned acts) {
@@ -824,7 +827,6 @@ static void conn_apply(lw_conn *c, unsigned acts) {
       conn_event(c, LW__CE_OPS_DONE, 0);
   }
   if (acts & LW__CA_EMIT_CLOSE) {
-    c->u.end.close_ms = (uint32_t)sat_u32(c->close_begun ? loop->now - c->t0.close_start : 0);
     if (!c->in_endgame) {
       /* The one list node moves from the pending list (if there) to the endgame,
        * which runs the pending callbacks itself. */

@@ -11,7 +11,19 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
+#include <sys/types.h> /* ssize_t (mingw-w64 has it too) */
+
+#ifdef _WIN32
+/* The core gathers writes as {base, len} pairs; Winsock has no struct iovec (its
+ * WSABUF is {len, buf}): the IOCP backend copies them into WSABUFs. */
+struct iovec {
+  void *iov_base;
+  size_t iov_len;
+};
+#else
+#include <sys/uio.h>
+#endif
+typedef struct iovec lw__iov;
 
 #define LW__CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define LW__MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -148,7 +160,13 @@ typedef struct lw__backend {
   ssize_t (*try_write)(lw_conn *c, const void *buf, size_t len);
 } lw__backend;
 
+#ifdef _WIN32
+extern const lw__backend lw__backend_iocp;
+#define LW__BACKEND_DEFAULT (&lw__backend_iocp)
+#else
 extern const lw__backend lw__backend_epoll;
+#define LW__BACKEND_DEFAULT (&lw__backend_epoll)
+#endif
 #ifdef LW_HAVE_URING
 extern const lw__backend lw__backend_uring;
 #endif
@@ -276,14 +294,17 @@ int lw__conn_wants_errors(const lw_conn *c);
  * shutdown right after puts the FIN on that same segment. */
 int lw__conn_fin_follows(const lw_conn *c);
 /* Fills up to max iovecs from the write queue; returns the count. */
-struct iovec;
-int lw__conn_fill_iov(const lw_conn *c, struct iovec *iov, int max);
+int lw__conn_fill_iov(const lw_conn *c, lw__iov *iov, int max);
 
 void lw__loop_pending_add(lw_conn *c);
 
 /* ---- OS socket helpers (src/linux/sockopt.c; src/win/ on Windows) ---- */
 int lw__err_from_errno(int e);
 int lw__sock_nonblock_cloexec(int fd);
+/* close() on POSIX. On Windows closesocket() -- and for the socket of a connection
+ * just detached, the IOCP backend's close: at once for an abort (SO_LINGER{1,0} set),
+ * else after the cancelled WSARecv completes (src/win/iocp.c, libuv #3034). */
+int lw__sock_close(int fd);
 int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port);
 /* SO_ACCEPTCONN + SOCK_STREAM, made non-blocking; *port from getsockname. */
 int lw__sock_check_listening(int fd, int *port);

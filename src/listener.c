@@ -2,7 +2,6 @@
 #include "internal.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
 lw_conn *lw__conn_accepted(lw_loop *loop, int fd, lw__opts *opts, int *err);
 
@@ -44,7 +43,7 @@ int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
     return r;
   r = listener_wrap(loop, fd, real_port, opts, cb, out);
   if (r < 0)
-    close(fd);
+    lw__sock_close(fd);
   return r;
 }
 
@@ -68,7 +67,7 @@ void lw_listener_close(lw_listener *l) {
     return;
   l->closing = 1;
   l->loop->backend->listener_close(l);
-  close(l->io.fd);
+  lw__sock_close(l->io.fd);
   l->io.fd = -1;
   lw__list_push(&l->loop->endgame_listeners, &l->endgame_node);
 }
@@ -82,7 +81,7 @@ void lw__listener_endgame(lw_listener *l) {
 void lw__listener_accept_done(lw_listener *l, int fd, int status) {
   if (l->closing) {
     if (fd >= 0)
-      close(fd);
+      lw__sock_close(fd);
     return;
   }
   if (fd < 0) {
@@ -92,7 +91,7 @@ void lw__listener_accept_done(lw_listener *l, int fd, int status) {
   int err = 0;
   lw_conn *c = lw__conn_accepted(l->loop, fd, l->opts, &err);
   if (!c) {
-    close(fd);
+    lw__sock_close(fd);
     l->cb(l, NULL, err);
     return;
   }

@@ -17,15 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void lw__conn_run_pending(lw_conn *c);
 void lw__conn_endgame(lw_conn *c);
 void lw__listener_endgame(lw_listener *l);
 
 static const lw__backend *backend_by_name(const char *name) {
-  if (!name || !*name || strcmp(name, "epoll") == 0)
-    return &lw__backend_epoll;
+  if (!name || !*name || strcmp(name, LW__BACKEND_DEFAULT->name) == 0)
+    return LW__BACKEND_DEFAULT;
 #ifdef LW_HAVE_URING
   if (strcmp(name, "uring") == 0 || strcmp(name, "io_uring") == 0)
     return &lw__backend_uring;
@@ -52,7 +51,7 @@ static int loop_try(lw_loop **out, const lw__backend *be) {
   int r = be->init(loop);
   if (r < 0) {
     if (loop->reserve_fd >= 0)
-      close(loop->reserve_fd);
+      lw__sock_close(loop->reserve_fd);
     free(loop->rbuf);
     free(loop);
     return r;
@@ -77,18 +76,19 @@ int lw_loop_new(lw_loop **out, const char *backend) {
   if (!be) {
     if (backend && (strcmp(backend, "uring") == 0 || strcmp(backend, "io_uring") == 0)) {
       if (!warned++)
-        fprintf(stderr, "lastword: io_uring backend not built in (no liburing); using epoll\n");
-      be = &lw__backend_epoll;
+        fprintf(stderr, "lastword: io_uring backend not built in (no liburing); using %s\n",
+                LW__BACKEND_DEFAULT->name);
+      be = LW__BACKEND_DEFAULT;
     } else {
       return LW_ENOSYS;
     }
   }
   int r = loop_try(out, be);
-  if (r < 0 && be != &lw__backend_epoll) {
+  if (r < 0 && be != LW__BACKEND_DEFAULT) {
     if (!warned++)
-      fprintf(stderr, "lastword: %s backend refused by this kernel (%s); using epoll\n",
-              be->name, lw_err_name(r));
-    r = loop_try(out, &lw__backend_epoll);
+      fprintf(stderr, "lastword: %s backend refused by this kernel (%s); using %s\n", be->name,
+              lw_err_name(r), LW__BACKEND_DEFAULT->name);
+    r = loop_try(out, LW__BACKEND_DEFAULT);
   }
   return r;
 }
@@ -101,7 +101,7 @@ int lw_loop_close(lw_loop *loop) {
     return LW_EBUSY;
   loop->backend->destroy(loop);
   if (loop->reserve_fd >= 0)
-    close(loop->reserve_fd);
+    lw__sock_close(loop->reserve_fd);
   lw__heap_free(&loop->timers);
   free(loop->rbuf);
   free(loop);

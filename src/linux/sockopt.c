@@ -79,6 +79,8 @@ uint64_t lw__now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+int lw__sock_close(int fd) { return close(fd); }
+
 int lw__sock_nonblock_cloexec(int fd) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)

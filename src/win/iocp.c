@@ -16,10 +16,10 @@
  *   GetQueuedCompletionStatusEx    the wait, up to LW__IOCP_BATCH completions at once.
  *
  * Closing (A2 and libuv #3034). The core detaches the connection, optionally sets
- * SO_LINGER{1,0}, and calls close(fd) (= lw__win_close, compat.h) at once. Here:
+ * SO_LINGER{1,0}, and calls lw__sock_close(fd) (below) at once. Here:
  *   - conn_detach: CancelIoEx on the socket if anything is in flight; otherwise
  *     lw__conn_ops_done at once (as epoll does).
- *   - lw__win_close: an abort (SO_LINGER{1,0} set) is closesocket NOW -- the RST must
+ *   - lw__sock_close: an abort (SO_LINGER{1,0} set) is closesocket NOW -- the RST must
  *     go now, and the cancelled operations complete afterwards. Otherwise, with an
  *     operation still in flight, the closesocket WAITS for its completion: closesocket
  *     with a pending overlapped WSARecv can make Windows send RST instead of FIN.
@@ -116,11 +116,20 @@ typedef struct iocp_state {
 } iocp_state;
 
 static iocp_state *st_of(lw_loop *loop) { return loop->backend_data; }
+/* Sockets held for reuse: pooled, in DisconnectEx, or recycled but still tied to an
+ * lw_conn not yet freed. The bound (pool_max) applies to all three. */
+static unsigned held(const iocp_state *st) {
+  return st->st.pool_size + st->st.recycling + st->st.ready;
+}
+static void note_held(iocp_state *st) {
+  if (held(st) > st->st.pool_peak)
+    st->st.pool_peak = held(st);
+}
 static iocp_sock *ws_of(lw_conn *c) { return c->backend_data; }
 
-/* The hand-offs between the core's calls (see compat.h and the README): the socket
- * just detached (its close() follows at once), and the accepted socket whose lw_conn
- * is being made (its conn_open follows at once, or its close() on failure). */
+/* The hand-offs between the core's calls (see the README): the socket
+ * just detached (its lw__sock_close follows at once), and the accepted socket whose lw_conn
+ * is being made (its conn_open follows at once, or its lw__sock_close on failure). */
 static _Thread_local iocp_sock *tls_detached;
 static _Thread_local iocp_sock *tls_accepted;
 
@@ -321,8 +330,10 @@ static void iocp_conn_free(lw_conn *c) {
     return; /* the DisconnectEx completion decides */
   if (ws->recycle_ready) {
     ws->recycle_ready = 0;
+    st->st.ready--;
     lw__list_push(&st->pool, &ws->node);
     st->st.pool_size++;
+    note_held(st);
     return;
   }
   ws_free(ws);
@@ -452,10 +463,10 @@ static void iocp_conn_detach(lw_conn *c) {
   iocp_sock *ws = ws_of(c);
   ws->detached = 1;
   ws->stash_off = ws->stash_len = 0;
-  tls_detached = ws; /* the core's close(fd) follows at once */
+  tls_detached = ws; /* the core's lw__sock_close(fd) follows at once */
   if (ws->inflight) {
     /* Cancel what is pending (the WSARecv above all); the close waits for the
-     * completions (lw__win_close / op_finished). */
+     * completions (lw__sock_close / op_finished). */
     CancelIoEx((HANDLE)ws->s, NULL);
     return;
   }
@@ -470,7 +481,7 @@ static int linger0_set(SOCKET s) {
          lg.l_linger == 0;
 }
 
-/* The core's close(fd) for a detached connection. */
+/* The core's lw__sock_close(fd) for a detached connection. */
 static void ws_core_close(iocp_sock *ws) {
   int reset = linger0_set(ws->s);
   if (reset || ws->inflight == 0) {
@@ -490,11 +501,11 @@ static void ws_release(iocp_sock *ws, int reset) {
   lw_conn *c = ws->conn;
   int graceful = c && !reset && c->sm.fin_sent && c->sm.peer_fin && !c->sm.rst &&
                  c->sm.reason != LW_REASON_NAIVE;
-  if (graceful && ws->accepted && st->disconnectex &&
-      st->st.pool_size + st->st.recycling < st->pool_max) {
+  if (graceful && ws->accepted && st->disconnectex && held(st) < st->pool_max) {
     memset(&ws->disc.ov, 0, sizeof(ws->disc.ov));
     ws->disc_inflight = 1;
     st->st.recycling++;
+    note_held(st);
     if (!st->disconnectex(ws->s, &ws->disc.ov, TF_REUSE_SOCKET, 0)) {
       DWORD e = (DWORD)WSAGetLastError();
       if (e != ERROR_IO_PENDING)
@@ -517,7 +528,8 @@ static void op_finished(iocp_sock *ws) {
   }
 }
 
-int lw__win_close(int fd) {
+/* Every socket the core closes comes here (internal.h). */
+int lw__sock_close(int fd) {
   if (fd < 0)
     return -1;
   iocp_sock *ws = tls_detached;
@@ -600,7 +612,7 @@ static void disc_done(iocp_state *st, iocp_sock *ws, DWORD err) {
     st->st.disconnects_ok++;
   else
     st->st.disconnects_failed++;
-  int keep = err == 0 && st->st.pool_size < st->pool_max;
+  int keep = err == 0 && held(st) < st->pool_max; /* recycling already decremented */
   if (!keep) {
     closesocket(ws->s);
     ws->s = INVALID_SOCKET;
@@ -614,10 +626,13 @@ static void disc_done(iocp_state *st, iocp_sock *ws, DWORD err) {
   ws->stash_off = ws->stash_len = 0;
   if (ws->conn) {
     ws->recycle_ready = 1; /* iocp_conn_free pools it */
+    st->st.ready++;
+    note_held(st);
     return;
   }
   lw__list_push(&st->pool, &ws->node);
   st->st.pool_size++;
+  note_held(st);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -769,7 +784,7 @@ static void accept_done(iocp_state *st, lw_loop *loop, iocp_acc *a, DWORD err) {
   if (err == 0) {
     tls_accepted = ws;
     lw__listener_accept_done(l, (int)ws->s, 0);
-    tls_accepted = NULL; /* consumed by conn_open, or freed by the core's close() */
+    tls_accepted = NULL; /* consumed by conn_open, or freed by the core's lw__sock_close */
   } else {
     ws_free(ws);
     /* A connection reset while queued, or the listener cancelled: nothing to tell. */

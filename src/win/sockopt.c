@@ -611,9 +611,11 @@ long lw__sock_inq(int fd) {
 int lw__sock_reserve_open(void) { return -1; }
 int lw__sock_accept_shed(int lfd, int *reserve) { return 0; }
 
-/* Winsock's poll has no POLLRDHUP: the TCP state from the snapshot (CLOSE_WAIT). */
+/* Winsock's poll has no POLLRDHUP: the state from SIO_TCP_INFO (CLOSE_WAIT). Without
+ * it, "no" (so a peer whose FIN was queued but not yet read is reported as a close we
+ * began): this is asked on the way to every FIN, and the TCP table fallback of
+ * lw__sock_snapshot is O(every socket of the machine), kept for the close's end. */
 int lw__sock_peer_fin_queued(int fd) {
-  lw__tcp_snapshot s;
-  lw__sock_snapshot(fd, &s);
-  return s.state == LW__TCP_CLOSE_WAIT;
+  TCP_INFO_v0 ti;
+  return tcp_info_v0(SOCK(fd), &ti) && map_tcpstate((int)ti.State) == LW__TCP_CLOSE_WAIT;
 }

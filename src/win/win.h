@@ -43,6 +43,9 @@ typedef struct lw__iocp_stats {
   unsigned pool_size;       /* sockets in the pool now */
   unsigned recycling;       /* DisconnectEx in flight now */
   uint64_t deferred_closes; /* closes that waited for a cancelled WSARecv */
+  unsigned ready;           /* recycled, waiting for their lw_conn to be freed */
+  unsigned pool_peak;       /* the most sockets ever held for reuse at once (pool +
+                               DisconnectEx in flight + ready): never above pool_max */
 } lw__iocp_stats;
 int lw__iocp_get_stats(lw_loop *loop, lw__iocp_stats *out);
 
