@@ -243,6 +243,17 @@ uint64_t lw_loop_now(const lw_loop *loop); /* milliseconds, monotonic, cached pe
 const char *lw_loop_backend(const lw_loop *loop);
 void lw_loop_set_data(lw_loop *loop, void *data);
 void *lw_loop_get_data(const lw_loop *loop);
+/* Socket reuse (A15), Windows (IOCP) only. Keeps up to max_sockets accepted sockets
+ * whose connection ended gracefully (both FINs, no RST, not lw_close_naive), recycled
+ * with DisconnectEx(TF_REUSE_SOCKET) into a pool that AcceptEx draws from instead of
+ * making new sockets. 0 (the default) turns it off; at most 1024. Sockets waiting in
+ * DisconnectEx count against the bound.
+ * TIME_WAIT caveat: a socket whose FIN went first is in TIME_WAIT, and Windows completes
+ * its DisconnectEx only when that ends (2 x MSL: 240 s by default): reuse pays off for
+ * servers whose clients close first.
+ * LW_ENOSYS on other backends (Linux has no need: see claim A15 in the lab) and under
+ * Wine, which cannot recycle a socket (src/win/README.md). */
+int lw_loop_set_socket_reuse(lw_loop *loop, unsigned max_sockets);
 
 /* ----------------------------------------------------------------------------------
  * Timers: a binary heap; start/stop are O(log n), 100k armed timers are cheap.

@@ -158,6 +158,8 @@ typedef struct lw__backend {
   /* Optional (NULL: unsupported): send now, without queueing, when nothing is queued or
    * in flight. Returns bytes taken (0 if none could be), or an LW_E code. */
   ssize_t (*try_write)(lw_conn *c, const void *buf, size_t len);
+  /* Optional (NULL: LW_ENOSYS): lw_loop_set_socket_reuse. */
+  int (*set_socket_reuse)(lw_loop *loop, unsigned max_sockets);
 } lw__backend;
 
 #ifdef _WIN32

@@ -114,6 +114,14 @@ const char *lw_loop_backend(const lw_loop *loop) { return loop->backend->name; }
 void lw_loop_set_data(lw_loop *loop, void *data) { loop->data = data; }
 void *lw_loop_get_data(const lw_loop *loop) { return loop->data; }
 
+int lw_loop_set_socket_reuse(lw_loop *loop, unsigned max_sockets) {
+  if (!loop)
+    return LW_EINVAL;
+  if (!loop->backend->set_socket_reuse)
+    return LW_ENOSYS;
+  return loop->backend->set_socket_reuse(loop, max_sockets);
+}
+
 void lw__loop_pending_add(lw_conn *c) {
   /* A conn in the endgame has its node there; the endgame runs its callbacks. */
   if (c->in_pending || c->in_endgame)

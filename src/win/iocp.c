@@ -881,4 +881,5 @@ const lw__backend lw__backend_iocp = {
     .conn_update = iocp_conn_update,
     .conn_detach = iocp_conn_detach,
     .conn_free = iocp_conn_free,
+    .set_socket_reuse = lw__iocp_set_reuse,
 };

@@ -30,10 +30,9 @@ int lw__win_take_connect_addr(int fd, struct sockaddr_storage *ss, int *len);
 /* Drops a parked address whose socket was closed before conn_open took it. */
 void lw__win_drop_connect_addr(int fd);
 
-/* Reuse pool (A15) behind an internal switch until the public option exists (see
- * README.md): max sockets kept for AcceptEx after DisconnectEx(TF_REUSE_SOCKET);
- * 0 turns reuse off (the default). The environment variable LW_WIN_REUSE=N sets it
- * for every new loop. */
+/* Reuse pool (A15): the backend's set_socket_reuse, i.e. lw_loop_set_socket_reuse (see
+ * lastword.h and README.md). The environment variable LW_WIN_REUSE=N sets it for every
+ * new loop. */
 int lw__iocp_set_reuse(lw_loop *loop, unsigned pool_max);
 typedef struct lw__iocp_stats {
   uint64_t sockets_created; /* accept sockets made with WSASocket */

@@ -166,7 +166,7 @@ static void run_phase(int n, int with_answer, cres *r, lw__iocp_stats *st, DWORD
   client_done = 0;
   lw_loop *loop;
   CHECK(lw_loop_new(&loop, NULL) == 0);
-  CHECK(lw__iocp_set_reuse(loop, 8) == 0);
+  CHECK(lw_loop_set_socket_reuse(loop, 8) == 0); /* the public option */
   lw_listener *l;
   CHECK(lw_listener_new(loop, "127.0.0.1", 0, 64, NULL, on_accept, &l) == 0);
   memset(r, 0, sizeof(*r));
