@@ -224,8 +224,13 @@ int lw__conn_wants_write(const lw_conn *c) {
   return !c->detached && !c->connecting && !lw__list_empty(&c->wq);
 }
 
-int lw__conn_fin_follows(const lw_conn *c) {
-  return c->sm.state == LW__CS_FLUSHING || c->sm.state == LW__CS_SHUT_PENDING;
+int lw__conn_last_before_fin(const lw_conn *c, const lw__iov *iov, int n) {
+  if (c->sm.state != LW__CS_FLUSHING && c->sm.state != LW__CS_SHUT_PENDING)
+    return 0;
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    total += iov[i].iov_len;
+  return total == c->wq_bytes;
 }
 
 int lw__conn_wants_errors(const lw_conn *c) {

@@ -291,10 +291,11 @@ int lw__conn_wants_write(const lw_conn *c);
 /* Neither read nor write wanted, but socket errors must still end the connection (a
  * keepalive or user timeout while the application is not reading). */
 int lw__conn_wants_errors(const lw_conn *c);
-/* Our FIN is sent as soon as the write queue is empty (lw_close or lw_shutdown with
- * bytes queued): a backend may then send the last bytes with MSG_MORE, so that the
- * shutdown right after puts the FIN on that same segment. */
-int lw__conn_fin_follows(const lw_conn *c);
+/* 1 when these n iovecs (from lw__conn_fill_iov) hold everything queued and our FIN
+ * follows once they are sent (lw_close / lw_shutdown with bytes queued): the backend
+ * then sends them with MSG_MORE, so that the kernel holds the last partial segment and
+ * the shutdown(SHUT_WR) right after (tcp_send_fin) sets FIN on it and pushes it. */
+int lw__conn_last_before_fin(const lw_conn *c, const lw__iov *iov, int n);
 /* Fills up to max iovecs from the write queue; returns the count. */
 int lw__conn_fill_iov(const lw_conn *c, lw__iov *iov, int max);
 

@@ -89,18 +89,9 @@ static void ep_do_write(lw_conn *c) {
     int n = lw__conn_fill_iov(c, iov, EP_MAX_IOV);
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     /* MSG_NOSIGNAL: an RST'd peer must give EPIPE, not kill the process (SIGPIPE).
-     * MSG_MORE when these are the last bytes before our FIN: the kernel holds the
-     * last partial segment instead of pushing it, and the shutdown(SHUT_WR) that
-     * follows at once (tcp_send_fin) sets FIN on it and pushes it. If not everything
-     * is taken, the rest goes the same way on EPOLLOUT. */
-    int flags = MSG_NOSIGNAL;
-    if (lw__conn_fin_follows(c)) {
-      size_t total = 0;
-      for (int i = 0; i < n; i++)
-        total += iov[i].iov_len;
-      if (total == c->wq_bytes)
-        flags |= MSG_MORE;
-    }
+     * MSG_MORE: the FIN rides on the last segment (lw__conn_last_before_fin). If not
+     * everything is taken, the rest goes the same way on EPOLLOUT. */
+    int flags = MSG_NOSIGNAL | (lw__conn_last_before_fin(c, iov, n) ? MSG_MORE : 0);
     ssize_t w = sendmsg(c->io.fd, &msg, flags);
     if (w < 0) {
       if (errno == EINTR)
