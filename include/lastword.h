@@ -412,9 +412,13 @@ int lw_conn_set_read_size(lw_conn *c, size_t size);
 /* Queues len bytes WITHOUT copying: buf must stay valid until cb fires (cb may be NULL
  * for static data). Returns 0 when queued below the high-water mark, 1 when queued
  * with the queue at or above it (drain_cb will fire when it falls to low water), or
- * LW_ESHUTDOWN / LW_ECLOSING / LW_EINVAL (nothing queued, cb not called). */
+ * LW_ESHUTDOWN / LW_ECLOSING / LW_EINVAL (nothing queued, cb not called).
+ * The bytes leave once the calling callback returns (before the loop waits again), so
+ * writes queued together go out in one send, and a close right after them puts our FIN
+ * on their last segment. */
 int lw_conn_write(lw_conn *c, const void *buf, size_t len, lw_write_cb cb, void *arg);
-/* Same, copying the bytes first. */
+/* Same, copying the bytes first -- or not at all: with nothing queued it sends at once
+ * and queues (copies) only what the kernel did not take. */
 int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len);
 /* Bytes queued in user space and not yet written into the kernel. */
 size_t lw_conn_write_queue_size(const lw_conn *c);
