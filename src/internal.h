@@ -351,5 +351,9 @@ int lw__sock_peer_fin_queued(int fd);
 int lw__sock_accept_shed(int lfd, int *reserve);
 int lw__sock_reserve_open(void);
 uint64_t lw__now_ms(void);
+/* src/addr.c: numeric host (or "localhost") + port -> address; its port back. */
+struct sockaddr_storage;
+int lw__addr_parse(const char *host, int port, struct sockaddr_storage *ss, int *len);
+int lw__addr_port(const struct sockaddr_storage *ss);
 
 #endif

@@ -90,35 +90,10 @@ int lw__sock_nonblock_cloexec(int fd) {
   return 0;
 }
 
-/* Numeric addresses only (plus "localhost"): a library that owns connection ENDINGS has
- * no business doing blocking DNS on the loop. */
-static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof(*ss));
-  if (port < 0 || port > 65535 || !host)
-    return LW_EINVAL;
-  if (strcmp(host, "localhost") == 0)
-    host = "127.0.0.1";
-  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)port);
-    *len = sizeof(*a4);
-    return 0;
-  }
-  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons((uint16_t)port);
-    *len = sizeof(*a6);
-    return 0;
-  }
-  return LW_EINVAL;
-}
-
 int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port) {
   struct sockaddr_storage ss;
-  socklen_t len;
-  int r = parse_addr(host, port, &ss, &len);
+  int len;
+  int r = lw__addr_parse(host, port, &ss, &len);
   if (r < 0)
     return r;
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -128,16 +103,15 @@ int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *o
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (ss.ss_family == AF_INET6)
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+  if (bind(fd, (struct sockaddr *)&ss, (socklen_t)len) < 0 ||
       listen(fd, backlog > 0 ? backlog : 511) < 0) {
     r = lw__err_from_errno(errno);
     close(fd);
     return r;
   }
-  len = sizeof(ss);
-  getsockname(fd, (struct sockaddr *)&ss, &len);
-  *out_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                            : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  socklen_t slen = sizeof(ss);
+  getsockname(fd, (struct sockaddr *)&ss, &slen);
+  *out_port = lw__addr_port(&ss);
   *out_fd = fd;
   return 0;
 }
@@ -156,22 +130,21 @@ int lw__sock_check_listening(int fd, int *port) {
     return lw__err_from_errno(errno);
   if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
     return LW_EINVAL;
-  *port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                        : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  *port = lw__addr_port(&ss);
   return lw__sock_nonblock_cloexec(fd);
 }
 
 /* Starts a non-blocking connect. Returns 0 (connected or in progress) or an error. */
 int lw__sock_connect_start(const char *host, int port, int *out_fd) {
   struct sockaddr_storage ss;
-  socklen_t len;
-  int r = parse_addr(host, port, &ss, &len);
+  int len;
+  int r = lw__addr_parse(host, port, &ss, &len);
   if (r < 0)
     return r;
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return lw__err_from_errno(errno);
-  if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+  if (connect(fd, (struct sockaddr *)&ss, (socklen_t)len) < 0 && errno != EINPROGRESS) {
     r = lw__err_from_errno(errno);
     close(fd);
     return r;

@@ -236,34 +236,6 @@ int lw__sock_nonblock_cloexec(int fd) {
   return 0;
 }
 
-static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, int *len) {
-  memset(ss, 0, sizeof(*ss));
-  if (port < 0 || port > 65535 || !host)
-    return LW_EINVAL;
-  if (strcmp(host, "localhost") == 0)
-    host = "127.0.0.1";
-  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons((u_short)port);
-    *len = sizeof(*a4);
-    return 0;
-  }
-  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons((u_short)port);
-    *len = sizeof(*a6);
-    return 0;
-  }
-  return LW_EINVAL;
-}
-
-static int port_of(const struct sockaddr_storage *ss) {
-  return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-                                        : ((const struct sockaddr_in6 *)ss)->sin6_port);
-}
-
 /* SO_EXCLUSIVEADDRUSE, not SO_REUSEADDR: on Windows SO_REUSEADDR lets another socket
  * bind the same port and steal connections. Windows needs no option to rebind a port
  * with connections in TIME_WAIT (the Linux reason for SO_REUSEADDR). */
@@ -273,7 +245,7 @@ int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *o
     return r;
   struct sockaddr_storage ss;
   int len;
-  r = parse_addr(host, port, &ss, &len);
+  r = lw__addr_parse(host, port, &ss, &len);
   if (r < 0)
     return r;
   SOCKET s = new_socket(ss.ss_family);
@@ -291,7 +263,7 @@ int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *o
   }
   len = sizeof(ss);
   getsockname(s, (struct sockaddr *)&ss, &len);
-  *out_port = port_of(&ss);
+  *out_port = lw__addr_port(&ss);
   *out_fd = (int)s;
   return 0;
 }
@@ -312,7 +284,7 @@ int lw__sock_check_listening(int fd, int *port) {
     return wsa_err();
   if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
     return LW_EINVAL;
-  *port = port_of(&ss);
+  *port = lw__addr_port(&ss);
   return lw__sock_nonblock_cloexec(fd);
 }
 
@@ -345,7 +317,7 @@ int lw__sock_connect_start(const char *host, int port, int *out_fd) {
     return r;
   struct sockaddr_storage ss;
   int len;
-  r = parse_addr(host, port, &ss, &len);
+  r = lw__addr_parse(host, port, &ss, &len);
   if (r < 0)
     return r;
   SOCKET s = new_socket(ss.ss_family);
