@@ -6,6 +6,9 @@
 #     programs not built for Windows, tests/win/posix/lwt_posix.c the single cases
 #     skipped (each printed with its reason)
 #   - FIN-not-RST: a close with a WSARecv pending, captured on lo from the Linux side
+#   - `lastword.exe lab` (tools/, built without libpcap): runs to the end, a verdict for
+#     every claim, no lab error, the Wine banner; the verdicts themselves are the host's
+#     (Linux) TCP facts under Wine and are printed, not checked
 # Exit: 0 pass, 1 fail, 77 skipped (with the reason printed) when the toolchain or Wine
 # cannot be installed or Wine cannot start.
 # Env: LW_WIN_BUILD (default build-win), LW_WIN_JOBS (ctest -j, default 2).
@@ -76,7 +79,7 @@ cmake -S . -B "$BUILD" -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchain-mingw64.cma
   -DLW_BUILD_TESTS=ON -DLW_CMOCKA_SRC="$CMOCKA_DIR" >"$BUILD-cmake.log" 2>&1 ||
   { cat "$BUILD-cmake.log"; exit 1; }
 cmake --build "$BUILD" -j2 >"$BUILD-build.log" 2>&1 || { tail -40 "$BUILD-build.log"; exit 1; }
-echo "win-test: cross-built $(ls "$BUILD"/tests/win/*.exe | wc -l) test programs ($(( $(date +%s) - start )) s)"
+echo "win-test: cross-built $(ls "$BUILD"/tests/win/*.exe | wc -l) test programs and $(ls "$BUILD"/tools/*.exe 2>/dev/null | wc -l) tool programs ($(( $(date +%s) - start )) s)"
 
 # Wine: a private prefix, quiet, no Mono/Gecko prompts, one wineserver for the suite.
 export WINEPREFIX="${WINEPREFIX:-$BUILD/wineprefix}"
@@ -92,7 +95,7 @@ timeout 60 wine "$T/test_win_echo.exe" >/dev/null 2>&1 </dev/null
 
 fail=0
 # Everything registered with ctest (the toolchain file makes wine the emulator).
-echo "== ctest under Wine: test_win_echo, test_win_close, test_win_reuse, the cmocka suite (cm_*)"
+echo "== ctest under Wine: test_win_echo, test_win_close, test_win_reuse, lab_script_parser, the cmocka suite (cm_*)"
 (cd "$BUILD" && ctest -j "${LW_WIN_JOBS:-2}" --timeout 120 --output-on-failure </dev/null 2>&1) |
   quiet_wine | grep -v "^ *Start \|^Test project\|^$" >"$BUILD-ctest.log"
 grep -q "tests passed" "$BUILD-ctest.log" || { cat "$BUILD-ctest.log"; echo "win-test: ctest did not run"; fail=1; }
@@ -136,6 +139,44 @@ if command -v tcpdump >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   fi
 else
   echo "  SKIP: needs tcpdump and root to capture lo"
+fi
+
+# `lastword lab` on Winsock. Under Wine the TCP stack is Linux's, so no verdict is
+# checked: that it runs to the end, judges every claim, and says where it ran.
+echo "== lastword lab under Wine (tools/lastword.exe)"
+L="$BUILD/tools/lastword.exe"
+lab_out="$BUILD-lab.txt"
+if [ ! -f "$L" ]; then
+  echo "win-test: lastword lab FAILED: $L was not built"; fail=1
+else
+  lab_t0=$(date +%s)
+  timeout 300 wine "$L" lab --no-color </dev/null >"$lab_out" 2>"$BUILD-lab.err"; rc=$?
+  nclaims=$(timeout 60 wine "$L" lab --list </dev/null 2>/dev/null | tr -d '\r' | grep -c "^[A-Z][0-9]")
+  verdicts=$(tr -d '\r' <"$lab_out" |
+    grep -E "^[A-Z][0-9]+ +(HOLDS|WINDOWS-ONLY|CONTRADICTED|NOT-TESTABLE|SKIPPED|NEEDS-CAPTURE) ")
+  nverd=$(printf '%s\n' "$verdicts" | grep -c .)
+  lab_fail=""
+  [ $rc -eq 0 ] || lab_fail="$lab_fail exit status $rc;"
+  [ "$nclaims" -gt 0 ] && [ "$nverd" -eq "$nclaims" ] ||
+    lab_fail="$lab_fail $nverd verdict lines for $nclaims claims;"
+  grep -q "^Summary ($nclaims claims)" "$lab_out" || lab_fail="$lab_fail no summary for $nclaims claims;"
+  grep -q "running under Wine: the TCP behaviour is the host's (Linux), not Windows'" "$lab_out" ||
+    lab_fail="$lab_fail no Wine banner;"
+  ! grep -q "lab error" "$lab_out" || lab_fail="$lab_fail a scenario failed to run (lab error);"
+  ! printf '%s\n' "$verdicts" | grep -q "WINDOWS-ONLY" ||
+    lab_fail="$lab_fail a WINDOWS-ONLY verdict in the Windows build;"
+  grep -q "^Comparison: the RST-loss workload" "$lab_out" || lab_fail="$lab_fail no RST-loss comparison;"
+  echo "  $nverd/$nclaims claims judged in $(( $(date +%s) - lab_t0 )) s:" \
+    "$(printf '%s\n' "$verdicts" | awk '{print $2}' | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//')"
+  echo "  skipped, with the reason:"
+  tr -d '\r' <"$lab_out" | grep "^  skipped: " | sort | uniq -c | sed 's/^ */    /'
+  tr -d '\r' <"$lab_out" | grep "^  \(naive\|shutdown\|lw_close\)" | sed 's/^/  rstloss:/'
+  if [ -n "$lab_fail" ]; then
+    echo "win-test: lastword lab FAILED:$lab_fail (output: $lab_out, $BUILD-lab.err)"
+    tail -20 "$BUILD-lab.err"; fail=1
+  else
+    echo "  PASS: ran to the end, a verdict for every claim, no lab error (full report: $lab_out)"
+  fi
 fi
 
 echo "win-test: done in $(( $(date +%s) - start )) s"

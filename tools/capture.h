@@ -51,6 +51,11 @@ void lw_cap_free(lw_cap *cap);
 void *lw_cap_dump_open(const char *path, char *err, size_t errlen);
 void lw_cap_dump_close(void *dump);
 
+#ifdef LW_NO_PCAP
+/* Why there is no capture in a build without libpcap (Windows: no Npcap linked). */
+#define LW_CAP_NONE "no capture (Npcap not linked)"
+#endif
+
 /* "SYN ACK", "FIN ACK", "RST" ... into buf. */
 const char *lw_cap_flags_str(uint8_t flags, char *buf, size_t len);
 

@@ -5,6 +5,10 @@
 #include "lab/lab.h"
 
 #include <signal.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -22,9 +26,17 @@ static void lw_usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+#ifdef _WIN32
+  /* UTF-8 output (the report's arrows and boxes), and "\n" not "\r\n" in pipes. */
+  SetConsoleOutputCP(CP_UTF8);
+  _setmode(_fileno(stdout), _O_BINARY);
+  _setmode(_fileno(stderr), _O_BINARY);
+#endif
   /* Every send in the tool passes MSG_NOSIGNAL; ignoring SIGPIPE as well makes sure
    * a write to a reset socket is reported as EPIPE, never a silent death. */
+#ifdef SIGPIPE /* Windows has none: a send to a reset socket fails, it never kills */
   signal(SIGPIPE, SIG_IGN);
+#endif
   if (argc < 2) {
     lw_usage(stderr);
     return 2;

@@ -12,12 +12,16 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+#ifdef _WIN32
+/* Windows: the same list from the IP Helper TCP tables (tools/win/sockdiag_win.c). */
+#else
 #include <unistd.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
 #include <netinet/tcp.h>
+#endif
 
 static const char *const lw_diag_states[] = {
     "none",  "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT_1", "FIN_WAIT_2",  "TIME_WAIT",
@@ -55,6 +59,7 @@ const char *lw_diag_timer_name(int timer) {
   }
 }
 
+#ifndef _WIN32
 /* Sends one dump request for `family` and collects matches. Returns matches or -errno. */
 static int lw_diag_dump_family(int family, uint16_t port, lw_diag_sock *out, int max,
                                int already) {
@@ -154,3 +159,4 @@ int lw_diag_query(int family, uint16_t port, lw_diag_sock *out, int max) {
   }
   return total;
 }
+#endif

@@ -5,12 +5,20 @@
  *
  * Exit status: 0 when the lab ran (whatever the verdicts), 1 when the lab itself failed
  * (no socket, no listener), 2 on bad usage or an unreadable/invalid script.
+ *
+ * Windows (_WIN32): no capture (Npcap is not linked: packet-level predictions are not
+ * observed, and a claim with nothing else to check is NEEDS-CAPTURE), no network
+ * namespaces, and a failed seed prediction is CONTRADICTED: the seeds describe Winsock,
+ * so on Windows nothing is "Windows-only". Under Wine the TCP stack is the host's (Linux):
+ * the lab says so before anything else.
  */
 #include "lab.h"
 
 #include <errno.h>
 #include <getopt.h>
+#ifndef LW_NO_PCAP
 #include <pcap/pcap.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +92,10 @@ static char *lw_read_file(const char *path, size_t *len) {
 }
 
 static int lw_capture_probe(char *why, size_t len) {
+#ifdef LW_NO_PCAP
+  snprintf(why, len, "%s", LW_CAP_NONE);
+  return 0;
+#else
   char eb[PCAP_ERRBUF_SIZE] = "";
   pcap_t *p = pcap_create("lo", eb);
   if (!p) {
@@ -95,6 +107,7 @@ static int lw_capture_probe(char *why, size_t len) {
     snprintf(why, len, "%s", pcap_geterr(p));
   pcap_close(p);
   return rc >= 0;
+#endif
 }
 
 /* Builds the note shown under a verdict: the failed predictions, then the reason. */
@@ -132,6 +145,17 @@ static void lw_lab_note(const lw_lab_claim *c, lw_lab_verdict v, const lw_lab_re
   }
   if (c->why && v != LW_V_HOLDS)
     ADD("%s", c->why);
+  int unseen = 0;
+  for (int i = 0; i < nr; i++)
+    for (int k = 0; k < rs[i].nchecks; k++)
+      unseen += rs[i].checks[k].res == LW_RES_SKIP;
+  if (unseen && v == LW_V_NEEDS_CAPTURE)
+    ADD("%severy prediction is about segments on the wire (FIN/RST seen), and nothing was "
+        "captured here: run it where packets can be captured",
+        o ? " " : "");
+  else if (unseen && v != LW_V_NOT_TESTABLE)
+    ADD("%s(%d prediction%s not observed: no capture)", o ? " " : "", unseen,
+        unseen > 1 ? "s" : "");
   for (int i = 0; i < nr; i++)
     if (rs[i].skipped && v != LW_V_SKIPPED) {
       ADD("%s(%s skipped: %s)", o ? " " : "", rs[i].sc->name, rs[i].note);
@@ -144,17 +168,23 @@ static lw_lab_verdict lw_lab_verdict_of(const lw_lab_claim *c, const lw_lab_resu
                                         int nr) {
   if (c->if_not == LW_V_NOT_TESTABLE || nr == 0)
     return LW_V_NOT_TESTABLE;
-  int ran = 0, failed = 0;
+  int ran = 0, failed = 0, passed = 0, unseen = 0;
   for (int i = 0; i < nr; i++) {
     if (rs[i].skipped || rs[i].lab_error)
       continue;
     ran++;
-    for (int k = 0; k < rs[i].nchecks; k++)
+    for (int k = 0; k < rs[i].nchecks; k++) {
       failed += rs[i].checks[k].res == LW_RES_FAIL;
+      passed += rs[i].checks[k].res == LW_RES_PASS;
+      unseen += rs[i].checks[k].res == LW_RES_SKIP;
+    }
   }
   if (!ran)
     return LW_V_SKIPPED;
-  return failed ? c->if_not : LW_V_HOLDS;
+  if (failed)
+    return c->if_not;
+  /* Nothing observed either way: the only evidence was on the wire, not captured. */
+  return passed || !unseen ? LW_V_HOLDS : LW_V_NEEDS_CAPTURE;
 }
 
 static void lw_progress(const lw_lab_opts *o, int i, int n, const char *what) {
@@ -229,7 +259,11 @@ int lw_lab_main(int argc, char **argv) {
   o.json = json;
   o.color = !nocolor && !json && isatty(1) && !getenv("NO_COLOR");
   o.progress = isatty(2);
+#ifdef _WIN32
+  o.have_root = 0; /* gates capture and network namespaces: neither exists here */
+#else
   o.have_root = geteuid() == 0;
+#endif
 
   if (script) {
     size_t len = 0;
@@ -271,6 +305,15 @@ int lw_lab_main(int argc, char **argv) {
     if (claims)
       memcpy(claims, lw_lab_claims, lw_lab_nclaims * sizeof *claims);
     nclaims = lw_lab_nclaims;
+#ifdef _WIN32
+    /* The seeds describe Winsock: here a failed prediction contradicts the seed, and the
+     * `why` texts (which explain Linux) give way to the Windows reasons. */
+    for (size_t i = 0; claims && i < nclaims; i++) {
+      if (claims[i].if_not == LW_V_WINDOWS_ONLY)
+        claims[i].if_not = LW_V_CONTRADICTED;
+      claims[i].why = lw_lab_claim_why_win(claims[i].id);
+    }
+#endif
   }
   rs = calloc((size_t)sl.n + 1, sizeof *rs);
   if (!claims || !rs) {
@@ -292,9 +335,25 @@ int lw_lab_main(int argc, char **argv) {
     goto out;
   }
 
+#ifdef _WIN32
+  if (lw_w_is_wine()) {
+    const char *wv = lw_w_wine_version();
+    fprintf(json ? stderr : stdout,
+            "lastword lab: running under Wine: the TCP behaviour is the host's (Linux), "
+            "not Windows' (Wine %s). The verdicts below are not Windows facts; run "
+            "lastword.exe on real Windows for those.\n",
+            wv ? wv : "?");
+  }
+  fprintf(stderr, "lastword lab: %s: predictions about segments on the wire (FIN/RST "
+                  "seen) are not observed; the dead-peer scenarios (netns + nftables) are "
+                  "Linux-only and skipped; everything else runs on Winsock.\n",
+          LW_CAP_NONE);
+  if (!o.have_root) { /* always on Windows: no capture was even tried */
+#else
   if (!o.have_root) {
     fprintf(stderr, "lastword lab: not root: no packet capture and no network namespace; "
                     "the dead-peer scenarios are skipped, everything else runs.\n");
+#endif
   } else {
     o.capture_ok = lw_capture_probe(err, sizeof err);
     if (!o.capture_ok)
@@ -314,7 +373,7 @@ int lw_lab_main(int argc, char **argv) {
     fprintf(stderr, "lastword lab: --pcap ignored: no capture\n");
   }
 
-  int counts[5] = {0}, ran_claims = 0, total_sel = 0, done = 0;
+  int counts[LW_V__COUNT] = {0}, ran_claims = 0, total_sel = 0, done = 0;
   for (size_t i = 0; i < nclaims; i++) {
     int sel = !only || lw_in_list(only, claims[i].id);
     for (int k = 0; !sel && k < sl.n; k++)
@@ -353,6 +412,12 @@ int lw_lab_main(int argc, char **argv) {
   }
   if (ran_claims)
     lw_lab_report_summary(&o, counts, ran_claims);
+#ifdef _WIN32
+  if (ran_claims && !json)
+    printf("  %s; verdicts about packets on the wire need a capture.\n",
+           lw_w_is_wine() ? "under Wine: these are the host's (Linux) TCP facts, not Windows'"
+                          : "Windows (Winsock)");
+#endif
   if (!script && (!only || lw_in_list(only, "rstloss"))) {
     lw_progress(&o, 1, 1, "rstloss comparison");
     if (lw_lab_rstloss(&o) < 0)

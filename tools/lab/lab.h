@@ -136,6 +136,7 @@ typedef struct {
   long long sent[2]; /* bytes accepted by send() per side */
   int skipped;       /* whole scenario skipped (e.g. netns needs root) */
   int lab_error;     /* the lab itself failed (no socket, no listener) */
+  int diag_err;      /* errno of a failed socket-state query (state checks unknown) */
   char note[300];    /* skip reason or lab error */
   uint16_t port, cport;
 } lw_lab_result;
@@ -146,7 +147,10 @@ typedef enum {
   LW_V_WINDOWS_ONLY,
   LW_V_CONTRADICTED,
   LW_V_NOT_TESTABLE,
-  LW_V_SKIPPED
+  LW_V_SKIPPED,
+  LW_V_NEEDS_CAPTURE, /* every prediction that could be checked is on the wire, and
+                         nothing was captured (Windows without Npcap; Linux not root) */
+  LW_V__COUNT
 } lw_lab_verdict;
 
 typedef struct {
@@ -187,12 +191,16 @@ const char *lw_lab_errno_name(int e);
 extern const lw_lab_claim lw_lab_claims[];
 extern const size_t lw_lab_nclaims;
 extern const char lw_lab_builtin_script[];
+#ifdef _WIN32
+/* The reason shown for a claim on Windows (the `why` texts explain Linux), or NULL. */
+const char *lw_lab_claim_why_win(const char *id);
+#endif
 
 /* report.c */
 const char *lw_lab_verdict_name(lw_lab_verdict v);
 void lw_lab_report_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_verdict v,
                          const lw_lab_result *rs, int nr, const char *note);
-void lw_lab_report_summary(const lw_lab_opts *o, const int counts[5], int nclaims);
+void lw_lab_report_summary(const lw_lab_opts *o, const int counts[LW_V__COUNT], int nclaims);
 
 /* rstloss.c */
 int lw_lab_rstloss(const lw_lab_opts *o);

@@ -15,10 +15,10 @@
 
 #include <string.h>
 
-static const char *const lw_verdict_names[] = {"HOLDS", "WINDOWS-ONLY", "CONTRADICTED",
-                                               "NOT-TESTABLE", "SKIPPED"};
-static const char *const lw_verdict_colors[] = {"\033[1;32m", "\033[1;33m", "\033[1;31m",
-                                                "\033[1;36m", "\033[2m"};
+static const char *const lw_verdict_names[LW_V__COUNT] = {
+    "HOLDS", "WINDOWS-ONLY", "CONTRADICTED", "NOT-TESTABLE", "SKIPPED", "NEEDS-CAPTURE"};
+static const char *const lw_verdict_colors[LW_V__COUNT] = {
+    "\033[1;32m", "\033[1;33m", "\033[1;31m", "\033[1;36m", "\033[2m", "\033[1;35m"};
 
 const char *lw_lab_verdict_name(lw_lab_verdict v) { return lw_verdict_names[v]; }
 
@@ -266,21 +266,29 @@ void lw_lab_report_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ver
   fflush(o->out);
 }
 
-void lw_lab_report_summary(const lw_lab_opts *o, const int counts[5], int nclaims) {
+void lw_lab_report_summary(const lw_lab_opts *o, const int counts[LW_V__COUNT], int nclaims) {
   if (o->json) {
     fprintf(o->out,
             "{\"summary\":{\"claims\":%d,\"held\":%d,\"windows_only\":%d,"
-            "\"contradicted\":%d,\"not_testable\":%d,\"skipped\":%d}}\n",
-            nclaims, counts[0], counts[1], counts[2], counts[3], counts[4]);
+            "\"contradicted\":%d,\"not_testable\":%d,\"skipped\":%d,\"needs_capture\":%d}}\n",
+            nclaims, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
     return;
   }
   FILE *f = o->out;
   fprintf(f, "\n%sSummary%s (%d claims)\n", BOLD(o), RESET(o), nclaims);
   fprintf(f, "  ┌──────────────────────┬───────┐\n");
-  static const char *const labels[] = {"held", "Windows-only", "contradicted here",
-                                       "not testable here", "skipped"};
-  for (int i = 0; i < 5; i++)
+  static const char *const labels[LW_V__COUNT] = {
+      "held", "Windows-only", "contradicted here", "not testable here", "skipped",
+      "needs capture"};
+  for (int i = 0; i < LW_V__COUNT; i++) {
+#ifdef _WIN32
+    if (i == LW_V_WINDOWS_ONLY)
+      continue; /* on Windows a seed claim that fails is contradicted here */
+#endif
+    if (i == LW_V_NEEDS_CAPTURE && counts[i] == 0)
+      continue; /* only without a capture */
     fprintf(f, "  │ %s%-20s%s │ %5d │\n", C(o, lw_verdict_colors[i]), labels[i], RESET(o),
             counts[i]);
+  }
   fprintf(f, "  └──────────────────────┴───────┘\n");
 }

@@ -248,6 +248,7 @@ static void lw_rst_lib_accept(lw_listener *l, lw_conn *c, int status) {
   lw_listener_close(l); /* one connection is the whole workload */
 }
 
+#ifndef _WIN32
 static int lw_rst_server_respond(int lfd, uint16_t port, lw_rst_row *row) {
   (void)port;
   lw_rst_lib st = {0};
@@ -278,6 +279,7 @@ static int lw_rst_server_respond(int lfd, uint16_t port, lw_rst_row *row) {
            lw_reason_name(st.info.reason), (unsigned long long)st.info.bytes_acked, backend);
   return 0;
 }
+#endif
 
 static int lw_rst_run_row(lw_rst_server_fn fn, lw_rst_row *row) {
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -315,6 +317,51 @@ static int lw_rst_run_row(lw_rst_server_fn fn, lw_rst_row *row) {
   return 0;
 }
 
+#ifdef _WIN32
+/* Windows: the IOCP backend cannot adopt a listening socket (lw_listener_adopt), so the
+ * library row listens by itself (lw_listener_new on 127.0.0.1, port 0) and the same client
+ * connects to it. Same workload, same lw_close() with a 5 s deadline. */
+static int lw_rst_run_lib_row(lw_rst_row *row) {
+  lw_rst_lib st = {0};
+  lw_loop *loop = NULL;
+  lw_listener *l = NULL;
+  st.payload = malloc(LW_RST_RESPONSE);
+  if (!st.payload || lw_loop_new(&loop, NULL) < 0 ||
+      lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, lw_rst_lib_accept, &l) < 0) {
+    snprintf(row->note, sizeof row->note, "could not start a lastword loop");
+    if (loop)
+      lw_loop_close(loop);
+    free(st.payload);
+    return 0;
+  }
+  for (int i = 0; i < LW_RST_RESPONSE; i++)
+    st.payload[i] = (char)(i % 251);
+  lw_listener_set_data(l, &st);
+  lw_rst_client cl = {.port = (uint16_t)lw_listener_port(l)};
+  pthread_t t;
+  if (pthread_create(&t, NULL, lw_rst_client_thread, &cl) != 0) {
+    lw_listener_close(l);
+    lw_loop_close(loop);
+    free(st.payload);
+    return -1;
+  }
+  const char *backend = lw_loop_backend(loop);
+  lw_loop_run(loop, LW_RUN_DEFAULT); /* ends when the connection's on_close has run */
+  pthread_join(t, NULL);
+  lw_loop_close(loop);
+  free(st.payload);
+  row->ran = 1;
+  row->written = (long long)st.info.bytes_sent;
+  row->close_ms = (double)st.info.close_ms;
+  row->received = cl.received;
+  row->pattern_ok = cl.pattern_ok;
+  snprintf(row->ending, sizeof row->ending, "%s", cl.ending);
+  snprintf(row->note, sizeof row->note, "reason=%s acked=%llu backend=%s",
+           lw_reason_name(st.info.reason), (unsigned long long)st.info.bytes_acked, backend);
+  return 0;
+}
+#endif
+
 int lw_lab_rstloss(const lw_lab_opts *o) {
   struct {
     const char *label;
@@ -322,13 +369,26 @@ int lw_lab_rstloss(const lw_lab_opts *o) {
   } rows[] = {
       {"naive close()", lw_rst_server_naive},
       {"shutdown + drain + close()", lw_rst_server_graceful},
+#ifdef _WIN32
+      {"lw_close (liblastword)", NULL}, /* lw_rst_run_lib_row */
+#else
       {"lw_close (liblastword)", lw_rst_server_respond},
+#endif
   };
   enum { N = sizeof rows / sizeof rows[0] };
   lw_rst_row res[N];
   memset(res, 0, sizeof res);
   for (int i = 0; i < N; i++) {
     res[i].label = rows[i].label;
+#ifdef _WIN32
+    if (!rows[i].fn) {
+      if (lw_rst_run_lib_row(&res[i]) < 0) {
+        fprintf(stderr, "lastword lab: rstloss: cannot start a thread\n");
+        return -1;
+      }
+      continue;
+    }
+#endif
     if (lw_rst_run_row(rows[i].fn, &res[i]) < 0) {
       fprintf(stderr, "lastword lab: rstloss: cannot set up sockets: %s\n", strerror(errno));
       return -1;

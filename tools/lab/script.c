@@ -81,6 +81,12 @@ static const struct {
     {"ENETUNREACH", ENETUNREACH},
     {"EHOSTUNREACH", EHOSTUNREACH},
     {"ENOBUFS", ENOBUFS},
+    {"EADDRINUSE", EADDRINUSE},
+    {"EAFNOSUPPORT", EAFNOSUPPORT},
+    {"ENOPROTOOPT", ENOPROTOOPT},
+    {"EOPNOTSUPP", EOPNOTSUPP},
+    {"ECANCELED", ECANCELED},
+    {"EIO", EIO},
 };
 
 const char *lw_lab_errno_name(int e) {
