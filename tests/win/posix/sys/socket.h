@@ -1,2 +1,0 @@
-/* Windows build of the cmocka suite: see lwt_posix.h. */
-#include <lwt_posix.h>
