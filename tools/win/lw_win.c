@@ -156,6 +156,17 @@ static void lw_w_fionbio(int fd, int on) {
   ioctlsocket((SOCKET)fd, FIONBIO, &v);
 }
 
+/* A blocking call that ran out its SO_RCVTIMEO / SO_SNDTIMEO: Linux says EAGAIN, Winsock
+ * WSAETIMEDOUT (which otherwise means a dead peer: ETIMEDOUT). */
+static int lw_w_timeout_is_eagain(int fd, int opt, int e) {
+  DWORD to = 0;
+  int tl = (int)sizeof to;
+  if (e == WSAETIMEDOUT && getsockopt((SOCKET)fd, SOL_SOCKET, opt, (char *)&to, &tl) == 0 &&
+      to > 0)
+    return WSAEWOULDBLOCK;
+  return e;
+}
+
 ssize_t lw_w_send(int fd, const void *buf, size_t len, int flags) {
   if (len > 0x7fffffff)
     len = 0x7fffffff;
@@ -167,7 +178,7 @@ ssize_t lw_w_send(int fd, const void *buf, size_t len, int flags) {
   if (dw)
     lw_w_fionbio(fd, 0);
   if (n == SOCKET_ERROR) {
-    errno = lw_w_errno(e);
+    errno = lw_w_errno(lw_w_timeout_is_eagain(fd, SO_SNDTIMEO, e));
     return -1;
   }
   return n;
@@ -184,13 +195,7 @@ ssize_t lw_w_recv(int fd, void *buf, size_t len, int flags) {
   if (dw)
     lw_w_fionbio(fd, 0);
   if (n == SOCKET_ERROR) {
-    /* A blocking recv() that ran out its SO_RCVTIMEO: Linux says EAGAIN. */
-    DWORD to = 0;
-    int tl = (int)sizeof to;
-    if (e == WSAETIMEDOUT &&
-        getsockopt((SOCKET)fd, SOL_SOCKET, SO_RCVTIMEO, (char *)&to, &tl) == 0 && to > 0)
-      e = WSAEWOULDBLOCK;
-    errno = lw_w_errno(e);
+    errno = lw_w_errno(lw_w_timeout_is_eagain(fd, SO_RCVTIMEO, e));
     return -1;
   }
   return n;

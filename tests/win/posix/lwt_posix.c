@@ -1,133 +1,12 @@
-/* lwt_posix.c - the Winsock wrappers behind lwt_posix.h (Windows build of the cmocka
- * suite only). Every wrapper sets errno from WSAGetLastError() on failure. */
+/* lwt_posix.c - what lwt_posix.h adds for the Windows build of the cmocka suite: the
+ * process stubs and the table of single cases skipped here (the socket wrappers are
+ * tools/win/lw_win.c's). */
 #include "lwt_posix.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#undef socket
-#undef connect
-#undef send
-#undef recv
-#undef setsockopt
-#undef getsockopt
-#undef getsockname
-#undef shutdown
-#undef close
 #undef signal
-
-static void lwt_w_startup(void) {
-  static LONG done;
-  if (InterlockedCompareExchange(&done, 1, 0) == 0) {
-    WSADATA wd;
-    WSAStartup(MAKEWORD(2, 2), &wd); /* reference-counted; never cleaned up */
-  }
-}
-
-int lwt_w_errno(int wsa) {
-  switch (wsa) {
-  case WSAECONNRESET:
-    return ECONNRESET;
-  case WSAECONNABORTED:
-    return ECONNABORTED;
-  case WSAECONNREFUSED:
-    return ECONNREFUSED;
-  case WSAETIMEDOUT: /* a SO_RCVTIMEO/SO_SNDTIMEO timeout, as Linux's EAGAIN */
-  case WSAEWOULDBLOCK:
-    return EAGAIN;
-  case WSAEINTR:
-    return EINTR;
-  case WSAESHUTDOWN:
-    return EPIPE;
-  case WSAENOTCONN:
-    return ENOTCONN;
-  case WSAEADDRINUSE:
-    return EADDRINUSE;
-  case WSAEMFILE:
-    return EMFILE;
-  case WSAENOBUFS:
-    return ENOBUFS;
-  case WSAEINVAL:
-    return EINVAL;
-  case WSAENOTSOCK:
-    return EBADF;
-  default:
-    return EIO;
-  }
-}
-
-static int wfail(void) {
-  errno = lwt_w_errno(WSAGetLastError());
-  return -1;
-}
-
-int lwt_w_socket(int af, int type, int proto) {
-  lwt_w_startup();
-  SOCKET s = WSASocketW(af, type, proto, NULL, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-  if (s == INVALID_SOCKET)
-    return wfail();
-  return (int)s; /* socket handles fit in an int (Windows keeps them below 2^24) */
-}
-
-int lwt_w_connect(int fd, const struct sockaddr *sa, int len) {
-  return connect((SOCKET)fd, sa, len) == 0 ? 0 : wfail();
-}
-
-ssize_t lwt_w_send(int fd, const void *buf, size_t len, int flags) {
-  if (len > 0x7fffffff)
-    len = 0x7fffffff;
-  int n = send((SOCKET)fd, buf, (int)len, flags);
-  return n == SOCKET_ERROR ? wfail() : n;
-}
-
-ssize_t lwt_w_recv(int fd, void *buf, size_t len, int flags) {
-  if (len > 0x7fffffff)
-    len = 0x7fffffff;
-  u_long nb = 1;
-  if (flags & MSG_DONTWAIT)
-    ioctlsocket((SOCKET)fd, FIONBIO, &nb);
-  int n = recv((SOCKET)fd, buf, (int)len, flags & ~MSG_DONTWAIT);
-  int e = WSAGetLastError();
-  if (flags & MSG_DONTWAIT) {
-    nb = 0;
-    ioctlsocket((SOCKET)fd, FIONBIO, &nb);
-  }
-  if (n == SOCKET_ERROR) {
-    errno = lwt_w_errno(e);
-    return -1;
-  }
-  return n;
-}
-
-int lwt_w_setsockopt(int fd, int level, int name, const void *val, int len) {
-  if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO) &&
-      len == (int)sizeof(struct timeval)) {
-    const struct timeval *tv = val;
-    DWORD ms = (DWORD)(tv->tv_sec * 1000 + tv->tv_usec / 1000);
-    if (ms == 0 && tv->tv_usec > 0)
-      ms = 1;
-    return setsockopt((SOCKET)fd, level, name, (const char *)&ms, sizeof(ms)) == 0 ? 0 : wfail();
-  }
-  return setsockopt((SOCKET)fd, level, name, val, len) == 0 ? 0 : wfail();
-}
-
-int lwt_w_getsockopt(int fd, int level, int name, void *val, int *len) {
-  return getsockopt((SOCKET)fd, level, name, val, len) == 0 ? 0 : wfail();
-}
-
-int lwt_w_getsockname(int fd, struct sockaddr *sa, int *len) {
-  return getsockname((SOCKET)fd, sa, len) == 0 ? 0 : wfail();
-}
-
-int lwt_w_shutdown(int fd, int how) { return shutdown((SOCKET)fd, how) == 0 ? 0 : wfail(); }
-
-int lwt_w_close(int fd) {
-  if (closesocket((SOCKET)fd) == 0)
-    return 0;
-  if (WSAGetLastError() == WSAENOTSOCK)
-    return _close(fd); /* a CRT descriptor (a pipe) */
-  return wfail();
-}
 
 void (*lwt_w_signal(int sig, void (*h)(int)))(int) {
   if (sig == SIGPIPE)
@@ -169,10 +48,6 @@ static const struct {
      "descriptors, and IOCP completions carry their OVERLAPPED, not a number"},
 };
 
-int lwt_w_is_wine(void) {
-  HMODULE nt = GetModuleHandleA("ntdll.dll");
-  return nt && GetProcAddress(nt, "wine_get_version") != NULL;
-}
 
 #define NSKIPPER 8
 static const char *skipper_why[NSKIPPER];
@@ -180,7 +55,7 @@ static int nskipper;
 #define SKIPPER(i)                                                                             \
   static void skipper##i(void **state) {                                                       \
     (void)state;                                                                               \
-    print_message("SKIP on %s: %s\n", lwt_w_is_wine() ? "Wine" : "Windows", skipper_why[i]);  \
+    print_message("SKIP on %s: %s\n", lw_w_is_wine() ? "Wine" : "Windows", skipper_why[i]);  \
     skip();                                                                                    \
   }
 SKIPPER(0)
@@ -196,7 +71,7 @@ static const CMUnitTestFunction skippers[NSKIPPER] = {skipper0, skipper1, skippe
 
 CMUnitTestFunction lwt_w_unit(const char *name, CMUnitTestFunction f) {
   for (size_t i = 0; i < sizeof(skips) / sizeof(skips[0]); i++) {
-    if (strcmp(skips[i].test, name) != 0 || (skips[i].wine_only && !lwt_w_is_wine()))
+    if (strcmp(skips[i].test, name) != 0 || (skips[i].wine_only && !lw_w_is_wine()))
       continue;
     if (nskipper == NSKIPPER)
       return f;
