@@ -47,27 +47,34 @@ static void *lw_diag_table(int af, int *err) {
   return NULL;
 }
 
+/* One row of either table, if it is on `port` (0: any). */
+static void lw_diag_add(lw_diag_sock *out, int max, int *n, uint16_t port, int family,
+                        DWORD st, DWORD lport, DWORD rport, const void *la, const void *ra,
+                        size_t alen) {
+  uint16_t lp = ntohs((u_short)lport), rp = ntohs((u_short)rport);
+  if (port && lp != port && rp != port)
+    return;
+  if (*n < max) {
+    lw_diag_sock *s = &out[*n];
+    memset(s, 0, sizeof *s);
+    s->family = family;
+    s->state = lw_diag_state_from_mib(st);
+    s->lport = lp;
+    s->rport = st == MIB_TCP_STATE_LISTEN ? 0 : rp;
+    memcpy(&s->laddr, la, alen);
+    memcpy(&s->raddr, ra, alen);
+  }
+  (*n)++;
+}
+
 int lw_diag_query(int family, uint16_t port, lw_diag_sock *out, int max) {
   int n = 0, err = 0, ok = 0;
   if (family == AF_INET || family == AF_UNSPEC) {
     MIB_TCPTABLE *t = lw_diag_table(AF_INET, &err);
     for (DWORD i = 0; t && i < t->dwNumEntries; i++) {
       const MIB_TCPROW *row = &t->table[i];
-      DWORD st = (DWORD)row->dwState;
-      uint16_t lp = ntohs((u_short)row->dwLocalPort), rp = ntohs((u_short)row->dwRemotePort);
-      if (port && lp != port && rp != port)
-        continue;
-      if (n < max) {
-        lw_diag_sock *s = &out[n];
-        memset(s, 0, sizeof *s);
-        s->family = AF_INET;
-        s->state = lw_diag_state_from_mib(st);
-        s->lport = lp;
-        s->rport = st == MIB_TCP_STATE_LISTEN ? 0 : rp;
-        memcpy(&s->laddr, &row->dwLocalAddr, 4);
-        memcpy(&s->raddr, &row->dwRemoteAddr, 4);
-      }
-      n++;
+      lw_diag_add(out, max, &n, port, AF_INET, (DWORD)row->dwState, row->dwLocalPort,
+                  row->dwRemotePort, &row->dwLocalAddr, &row->dwRemoteAddr, 4);
     }
     ok |= t != NULL;
     free(t);
@@ -76,21 +83,8 @@ int lw_diag_query(int family, uint16_t port, lw_diag_sock *out, int max) {
     MIB_TCP6TABLE *t = lw_diag_table(AF_INET6, &err);
     for (DWORD i = 0; t && i < t->dwNumEntries; i++) {
       const MIB_TCP6ROW *row = &t->table[i];
-      DWORD st = (DWORD)row->State;
-      uint16_t lp = ntohs((u_short)row->dwLocalPort), rp = ntohs((u_short)row->dwRemotePort);
-      if (port && lp != port && rp != port)
-        continue;
-      if (n < max) {
-        lw_diag_sock *s = &out[n];
-        memset(s, 0, sizeof *s);
-        s->family = AF_INET6;
-        s->state = lw_diag_state_from_mib(st);
-        s->lport = lp;
-        s->rport = st == MIB_TCP_STATE_LISTEN ? 0 : rp;
-        memcpy(&s->laddr, &row->LocalAddr, 16);
-        memcpy(&s->raddr, &row->RemoteAddr, 16);
-      }
-      n++;
+      lw_diag_add(out, max, &n, port, AF_INET6, (DWORD)row->State, row->dwLocalPort,
+                  row->dwRemotePort, &row->LocalAddr, &row->RemoteAddr, 16);
     }
     ok |= t != NULL;
     free(t);
