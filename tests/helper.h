@@ -17,6 +17,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* Whether this OS tells, in every TCP state, how many bytes the peer acknowledged:
+ * Linux yes (SIOCOUTQ, TCP_INFO); Windows with SIO_TCP_INFO; Wine 8 no, only once a
+ * connection is finished (src/win/README.md). Assertions on bytes_acked / acked_known
+ * in states before that are made only where it can (tests/win/posix sets it). */
+#ifndef LWT_ACKS_KNOWN
+#define LWT_ACKS_KNOWN 1
+#endif
+
 /* ---- the raw peer (a client on blocking sockets, in its own thread) ---- */
 typedef struct lwt_peer {
   /* what to do */

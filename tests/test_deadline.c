@@ -68,8 +68,10 @@ static void test_reads_all_never_fins(void **state) {
   assert_int_equal(s.last.rst, 1);
   assert_true(s.last.close_ms >= 640 && s.last.close_ms <= 960);
   assert_int_equal(s.last.bytes_sent, s.bytes);
-  assert_true(s.last.acked_known);
-  assert_int_equal(s.last.bytes_acked, s.last.bytes_sent);
+  if (LWT_ACKS_KNOWN) { /* the peer read all and holds its FIN: FIN_WAIT_2 */
+    assert_true(s.last.acked_known);
+    assert_int_equal(s.last.bytes_acked, s.last.bytes_sent);
+  }
   assert_int_equal(s.last.unsent_discarded, 0);
   assert_int_equal(s.write_ok, 1);
   assert_int_equal(lwt_fd_count(), fds);

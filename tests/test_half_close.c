@@ -32,7 +32,8 @@ static void test_client_half_close(void **state) {
     assert_int_equal(s.last.reason, LW_REASON_GRACEFUL);
     assert_int_equal(s.last.initiator, LW_INITIATOR_LOCAL);
   }
-  assert_int_equal(s.last.bytes_acked, s.bytes);
+  if (LWT_ACKS_KNOWN)
+    assert_int_equal(s.last.bytes_acked, s.bytes);
   assert_int_equal(lwt_fd_count(), fds);
 }
 

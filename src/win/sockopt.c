@@ -536,6 +536,35 @@ static int table_state(SOCKET s) {
   return state;
 }
 
+/* Without SIO_TCP_INFO, the one state that can be told in O(1): a socket no longer
+ * connected, with no error pending, is one whose connection the stack finished (after
+ * LAST_ACK; under Wine, whose sockets are Linux's, also once the peer's FIN came in
+ * FIN_WAIT_2). A reset that came in while no receive was pending looks the same. */
+static int finished_state(SOCKET s) {
+  struct sockaddr_storage ra;
+  int rl = sizeof(ra);
+  if (getpeername(s, (struct sockaddr *)&ra, &rl) == 0)
+    return -1;
+  int err = 0, len = sizeof(err);
+  if (WSAGetLastError() == WSAENOTCONN &&
+      getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&err, &len) == 0 && err == 0)
+    return LW__TCP_CLOSE;
+  return -1;
+}
+
+/* Wine builds the TCP table by parsing /proc/net/tcp: seconds per read on a host with
+ * 100,000 sockets in TIME_WAIT (a load test just before, on the same machine), several
+ * reads per close. Under Wine only finished_state is used (acked_known is then 0 more
+ * often: the suite's cases that assert it are skipped there, tests/win). */
+static int under_wine(void) {
+  static int w = -1;
+  if (w < 0) {
+    HMODULE nt = GetModuleHandleA("ntdll.dll");
+    w = nt && GetProcAddress(nt, "wine_get_version") != NULL;
+  }
+  return w;
+}
+
 static int tcp_info_v0(SOCKET s, TCP_INFO_v0 *ti) {
   DWORD ver = 0, got = 0;
   memset(ti, 0, sizeof(*ti));
@@ -559,7 +588,7 @@ void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
     }
     return;
   }
-  s->state = table_state(SOCK(fd));
+  s->state = under_wine() ? finished_state(SOCK(fd)) : table_state(SOCK(fd));
 }
 
 /* 0 only when the stack proves that everything (our FIN included) is acknowledged;
