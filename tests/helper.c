@@ -198,7 +198,13 @@ static void srv_read(lw_conn *c, long nread, const char *buf) {
     if (buf[i] != '\n')
       continue;
     lw_conn_read_stop(c);
-    int r = lw_conn_write(c, s->payload, s->bytes, srv_written, s);
+    int r = 0;
+    size_t chunk = s->write_chunk ? s->write_chunk : s->bytes;
+    for (size_t off = 0; off < s->bytes && (r == 0 || r == 1); off += chunk) {
+      size_t n = LWT_MIN(chunk, s->bytes - off);
+      int last = off + n == s->bytes; /* one callback: write_ok counts responses */
+      r = lw_conn_write(c, s->payload + off, n, last ? srv_written : NULL, s);
+    }
     assert_true(r == 0 || r == 1);
     if (s->close_mode == LWT_CLOSE_GRACEFUL) {
       /* EALREADY: the first write already met the peer's RST and ended it. */

@@ -21,6 +21,8 @@
  * Linux yes (SIOCOUTQ, TCP_INFO); Windows with SIO_TCP_INFO; Wine 8 no, only once a
  * connection is finished (src/win/README.md). Assertions on bytes_acked / acked_known
  * in states before that are made only where it can (tests/win/posix sets it). */
+#define LWT_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 #ifndef LWT_ACKS_KNOWN
 #define LWT_ACKS_KNOWN 1
 #endif
@@ -58,6 +60,7 @@ typedef struct lwt_server {
   int port;
   size_t bytes;
   char *payload;
+  size_t write_chunk; /* 0: the response in one lw_conn_write; else in writes of this size */
   int close_mode;
   uint32_t deadline_ms;
   lw_conn_options opts;

@@ -102,7 +102,42 @@ static void test_backpressure(void **state) {
   free(st.buf);
 }
 
+/* Thousands of small writes queued in one callback, then lw_close: every byte must leave
+ * and the close must end gracefully, however many sendmsg rounds the queue takes (a
+ * readiness backend bounds the rounds per wakeup; what is left must not wait for an
+ * event that never comes). */
+static void test_many_small_writes_then_close(void **state) {
+  (void)state;
+  int fds = lwt_fd_count();
+  lwt_server s = {0};
+  lwt_peer p = {0};
+  s.bytes = 5000 * 10;
+  s.write_chunk = 10;
+  s.close_mode = LWT_CLOSE_GRACEFUL;
+  s.deadline_ms = 5000;
+  lwt_server_start(&s, "127.0.0.1");
+  p.port = s.port;
+  lwt_peer_start(&p);
+  lwt_run_until(s.loop, &p.done, &s.closes, 1, 10000);
+  lwt_peer_join(&p);
+  lwt_server_stop(&s);
+  print_message("5000 writes of 10 B, then lw_close: client got %zu/%zu, server %s, sent %llu\n",
+                p.received, s.bytes, lw_reason_name(s.last.reason),
+                (unsigned long long)s.last.bytes_sent);
+  assert_int_equal(p.received, s.bytes);
+  assert_true(p.pattern_ok);
+  assert_int_equal(p.end_err, 0);
+  assert_int_equal(s.last.bytes_queued, s.bytes);
+  assert_int_equal(s.last.bytes_sent, s.bytes);
+  assert_int_equal(s.last.rst, 0);
+  assert_true(s.last.reason == LW_REASON_GRACEFUL ||
+              s.last.reason == LW_REASON_PEER_CLOSED_FIRST);
+  assert_int_equal(s.write_ok, 1);
+  assert_int_equal(lwt_fd_count(), fds);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_backpressure)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_backpressure),
+                                     cmocka_unit_test(test_many_small_writes_then_close)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

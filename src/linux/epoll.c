@@ -106,6 +106,14 @@ static void ep_do_write(lw_conn *c) {
     }
     lw__conn_write_done(c, w);
   }
+  /* The rounds are bounded so one connection cannot hold the loop; if bytes are left
+   * although the socket took everything offered (thousands of small writes queued in
+   * one callback), nothing else would come back for them: ask for EPOLLOUT, which is
+   * level-triggered and reports at once while there is room. */
+  if (!c->detached && lw__conn_wants_write(c) && !c->io.wblocked) {
+    c->io.wblocked = 1;
+    ep_set(c->loop, &c->io, c->io.registered | EPOLLOUT);
+  }
 }
 
 static uint32_t ep_conn_want(const lw_conn *c) {
