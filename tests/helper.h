@@ -23,6 +23,12 @@
  * in states before that are made only where it can (tests/win/posix sets it). */
 #define LWT_MIN(a, b) ((a) < (b) ? (a) : (b))
 
+/* Whether a raw peer's blocking recv() always reports a reset as ECONNRESET: Wine now
+ * and then returns 0 instead (src/win/README.md); there an RST may read as EOF. */
+#ifndef LWT_RST_RELIABLE
+#define LWT_RST_RELIABLE 1
+#endif
+
 #ifndef LWT_ACKS_KNOWN
 #define LWT_ACKS_KNOWN 1
 #endif

@@ -81,3 +81,8 @@ void wt_join(HANDLE h, DWORD limit_ms) {
 }
 
 const char *wt_reason(const lw_close_info *in) { return lw_reason_name(in->reason); }
+
+int wt_is_wine(void) {
+  HMODULE nt = GetModuleHandleA("ntdll.dll");
+  return nt && GetProcAddress(nt, "wine_get_version") != NULL;
+}

@@ -41,4 +41,6 @@ long long wt_read_all(SOCKET s, int *err);
 HANDLE wt_thread(DWORD(WINAPI *fn)(void *), void *arg);
 void wt_join(HANDLE h, DWORD limit_ms);
 const char *wt_reason(const lw_close_info *in);
+/* 1 under Wine (ntdll exports wine_get_version). */
+int wt_is_wine(void);
 #endif

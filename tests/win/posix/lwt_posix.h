@@ -25,6 +25,7 @@
 #endif
 /* tests/helper.h: acknowledged-byte counts in every state need SIO_TCP_INFO. */
 #define LWT_ACKS_KNOWN (!lw_w_is_wine())
+#define LWT_RST_RELIABLE (!lw_w_is_wine())
 #define PR_SET_PDEATHSIG 1
 #define CLONE_NEWNET 0x40000000
 #ifndef WNOHANG
