@@ -83,7 +83,7 @@ void lw__cs_init(lw__cs *m, int allow_half_close);
 unsigned lw__cs_step(lw__cs *m, lw__cs_event ev, int arg, int *result);
 
 /* What the application may do in a state. */
-int lw__cs_write_status(const lw__cs *m);   /* 0, LW_ESHUTDOWN or LW_ECLOSING */
+int lw__cs_write_status(const lw__cs *m); /* 0, LW_ESHUTDOWN or LW_ECLOSING */
 /* Input goes to the read callback (inline: asked on every read and update). */
 static inline int lw__cs_delivers_input(const lw__cs *m) {
   return m->state == LW__CS_OPEN || m->state == LW__CS_SHUT_PENDING ||

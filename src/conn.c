@@ -108,9 +108,7 @@ void lw__opts_unref(lw__opts *o) {
     free(o);
 }
 
-static lw__opts *conn_opts(const lw_conn *c) {
-  return LW__CONTAINER_OF(c->opts, lw__opts, o);
-}
+static lw__opts *conn_opts(const lw_conn *c) { return LW__CONTAINER_OF(c->opts, lw__opts, o); }
 
 /* Takes a reference on opts. */
 static lw_conn *conn_new(lw_loop *loop, int fd, lw__opts *opts) {
@@ -351,10 +349,9 @@ static void live_fire(lw_conn *c) {
       /* Where the OS cannot count unacknowledged bytes (outq < 0: Windows without
        * SIO_TCP_INFO, Wine), progress is what the kernel keeps taking from our
        * queue: weaker, but a peer that reads is never mistaken for a stalled one. */
-      uint64_t acked = outq < 0 ? c->bytes_sent
-                       : c->bytes_sent >= (uint64_t)outq
-                           ? c->bytes_sent - (uint64_t)outq
-                           : c->u.live.stall_acked;
+      uint64_t acked = outq < 0                          ? c->bytes_sent
+                       : c->bytes_sent >= (uint64_t)outq ? c->bytes_sent - (uint64_t)outq
+                                                         : c->u.live.stall_acked;
       if (acked > c->u.live.stall_acked) {
         c->u.live.stall_acked = acked;
         c->u.live.stall_since = now;

@@ -223,7 +223,7 @@ struct lw_conn {
   lw__list node;  /* in loop->pending, or (once in_endgame) in loop->endgame */
   size_t wq_bytes;
   uint32_t read_size;
-  uint32_t deadline_ms; /* the close deadline in force */
+  uint32_t deadline_ms;    /* the close deadline in force */
   unsigned reading : 1;    /* the application wants input */
   unsigned discarding : 1; /* lingering close: read and throw away */
   unsigned connecting : 1;
@@ -261,7 +261,7 @@ struct lw_conn {
     uint64_t close_start;    /* close_begun: loop time when the close began */
   } t0;
   union {
-    struct { /* while the fd is open */
+    struct {                /* while the fd is open */
       uint64_t last_io;     /* loop time of the last byte read or written */
       uint64_t stall_since; /* loop time of the last progress of the peer's ACKs */
       uint64_t stall_acked; /* bytes acknowledged at stall_since (sent - SIOCOUTQ) */

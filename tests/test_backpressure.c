@@ -121,9 +121,10 @@ static void test_many_small_writes_then_close(void **state) {
   lwt_run_until(s.loop, &p.done, &s.closes, 1, 10000);
   lwt_peer_join(&p);
   lwt_server_stop(&s);
-  print_message("5000 writes of 10 B, then lw_close: client got %zu/%zu, server %s, sent %llu\n",
-                p.received, s.bytes, lw_reason_name(s.last.reason),
-                (unsigned long long)s.last.bytes_sent);
+  print_message(
+      "5000 writes of 10 B, then lw_close: client got %zu/%zu, server %s, sent %llu\n",
+      p.received, s.bytes, lw_reason_name(s.last.reason),
+      (unsigned long long)s.last.bytes_sent);
   assert_int_equal(p.received, s.bytes);
   assert_true(p.pattern_ok);
   assert_int_equal(p.end_err, 0);

@@ -37,8 +37,8 @@
 
 #include <string.h>
 
-static int answer;           /* phase 2: the server answers "pong <i>\n" */
-static int n_conns;          /* connections in the current phase */
+static int answer;  /* phase 2: the server answers "pong <i>\n" */
+static int n_conns; /* connections in the current phase */
 static int srv_closes, srv_bad, srv_lines, srv_eofs, srv_shutdown_send, srv_other;
 static volatile LONG client_done;
 int wt_done(void) { return client_done && srv_closes == n_conns; }
@@ -215,17 +215,17 @@ int main(int argc, char **argv) {
   run_phase(n, 0, &r, &st, &ms);
   printf("phase 1: %d connections in %lu ms, client->server only: lines %d (bad %d), "
          "server EOFs %d closes %d (other %d), clients clean EOF %d errors %d\n",
-         n, (unsigned long)ms, srv_lines, srv_bad, srv_eofs, srv_closes, srv_other,
-         r.eof_clean, r.errors);
+         n, (unsigned long)ms, srv_lines, srv_bad, srv_eofs, srv_closes, srv_other, r.eof_clean,
+         r.errors);
   CHECK_EQ(srv_lines, n);
   CHECK_EQ(srv_bad, 0);
   CHECK_EQ(srv_eofs, n);
   CHECK_EQ(srv_closes, n);
-  CHECK_EQ(srv_other, 0);        /* every close: peer-closed-first, no RST */
+  CHECK_EQ(srv_other, 0); /* every close: peer-closed-first, no RST */
   CHECK_EQ(srv_shutdown_send, 0);
-  CHECK_EQ(r.eof_clean, n);      /* every client: the server's FIN, clean */
+  CHECK_EQ(r.eof_clean, n); /* every client: the server's FIN, clean */
   CHECK_EQ(r.errors, 0);
-  CHECK(st.pool_peak <= 8);      /* the bound held */
+  CHECK(st.pool_peak <= 8); /* the bound held */
   CHECK(st.pool_peak >= 1);
   CHECK(st.sockets_reused >= (uint64_t)n - 16); /* recycled sockets did the serving */
   CHECK(st.sockets_created <= 16 + st.disconnects_failed);

@@ -344,9 +344,10 @@ int lw_lab_main(int argc, char **argv) {
             "lastword.exe on real Windows for those.\n",
             wv ? wv : "?");
   }
-  fprintf(stderr, "lastword lab: %s: predictions about segments on the wire (FIN/RST "
-                  "seen) are not observed; the dead-peer scenarios (netns + nftables) are "
-                  "Linux-only and skipped; everything else runs on Winsock.\n",
+  fprintf(stderr,
+          "lastword lab: %s: predictions about segments on the wire (FIN/RST "
+          "seen) are not observed; the dead-peer scenarios (netns + nftables) are "
+          "Linux-only and skipped; everything else runs on Winsock.\n",
           LW_CAP_NONE);
   if (!o.have_root) { /* always on Windows: no capture was even tried */
 #else

@@ -278,8 +278,8 @@ void lw_lab_report_summary(const lw_lab_opts *o, const int counts[LW_V__COUNT], 
   fprintf(f, "\n%sSummary%s (%d claims)\n", BOLD(o), RESET(o), nclaims);
   fprintf(f, "  ┌──────────────────────┬───────┐\n");
   static const char *const labels[LW_V__COUNT] = {
-      "held", "Windows-only", "contradicted here", "not testable here", "skipped",
-      "needs capture"};
+      "held",    "Windows-only", "contradicted here", "not testable here",
+      "skipped", "needs capture"};
   for (int i = 0; i < LW_V__COUNT; i++) {
 #ifdef _WIN32
     if (i == LW_V_WINDOWS_ONLY)

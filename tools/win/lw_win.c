@@ -90,9 +90,7 @@ static int lw_w_fail(void) {
 
 /* What fcntl(F_SETFL, O_NONBLOCK) asked for each socket (Winsock cannot report FIONBIO). */
 #define LW_W_NB_MAX 256
-static struct {
-  int fd, nb;
-} lw_w_nb[LW_W_NB_MAX];
+static struct { int fd, nb; } lw_w_nb[LW_W_NB_MAX];
 static SRWLOCK lw_w_nb_lock = SRWLOCK_INIT;
 
 static int lw_w_nb_get(int fd) {
@@ -125,7 +123,8 @@ static void lw_w_nb_set(int fd, int nb) {
 
 int lw_w_socket(int af, int type, int proto) {
   lw_w_startup();
-  SOCKET s = WSASocketW(af, type, proto, NULL, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+  SOCKET s =
+      WSASocketW(af, type, proto, NULL, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
   if (s == INVALID_SOCKET)
     return lw_w_fail();
   lw_w_nb_set((int)s, 0); /* a reused handle value starts blocking */
@@ -145,7 +144,9 @@ int lw_w_bind(int fd, const struct sockaddr *sa, int len) {
   return bind((SOCKET)fd, sa, len) == 0 ? 0 : lw_w_fail();
 }
 
-int lw_w_listen(int fd, int backlog) { return listen((SOCKET)fd, backlog) == 0 ? 0 : lw_w_fail(); }
+int lw_w_listen(int fd, int backlog) {
+  return listen((SOCKET)fd, backlog) == 0 ? 0 : lw_w_fail();
+}
 
 int lw_w_connect(int fd, const struct sockaddr *sa, int len) {
   return connect((SOCKET)fd, sa, len) == 0 ? 0 : lw_w_fail();
@@ -208,8 +209,9 @@ int lw_w_setsockopt(int fd, int level, int name, const void *val, int len) {
     DWORD ms = (DWORD)(tv->tv_sec * 1000 + tv->tv_usec / 1000);
     if (ms == 0 && tv->tv_usec > 0)
       ms = 1;
-    return setsockopt((SOCKET)fd, level, name, (const char *)&ms, sizeof(ms)) == 0 ? 0
-                                                                                 : lw_w_fail();
+    return setsockopt((SOCKET)fd, level, name, (const char *)&ms, sizeof(ms)) == 0
+               ? 0
+               : lw_w_fail();
   }
   return setsockopt((SOCKET)fd, level, name, val, len) == 0 ? 0 : lw_w_fail();
 }

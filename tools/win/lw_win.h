@@ -90,8 +90,8 @@ int lw_w_close(int fd);
 int lw_w_close_final(int fd); /* cleanup: a close that WOULDBLOCKs is retried blocking */
 int lw_w_fcntl(int fd, int cmd, ...);
 int lw_w_poll(struct pollfd *p, unsigned long n, int timeout_ms);
-int lw_w_errno(int wsa);     /* WSA error -> errno */
-int lw_w_is_wine(void);      /* 1 under Wine (ntdll exports wine_get_version) */
+int lw_w_errno(int wsa); /* WSA error -> errno */
+int lw_w_is_wine(void);  /* 1 under Wine (ntdll exports wine_get_version) */
 const char *lw_w_wine_version(void);
 int lw_w_setenv(const char *name, const char *value, int overwrite);
 

@@ -13,10 +13,19 @@
 
 /* MIB_TCP_STATE_* (1 CLOSED .. 12 DELETE_TCB) -> Linux TCP_* numbers. */
 static int lw_diag_state_from_mib(DWORD st) {
-  static const int map[] = {-1, 7 /* CLOSED: CLOSE */, 10 /* LISTEN */, 2 /* SYN_SENT */,
-                            3 /* SYN_RCVD */, 1 /* ESTAB */, 4 /* FIN_WAIT1 */,
-                            5 /* FIN_WAIT2 */, 8 /* CLOSE_WAIT */, 11 /* CLOSING */,
-                            9 /* LAST_ACK */, 6 /* TIME_WAIT */, 7 /* DELETE_TCB: CLOSE */};
+  static const int map[] = {-1,
+                            7 /* CLOSED: CLOSE */,
+                            10 /* LISTEN */,
+                            2 /* SYN_SENT */,
+                            3 /* SYN_RCVD */,
+                            1 /* ESTAB */,
+                            4 /* FIN_WAIT1 */,
+                            5 /* FIN_WAIT2 */,
+                            8 /* CLOSE_WAIT */,
+                            11 /* CLOSING */,
+                            9 /* LAST_ACK */,
+                            6 /* TIME_WAIT */,
+                            7 /* DELETE_TCB: CLOSE */};
   return st < sizeof map / sizeof map[0] ? map[st] : 0;
 }
 
@@ -48,9 +57,8 @@ static void *lw_diag_table(int af, int *err) {
 }
 
 /* One row of either table, if it is on `port` (0: any). */
-static void lw_diag_add(lw_diag_sock *out, int max, int *n, uint16_t port, int family,
-                        DWORD st, DWORD lport, DWORD rport, const void *la, const void *ra,
-                        size_t alen) {
+static void lw_diag_add(lw_diag_sock *out, int max, int *n, uint16_t port, int family, DWORD st,
+                        DWORD lport, DWORD rport, const void *la, const void *ra, size_t alen) {
   uint16_t lp = ntohs((u_short)lport), rp = ntohs((u_short)rport);
   if (port && lp != port && rp != port)
     return;

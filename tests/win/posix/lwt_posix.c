@@ -48,14 +48,13 @@ static const struct {
      "descriptors, and IOCP completions carry their OVERLAPPED, not a number"},
 };
 
-
 #define NSKIPPER 8
 static const char *skipper_why[NSKIPPER];
 static int nskipper;
 #define SKIPPER(i)                                                                             \
   static void skipper##i(void **state) {                                                       \
     (void)state;                                                                               \
-    print_message("SKIP on %s: %s\n", lw_w_is_wine() ? "Wine" : "Windows", skipper_why[i]);  \
+    print_message("SKIP on %s: %s\n", lw_w_is_wine() ? "Wine" : "Windows", skipper_why[i]);    \
     skip();                                                                                    \
   }
 SKIPPER(0)
@@ -67,7 +66,7 @@ SKIPPER(5)
 SKIPPER(6)
 SKIPPER(7)
 static const CMUnitTestFunction skippers[NSKIPPER] = {skipper0, skipper1, skipper2, skipper3,
-                                                     skipper4, skipper5, skipper6, skipper7};
+                                                      skipper4, skipper5, skipper6, skipper7};
 
 CMUnitTestFunction lwt_w_unit(const char *name, CMUnitTestFunction f) {
   for (size_t i = 0; i < sizeof(skips) / sizeof(skips[0]); i++) {

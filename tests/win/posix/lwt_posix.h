@@ -57,6 +57,7 @@ unsigned lwt_w_alarm(unsigned s);
 #include <cmocka.h>
 CMUnitTestFunction lwt_w_unit(const char *name, CMUnitTestFunction f);
 #undef cmocka_unit_test
-#define cmocka_unit_test(f) {#f, lwt_w_unit(#f, f), NULL, NULL, NULL}
+#define cmocka_unit_test(f)                                                                    \
+  { #f, lwt_w_unit(#f, f), NULL, NULL, NULL }
 #endif
 #endif
