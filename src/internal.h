@@ -308,6 +308,9 @@ int lw__sock_nonblock_cloexec(int fd);
  * just detached, the IOCP backend's close: at once for an abort (SO_LINGER{1,0} set),
  * else after the cancelled WSARecv completes (src/win/iocp.c, libuv #3034). */
 int lw__sock_close(int fd);
+/* One non-blocking send (MSG_NOSIGNAL): bytes taken, 0 if none could be (EAGAIN,
+ * EINTR), or an LW_E code. The try_write of the readiness and io_uring backends. */
+ssize_t lw__sock_send_now(int fd, const void *buf, size_t len);
 int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port);
 /* SO_ACCEPTCONN + SOCK_STREAM, made non-blocking; *port from getsockname. */
 int lw__sock_check_listening(int fd, int *port);

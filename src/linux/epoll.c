@@ -153,12 +153,7 @@ static void ep_conn_update(lw_conn *c) {
 static ssize_t ep_try_write(lw_conn *c, const void *buf, size_t len) {
   if (c->io.wblocked)
     return 0;
-  ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
-               ? 0
-               : lw__err_from_errno(errno);
-  return n;
+  return lw__sock_send_now(c->io.fd, buf, len);
 }
 
 static int ep_conn_open(lw_conn *c) {

@@ -81,6 +81,15 @@ uint64_t lw__now_ms(void) {
 
 int lw__sock_close(int fd) { return close(fd); }
 
+ssize_t lw__sock_send_now(int fd, const void *buf, size_t len) {
+  ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+               ? 0
+               : lw__err_from_errno(errno);
+  return n;
+}
+
 int lw__sock_nonblock_cloexec(int fd) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)

@@ -361,12 +361,7 @@ static void ur_conn_detach(lw_conn *c) {
 static ssize_t ur_try_write(lw_conn *c, const void *buf, size_t len) {
   if (urc(c)->send_inflight)
     return 0;
-  ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
-               ? 0
-               : lw__err_from_errno(errno);
-  return n;
+  return lw__sock_send_now(c->io.fd, buf, len);
 }
 
 /* The end of every connection completion: one op fewer in flight, then either the
