@@ -108,6 +108,12 @@ void lw__opts_unref(lw__opts *o) {
     free(o);
 }
 
+/* Input a completion backend holds for a connection whose reading is stopped (the rule
+ * at lw__backend.held_input): unread input, as the kernel's queue is. */
+static size_t held_input(const lw_conn *c) {
+  return c->loop->backend->held_input && !c->detached ? c->loop->backend->held_input(c) : 0;
+}
+
 static lw__opts *conn_opts(const lw_conn *c) { return LW__CONTAINER_OF(c->opts, lw__opts, o); }
 
 /* Takes a reference on opts. */
@@ -716,8 +722,10 @@ static void cancel_writes(lw_conn *c) {
 }
 
 /* Everything the kernel can tell us, read while the fd still exists. Ends the use of
- * c->u.live: from here on c->u.end holds the results. */
-static void final_snapshot(lw_conn *c, int resetting) {
+ * c->u.live: from here on c->u.end holds the results. Returns 1 when the close must be
+ * made an RST although the state machine asked for a plain close(): input the backend
+ * holds (held_input) would have made the kernel send one, had it stayed there (B13). */
+static int final_snapshot(lw_conn *c, int resetting) {
   int fd = c->io.fd;
   uint64_t acked = 0, silent = 0;
   if (!resetting && c->acked_clean && c->eof_seen && c->sm.state == LW__CS_CLOSING &&
@@ -734,12 +742,18 @@ static void final_snapshot(lw_conn *c, int resetting) {
     c->u.end.cancelled = 0;
     c->u.end.peer_silent_ms = 0;
     c->u.end.close_ms = 0;
-    return;
+    return 0;
   }
   lw__tcp_snapshot s;
   lw__sock_snapshot(fd, &s);
   long outq = lw__sock_outq(fd);
   long inq = lw__sock_inq(fd);
+  size_t held = held_input(c);
+  int force_rst = 0;
+  if (held > 0) {
+    force_rst = !resetting && inq <= 0 && s.state != LW__TCP_CLOSE;
+    inq = (inq > 0 ? inq : 0) + (long)held;
+  }
   if (outq == 0 && s.state != LW__TCP_CLOSE) {
     /* Nothing left unacknowledged on a socket that did not die: exact. */
     acked = c->bytes_sent;
@@ -777,6 +791,7 @@ static void final_snapshot(lw_conn *c, int resetting) {
   c->u.end.cancelled = 0;
   c->u.end.peer_silent_ms = (uint32_t)sat_u32(silent);
   c->u.end.close_ms = 0;
+  return force_rst;
 }
 
 static void close_fd(lw_conn *c, int reset) {
@@ -785,7 +800,8 @@ static void close_fd(lw_conn *c, int reset) {
    * take time: the TCP table read of final_snapshot without SIO_TCP_INFO, and a
    * completion backend's wait for cancelled operations, which on_close waits for). */
   uint64_t ms = c->close_begun ? c->loop->now - c->t0.close_start : 0;
-  final_snapshot(c, reset);
+  if (final_snapshot(c, reset))
+    reset = 1;
   c->u.end.close_ms = (uint32_t)sat_u32(ms);
   c->loop->backend->conn_detach(c);
   c->detached = 1;
@@ -952,7 +968,7 @@ static int first_byte_check(lw_conn *c, uint64_t *next) {
     return 0;
   }
   c->t0.first_byte_due = 0;
-  if (lw__sock_inq(c->io.fd) > 0)
+  if (lw__sock_inq(c->io.fd) > 0 || held_input(c) > 0)
     return 0; /* sent, not read yet (the application stopped reading) */
   conn_event(c, LW__CE_TIMEOUT, LW_REASON_FIRST_BYTE_TIMEOUT);
   return 1;

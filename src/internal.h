@@ -158,6 +158,17 @@ typedef struct lw__backend {
   /* Optional (NULL: unsupported): send now, without queueing, when nothing is queued or
    * in flight. Returns bytes taken (0 if none could be), or an LW_E code. */
   ssize_t (*try_write)(lw_conn *c, const void *buf, size_t len);
+  /* Optional (NULL: holds none). Input bytes the backend has taken from the kernel but
+   * not delivered: a receive that completed after lw_conn_read_stop (io_uring's stash,
+   * an IOCP WSARecv buffer). THE RULE, for every backend: while reading is stopped, any
+   * result of a receive -- data or the peer's FIN -- is held by the backend and
+   * delivered only after lw_conn_read_start (or discarded by a lingering close); and
+   * held bytes are unread input exactly as the kernel's receive queue is: the core adds
+   * them to SIOCINQ for lw_abort's and lw_close_naive's unread_discarded, makes a naive
+   * close an RST when any are held (the kernel would, had they stayed there: B13), and
+   * counts them as the peer having spoken for first_byte_timeout_ms. A readiness
+   * backend (epoll) never reads unless asked, so it holds nothing. */
+  size_t (*held_input)(const lw_conn *c);
   /* Optional (NULL: LW_ENOSYS): lw_loop_set_socket_reuse. */
   int (*set_socket_reuse)(lw_loop *loop, unsigned max_sockets);
 } lw__backend;
