@@ -607,10 +607,10 @@ void lw__conn_run_pending(lw_conn *c) {
   }
   /* A2: after a close, a completion backend may still have a send in flight that
    * reads these buffers. Their callbacks (which may free them) wait until the backend
-   * has reaped its last completion for this connection; the endgame runs them. */
-  if (c->detached && !c->ops_done)
-    return;
-  while (!lw__list_empty(&c->wdone)) {
+   * has reaped its last completion for this connection; the endgame runs them. Asked
+   * before EVERY callback, not once: a write callback that aborts the connection turns
+   * the writes after it into cancelled ones whose buffers the kernel may still read. */
+  while (!lw__list_empty(&c->wdone) && !(c->detached && !c->ops_done)) {
     lw__wreq *w = LW__CONTAINER_OF(c->wdone.next, lw__wreq, node);
     lw__list_remove(&w->node);
     lw_write_cb cb = w->cb;
@@ -809,7 +809,10 @@ static void close_fd(lw_conn *c, int reset) {
   c->discarding = 0;
   if (reset)
     lw__sock_set_linger0(c->io.fd);
-  lw__sock_close(c->io.fd); /* IOCP: may wait for the cancelled WSARecv (src/win) */
+  if (c->loop->backend->close_fd)
+    c->loop->backend->close_fd(c->loop, &c->io); /* io_uring: after its queued SQEs */
+  else
+    lw__sock_close(c->io.fd); /* IOCP: may wait for the cancelled WSARecv (src/win) */
 }
 
 static void conn_apply(lw_conn *c, unsigned acts) {

@@ -153,6 +153,13 @@ typedef struct lw__backend {
    * after this returns. The backend calls lw__conn_ops_done once nothing of this conn
    * is left in the kernel (at once for epoll; after the last CQE for io_uring). */
   void (*conn_detach)(lw_conn *c);
+  /* Optional (NULL: lw__sock_close at once). Closes the fd of a connection or listener
+   * just detached (conn_detach / listener_close), for a backend whose queued requests
+   * name fds by number: io_uring's submission queue holds SQEs that take their file only
+   * when the kernel issues them, so a close() before that would let a new socket take
+   * the number and receive them (bytes sent to the wrong peer). Such a backend closes
+   * through its own queue, after every request that names the fd. */
+  void (*close_fd)(lw_loop *loop, lw__io *io);
   /* Frees the backend's per-connection data (NULL if it keeps none). */
   void (*conn_free)(lw_conn *c);
   /* Optional (NULL: unsupported): send now, without queueing, when nothing is queued or

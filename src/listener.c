@@ -67,7 +67,10 @@ void lw_listener_close(lw_listener *l) {
     return;
   l->closing = 1;
   l->loop->backend->listener_close(l);
-  lw__sock_close(l->io.fd);
+  if (l->loop->backend->close_fd)
+    l->loop->backend->close_fd(l->loop, &l->io); /* io_uring: after its queued SQEs */
+  else
+    lw__sock_close(l->io.fd);
   l->io.fd = -1;
   lw__list_push(&l->loop->endgame_listeners, &l->endgame_node);
 }

@@ -51,12 +51,12 @@ static void s_read(lw_conn *c, long n, const char *buf) {
     st.victim_fd = lw_conn_fd(other);
     assert_int_equal(lw_abort(other), 0);
     /* Fill any lower free numbers so the victim's is the lowest: the new socket
-     * takes it. */
+     * takes it (if it is free: io_uring keeps it until its close is issued). */
     int fill[64], nfill = 0;
     for (;;) {
       int fd = open("/dev/null", O_RDONLY);
       assert_true(fd >= 0 && nfill < 64);
-      if (fd == st.victim_fd) {
+      if (fd >= st.victim_fd) {
         close(fd);
         break;
       }
@@ -105,7 +105,13 @@ static void test_stale_event_dropped(void **state) {
   usleep(20000);
   lw_loop_run(loop, LW_RUN_ONCE);
   assert_int_equal(st.reads[0] + st.reads[1], 1); /* the victim's event was dropped */
-  assert_true(st.reused);                         /* and its fd number was reused */
+  /* epoll: the number was reused at once, and its stale event did not reach the new
+   * socket. io_uring: the number stays taken until the ring issues the close queued
+   * behind the victim's SQEs (uring.c rule 1), so no new socket can receive them. */
+  if (strcmp(lw_loop_backend(loop), "uring") == 0)
+    assert_false(st.reused);
+  else
+    assert_true(st.reused);
   assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
   assert_int_equal(st.closes[0], 1);
   assert_int_equal(st.closes[1], 1);

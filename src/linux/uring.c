@@ -13,6 +13,35 @@
  *   send     a plain send() when nothing is queued or in flight (ur_try_write)
  *   cancel   IORING_OP_ASYNC_CANCEL of each op still in flight, by user_data, when the
  *            connection is detached (never by fd: see ur_submit_cancels)
+ *   close    IORING_OP_CLOSE of a detached connection's or listener's fd (rule 1)
+ *
+ * THE RULES that make whole classes of bugs impossible here (docs/architecture.md):
+ *   1. No fd number is closed while an SQE that names it may still be unissued. An SQE
+ *      takes its file only when the kernel issues it (io_assign_file, at submit); until
+ *      then it names a NUMBER, and a close() in between lets the next socket(), accept()
+ *      or connect() take that number: the queued sendmsg then sends one connection's
+ *      bytes to another peer, a queued recv steals another connection's input. So this
+ *      backend never close()s a connection's or a listener's fd itself: .close_fd
+ *      queues an IORING_OP_CLOSE behind every SQE of that fd, and the kernel issues the
+ *      ring in order. An op already issued holds its own reference to the file, so the
+ *      socket lives (and an RST from SO_LINGER{1,0} waits) until its cancel completes.
+ *      The close is an op of the connection: on_close comes after its CQE, so on_close
+ *      also means "the fd is closed".
+ *   2. A write callback runs only once the kernel is done with its buffer: the core
+ *      holds every callback of a detached connection until lw__conn_ops_done, asked
+ *      before each one (conn.c lw__conn_run_pending).
+ *   3. A provided buffer has one owner at a time: the ring (the kernel may pick it), or
+ *      this file between the CQE that names it and ur_buf_return right after its
+ *      dispatch. It is never kept past that: input that must wait (reading stopped) is
+ *      COPIED into the connection's own stash. So all UR_BUFS buffers are back in the
+ *      ring at the end of every dispatch (asserted), a connection that stops reading
+ *      cannot starve the others, and ur_buf_take/ur_buf_return assert each handover.
+ *   4. Running out of buffers is backpressure, not a spin: a recv that completes with
+ *      -ENOBUFS (a burst larger than the ring completed before we reaped) is re-armed
+ *      once per wait, after the dispatch has given every buffer back (ur_rearm_starved).
+ *   5. lw_conn_read_stop holds any result of a recv already in flight -- data or the
+ *      peer's FIN -- in the stash until lw_conn_read_start (the core's held_input rule,
+ *      internal.h); errors still end the connection at once.
  *
  * The A2 contract on a real completion kernel: after close(fd) the in-flight requests
  * still hold the file (and the kernel may still write into our buffers), so the
@@ -45,7 +74,16 @@
 #define UR_BATCH 256
 #define UR_ROUNDS 4
 
-enum { UR_OP_RECV = 1, UR_OP_SEND, UR_OP_POLL, UR_OP_ACCEPT, UR_OP_LPOLL, UR_OP_ERRPOLL };
+enum {
+  UR_OP_RECV = 1,
+  UR_OP_SEND,
+  UR_OP_POLL,
+  UR_OP_ACCEPT,
+  UR_OP_LPOLL,
+  UR_OP_ERRPOLL,
+  UR_OP_CLOSE,
+  UR_OP_LCLOSE
+};
 
 typedef struct ur_op {
   int kind;
@@ -53,18 +91,25 @@ typedef struct ur_op {
 } ur_op;
 
 typedef struct ur_conn {
-  ur_op recv, send, poll, epoll_;
+  ur_op recv, send, poll, epoll_, close;
   unsigned inflight;
   unsigned recv_inflight : 1, send_inflight : 1, poll_inflight : 1, err_inflight : 1;
-  /* Input that arrived after the application stopped reading: kept (in its provided
-   * buffer) until reading resumes, so no byte is dropped between recv and read_stop. */
-  int stash_bid;
+  /* Rule 5: what a recv brought after the application stopped reading -- a copy of the
+   * bytes (rule 3: never the provided buffer) and/or the peer's FIN -- kept until
+   * reading resumes. Freed with the connection (ur_conn_free), never at detach: a read
+   * callback fed from it may be running when the connection is aborted. */
+  char *stash;
   unsigned stash_off, stash_len;
+  unsigned stash_eof : 1;
+  unsigned delivering : 1; /* ur_deliver_stash is on the stack: no nested delivery */
   struct iovec iov[UR_MAX_IOV];
   struct msghdr msg;
   lw__list retry_node; /* in ur_state.retry while a submission is owed */
   unsigned retry : 1;
   unsigned cancel_owed : 1; /* detached, and its cancels still wait for SQEs */
+  unsigned close_owed : 1;  /* detached, and its IORING_OP_CLOSE still waits for an SQE */
+  unsigned starved : 1;     /* its recv got -ENOBUFS: re-armed after the dispatch */
+  lw__list starved_node;
 } ur_conn;
 
 typedef struct ur_state {
@@ -76,6 +121,14 @@ typedef struct ur_state {
    * CQ overflow): their update is retried after the batch, never dropped -- a dropped
    * recv would leave a connection waiting forever. */
   lw__list retry;
+  lw__list starved; /* rule 4: recvs that got -ENOBUFS, re-armed after the dispatch */
+  /* Rule 3's bookkeeping: who owns each provided buffer (0: the ring, 1: this file,
+   * between its CQE and ur_buf_return), and how many this file holds. */
+  unsigned char buf_out[UR_BUFS];
+  unsigned bufs_out;
+  /* Listener fds whose IORING_OP_CLOSE found no SQE (rule 1): queued at the next wait. */
+  int *close_owed;
+  unsigned nclose_owed, close_owed_cap;
 } ur_state;
 
 static ur_state *ur(lw_loop *loop) { return loop->backend_data; }
@@ -102,7 +155,19 @@ static void ur_defer(lw_conn *c) {
   lw__list_push(&((ur_state *)c->loop->backend_data)->retry, &u->retry_node);
 }
 
+/* Rule 3: a CQE handed buffer bid to us. */
+static void ur_buf_take(ur_state *s, int bid) {
+  assert(bid >= 0 && bid < UR_BUFS);
+  assert(!s->buf_out[bid] && "provided buffer reported twice");
+  s->buf_out[bid] = 1;
+  s->bufs_out++;
+}
+
 static void ur_buf_return(ur_state *s, int bid) {
+  assert(bid >= 0 && bid < UR_BUFS);
+  assert(s->buf_out[bid] && "provided buffer returned twice");
+  s->buf_out[bid] = 0;
+  s->bufs_out--;
   io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * UR_BUF_SIZE, UR_BUF_SIZE,
                         (unsigned short)bid, io_uring_buf_ring_mask(UR_BUFS), 0);
   io_uring_buf_ring_advance(s->br, 1);
@@ -120,6 +185,7 @@ static int ur_init(lw_loop *loop) {
   params.flags = IORING_SETUP_CQSIZE;
   params.cq_entries = 65536;
   lw__list_init(&s->retry);
+  lw__list_init(&s->starved);
   int r = io_uring_queue_init_params(UR_ENTRIES, &s->ring, &params);
   if (r < 0) {
     free(s);
@@ -175,8 +241,14 @@ static void ur_destroy(lw_loop *loop) {
   /* Only accepts of closed listeners can still be in flight (every connection waited
    * for its last CQE before it was freed). Reap their cancellations, bounded, so
    * their ops are freed; exiting the ring cancels anything left. */
-  for (int i = 0; i < 100 && s->orphans > 0; i++)
+  for (int i = 0; i < 100 && (s->orphans > 0 || s->nclose_owed > 0); i++)
     ur_poll(loop, 10);
+  io_uring_submit(&s->ring);
+  /* Closes still owed now can never be issued by this ring: SQEs it holds die with it,
+   * so nothing can name these numbers any more. */
+  for (unsigned i = 0; i < s->nclose_owed; i++)
+    close(s->close_owed[i]);
+  free(s->close_owed);
   io_uring_queue_exit(&s->ring);
   free(s->bufs);
   free(s->br);
@@ -194,7 +266,8 @@ static int ur_conn_open(lw_conn *c) {
   u->send = (ur_op){UR_OP_SEND, c};
   u->poll = (ur_op){UR_OP_POLL, c};
   u->epoll_ = (ur_op){UR_OP_ERRPOLL, c};
-  u->stash_bid = -1;
+  u->close = (ur_op){UR_OP_CLOSE, c};
+  lw__list_init(&u->starved_node);
   c->backend_data = u;
   return 0;
 }
@@ -203,6 +276,10 @@ static void ur_conn_free(lw_conn *c) {
   ur_conn *u = c->backend_data;
   if (u && u->retry)
     lw__list_remove(&u->retry_node);
+  if (u && u->starved)
+    lw__list_remove(&u->starved_node);
+  if (u)
+    free(u->stash);
   free(c->backend_data);
   c->backend_data = NULL;
 }
@@ -246,23 +323,42 @@ static void ur_submit_send(lw_conn *c) {
   u->inflight++;
 }
 
-/* Delivers stashed input while the application wants it. Returns 1 if some remains. */
+static int ur_stash_held(const ur_conn *u) { return u->stash != NULL || u->stash_eof; }
+
+/* Delivers held input (rule 5) while the application wants it, bytes first, then the
+ * FIN. Returns 1 if some is still held. Not reentrant by design: a read callback fed
+ * from here that calls lw_conn_read_start (a parser switch) lands in ur_conn_update,
+ * which must neither deliver the next piece inside this one nor free what this one is
+ * reading: the loop below goes on once the callback returns. */
 static int ur_deliver_stash(lw_conn *c) {
   ur_conn *u = urc(c);
-  ur_state *s = ur(c->loop);
-  while (u->stash_bid >= 0 && lw__conn_wants_read(c) && !c->detached) {
+  if (u->delivering)
+    return ur_stash_held(u);
+  u->delivering = 1;
+  while (ur_stash_held(u) && !c->detached && lw__conn_wants_read(c)) {
+    if (!u->stash) {
+      u->stash_eof = 0;
+      lw__conn_read_done(c, NULL, 0);
+      continue;
+    }
     size_t n = LW__MIN((size_t)(u->stash_len - u->stash_off),
                        c->discarding ? (size_t)UR_BUF_SIZE : c->read_size);
-    const char *p = s->bufs + (size_t)u->stash_bid * UR_BUF_SIZE + u->stash_off;
+    char *p = u->stash + u->stash_off, *done = NULL;
     u->stash_off += (unsigned)n;
-    int bid = u->stash_bid;
-    if (u->stash_off == u->stash_len)
-      u->stash_bid = -1;
+    if (u->stash_off == u->stash_len) {
+      done = u->stash; /* ours now: freed once the callback has returned */
+      u->stash = NULL;
+    }
     lw__conn_read_done(c, p, (ssize_t)n);
-    if (u->stash_bid < 0)
-      ur_buf_return(s, bid);
+    free(done);
   }
-  return u->stash_bid >= 0;
+  u->delivering = 0;
+  return ur_stash_held(u);
+}
+
+static size_t ur_held_input(const lw_conn *c) {
+  const ur_conn *u = c->backend_data;
+  return u->stash ? (size_t)(u->stash_len - u->stash_off) : 0;
 }
 
 static void ur_conn_update(lw_conn *c) {
@@ -286,7 +382,7 @@ static void ur_conn_update(lw_conn *c) {
   }
   if (ur_deliver_stash(c) || c->detached)
     return;
-  if (lw__conn_wants_read(c) && !u->recv_inflight)
+  if (lw__conn_wants_read(c) && !u->recv_inflight && !u->starved)
     ur_submit_recv(c);
   /* A recv in flight after read_stop is left alone: if it completes with data, the
    * bytes wait in the stash (cancelling it would race with its completion anyway). */
@@ -338,22 +434,44 @@ static void ur_submit_cancels(lw_conn *c) {
   }
 }
 
+/* The core calls .close_fd right after this: the connection's ops done come with the
+ * CQE of its IORING_OP_CLOSE (or of a cancelled op, if later). */
 static void ur_conn_detach(lw_conn *c) {
-  if (urc(c)->retry) {
-    lw__list_remove(&urc(c)->retry_node); /* nothing more is owed to a closed fd */
-    urc(c)->retry = 0;
-  }
-  ur_state *s = ur(c->loop);
   ur_conn *u = urc(c);
-  if (u->stash_bid >= 0) {
-    ur_buf_return(s, u->stash_bid);
-    u->stash_bid = -1;
+  if (u->retry) {
+    lw__list_remove(&u->retry_node); /* nothing more is owed to a closed fd */
+    u->retry = 0;
   }
-  if (u->inflight) {
+  if (u->starved) {
+    lw__list_remove(&u->starved_node);
+    u->starved = 0;
+  }
+  if (u->inflight)
     ur_submit_cancels(c);
+}
+
+/* Rule 1: the close goes through the ring, behind every SQE that names the fd. */
+static void ur_submit_close(lw_conn *c) {
+  ur_conn *u = urc(c);
+  struct io_uring_sqe *sqe = ur_sqe(ur(c->loop));
+  if (!sqe) {
+    u->close_owed = 1; /* owed, never dropped: the fd would leak */
+    ur_defer(c);
     return;
   }
-  lw__conn_ops_done(c);
+  u->close_owed = 0;
+  io_uring_prep_close(sqe, c->io.fd);
+  io_uring_sqe_set_data(sqe, &u->close);
+  u->inflight++;
+}
+
+static void ur_lis_close_fd(ur_state *s, int fd);
+
+static void ur_close_fd(lw_loop *loop, lw__io *io) {
+  if (io->kind == LW__IO_CONN)
+    ur_submit_close(LW__CONTAINER_OF(io, lw_conn, io));
+  else
+    ur_lis_close_fd(ur(loop), io->fd);
 }
 
 /* A direct send() when no sendmsg is in flight: bytes cannot overtake queued ones, and
@@ -370,8 +488,10 @@ static ssize_t ur_try_write(lw_conn *c, const void *buf, size_t len) {
 static void ur_op_finished(lw_conn *c) {
   ur_conn *u = urc(c);
   assert(u->inflight > 0);
-  if (--u->inflight == 0 && c->detached)
-    lw__conn_ops_done(c); /* the last CQE that names this connection */
+  /* The last CQE that names this connection -- its close's included (rule 1: while the
+   * close is owed, inflight can touch 0 before it is queued). */
+  if (--u->inflight == 0 && c->detached && !u->close_owed)
+    lw__conn_ops_done(c);
   if (!c->detached)
     ur_conn_update(c);
 }
@@ -381,27 +501,50 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
   ur_conn *u = urc(c);
   u->recv_inflight = 0;
   int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+  if (bid >= 0)
+    ur_buf_take(s, bid);
   if (c->detached) {
-    if (bid >= 0)
-      ur_buf_return(s, bid);
+    /* nothing to deliver: the buffer goes back below */
   } else if (res > 0 && bid >= 0) {
+    const char *data = s->bufs + (size_t)bid * UR_BUF_SIZE;
     if (!lw__conn_wants_read(c)) {
-      u->stash_bid = bid; /* read_stop raced with this completion: keep the bytes */
+      /* read_stop came while this recv was in flight (rule 5): keep a copy, give the
+       * buffer back (rule 3). Only one recv is ever in flight and none is submitted
+       * while input is held, so the stash is empty here. */
+      assert(!ur_stash_held(u));
+      u->stash = malloc((size_t)res);
+      if (!u->stash) {
+        ur_buf_return(s, bid);
+        lw__conn_read_done(c, NULL, LW_ENOMEM);
+        ur_op_finished(c);
+        return;
+      }
+      memcpy(u->stash, data, (size_t)res);
       u->stash_off = 0;
       u->stash_len = (unsigned)res;
     } else {
-      lw__conn_read_done(c, s->bufs + (size_t)bid * UR_BUF_SIZE, res);
-      ur_buf_return(s, bid);
+      lw__conn_read_done(c, data, res); /* valid until the callback returns */
     }
-  } else {
-    if (bid >= 0)
-      ur_buf_return(s, bid);
-    /* ENOBUFS: every provided buffer is held by a stash; the update below submits the
-     * recv again. Buffers are returned right after each read callback, so this only
-     * happens with more than UR_BUFS connections stopped mid-read (see README). */
-    if (res != -ECANCELED && res != -EAGAIN && res != -EINTR && res != -ENOBUFS)
-      lw__conn_read_done(c, NULL, res == 0 ? 0 : lw__err_from_errno(-res));
+  } else if (res == 0) {
+    if (!lw__conn_wants_read(c))
+      u->stash_eof = 1; /* the peer's FIN waits for read_start as well (rule 5) */
+    else
+      lw__conn_read_done(c, NULL, 0);
+  } else if (res == -ENOBUFS) {
+    /* Rule 4: not re-armed now (it would fail again at once while the burst holds
+     * the buffers), but once the dispatch has given every buffer back. */
+    u->starved = 1;
+    lw__list_push(&s->starved, &u->starved_node);
+  } else if (res != -ECANCELED && res != -EAGAIN && res != -EINTR) {
+    lw__conn_read_done(c, NULL, lw__err_from_errno(-res));
   }
+  if (bid >= 0)
+    ur_buf_return(s, bid);
+  ur_op_finished(c);
+}
+
+static void ur_close_done(lw_conn *c) {
+  assert(c->detached);
   ur_op_finished(c);
 }
 
@@ -495,12 +638,42 @@ static void ur_listener_close(lw_listener *l) {
     return;
   }
   s->orphans++;
-  struct io_uring_sqe *sqe = ur_sqe(s);
-  if (sqe) {
-    io_uring_prep_cancel_fd(sqe, l->io.fd, IORING_ASYNC_CANCEL_ALL);
+  /* By user_data, like a connection's (a cancel of an op not in flight is -ENOENT,
+   * harmless). An accept re-armed in this very batch may still sit unissued in the SQ:
+   * the close that .close_fd queues next comes after it (rule 1). */
+  ur_op *ops[2] = {&u->acc, &u->poll};
+  for (int i = 0; i < 2; i++) {
+    struct io_uring_sqe *sqe = ur_sqe(s);
+    if (!sqe)
+      break; /* the ring's exit cancels what is left (ur_destroy) */
+    io_uring_prep_cancel(sqe, ops[i], 0);
     io_uring_sqe_set_data(sqe, NULL);
   }
-  io_uring_submit(&s->ring); /* before the core closes the fd */
+}
+
+/* Rule 1 for a listener: IORING_OP_CLOSE (its CQE is ignored), submitted now so the
+ * listener is gone from the kernel when lw_listener_close returns; one that finds no
+ * SQE is queued at the next wait. */
+static void ur_lis_close_fd(ur_state *s, int fd) {
+  struct io_uring_sqe *sqe = ur_sqe(s);
+  if (!sqe) {
+    if (s->nclose_owed == s->close_owed_cap) {
+      unsigned cap = s->close_owed_cap ? s->close_owed_cap * 2 : 8;
+      int *v = realloc(s->close_owed, cap * sizeof(*v));
+      if (!v) {
+        /* No memory to defer it: an SQE that names fd may be unissued, so the number
+         * must not be freed. Leaking one fd is the lesser harm. */
+        return;
+      }
+      s->close_owed = v;
+      s->close_owed_cap = cap;
+    }
+    s->close_owed[s->nclose_owed++] = fd;
+    return;
+  }
+  io_uring_prep_close(sqe, fd);
+  io_uring_sqe_set_data(sqe, NULL);
+  io_uring_submit(&s->ring);
 }
 
 /* One op of u finished for good; frees an orphaned ur_lis after its last one. */
@@ -610,6 +783,9 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
       case UR_OP_ERRPOLL:
         ur_errpoll_done(op->owner, ev[i].res);
         break;
+      case UR_OP_CLOSE:
+        ur_close_done(op->owner);
+        break;
       case UR_OP_ACCEPT:
         ur_accept_done(loop, LW__CONTAINER_OF(op, ur_lis, acc), ev[i].res, ev[i].flags);
         break;
@@ -624,8 +800,19 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
     if (n < UR_BATCH)
       break;
   }
+  /* Rule 3: every buffer a CQE handed us went back during its dispatch. */
+  assert(s->bufs_out == 0);
+  /* Rule 4: recvs that found the ring empty, re-armed once now that it is full again. */
+  lw__list starved;
+  lw__list_move_all(&starved, &s->starved);
+  while (!lw__list_empty(&starved)) {
+    ur_conn *u = LW__CONTAINER_OF(starved.next, ur_conn, starved_node);
+    lw__list_remove(&u->starved_node);
+    u->starved = 0;
+    ur_conn_update(u->recv.owner); /* a no-op once detached */
+  }
   /* Submissions owed from this batch; one that still finds no SQE re-queues itself
-   * for the next round. */
+   * for the next round. Cancels before the close, which must come last (rule 1). */
   lw__list owed;
   lw__list_move_all(&owed, &s->retry);
   while (!lw__list_empty(&owed)) {
@@ -635,8 +822,19 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
     lw_conn *c = u->recv.owner;
     if (!c->detached)
       ur_conn_update(c);
-    else if (u->cancel_owed)
-      ur_submit_cancels(c);
+    else {
+      if (u->cancel_owed)
+        ur_submit_cancels(c);
+      if (u->close_owed && !u->cancel_owed)
+        ur_submit_close(c);
+    }
+  }
+  while (s->nclose_owed > 0) {
+    struct io_uring_sqe *sqe = ur_sqe(s);
+    if (!sqe)
+      break;
+    io_uring_prep_close(sqe, s->close_owed[--s->nclose_owed]);
+    io_uring_sqe_set_data(sqe, NULL);
   }
   return total;
 }
@@ -652,6 +850,8 @@ const lw__backend lw__backend_uring = {
     .conn_open = ur_conn_open,
     .conn_update = ur_conn_update,
     .conn_detach = ur_conn_detach,
+    .close_fd = ur_close_fd,
     .conn_free = ur_conn_free,
     .try_write = ur_try_write,
+    .held_input = ur_held_input,
 };

@@ -1,0 +1,657 @@
+/*
+ * test_completion_rules.c - the rules a completion backend (io_uring) must keep, one
+ * case per defect seen, run on every backend like the rest of the suite (on epoll each
+ * case is the control: the same calls, a readiness backend).
+ *
+ *   fd_reuse_no_foreign_bytes  abort inside a write callback, then a new socket: it
+ *                              must not get the old connection's fd number while an SQE
+ *                              may still name it, nor receive its bytes (rule 1 + 2)
+ *   stash_no_nested_delivery   lw_conn_read_start inside a read callback fed from held
+ *                              input: no nested callback, the buffer stays valid, and
+ *                              no provided buffer returned twice (rule 3)
+ *   stopped_readers_no_starve  600 connections stop reading with input arriving: a
+ *                              reading connection still gets its bytes, no spin (rule 4)
+ *   eof_held_while_stopped     the peer's FIN while reading is stopped waits for
+ *                              read_start; a reply written in the EOF callback arrives
+ *   held_input_is_unread       held input counts for abort, naive close, first byte
+ *
+ * Rules: src/linux/uring.c (top) and lw__backend.held_input (src/internal.h).
+ */
+#include "helper.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* ---- small raw-socket kit ---- */
+static int raw_connect(int port, int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  if (rcvbuf)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  return fd;
+}
+
+static int raw_listen(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(fd, 16), 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+/* Reads until EOF, an error or timeout_ms; returns bytes read (*err: errno or 0). */
+static size_t raw_drain(int fd, int timeout_ms, int *err, size_t *poisoned, char want) {
+  char buf[65536];
+  size_t total = 0;
+  uint64_t end = lwt_now_ms() + (uint64_t)timeout_ms;
+  *err = 0;
+  while (lwt_now_ms() < end) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 50) <= 0)
+      continue;
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n == 0)
+      break;
+    if (n < 0) {
+      *err = errno;
+      break;
+    }
+    for (ssize_t i = 0; poisoned && i < n; i++)
+      if (buf[i] != want)
+        (*poisoned)++;
+    total += (size_t)n;
+  }
+  return total;
+}
+
+static void fire_flag(lw_timer *t) { *(int *)lw_timer_get_data(t) = 1; }
+
+/* Runs the loop for ms milliseconds. */
+static void run_for(lw_loop *loop, int ms) {
+  lw_timer *t;
+  int done = 0;
+  assert_int_equal(lw_timer_new(loop, &t), 0);
+  lw_timer_set_data(t, &done);
+  lw_timer_start(t, fire_flag, (uint64_t)ms, 0);
+  while (!done)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  lw_timer_free(t);
+}
+
+static void finish(lw_loop *loop, lw_listener *l) {
+  if (l)
+    lw_listener_close(l);
+  assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
+  assert_int_equal(lw_loop_close(loop), 0);
+}
+
+static int is_uring(lw_loop *loop) { return strcmp(lw_loop_backend(loop), "uring") == 0; }
+
+/* ---------------------------------------------------------------------------------
+ * 1. An abort inside a write callback, then a new connection.
+ * --------------------------------------------------------------------------------- */
+#define BIG (4u * 1024u * 1024u)
+static struct {
+  lw_loop *loop;
+  lw_conn *a, *b;
+  int a_fd, b_fd, sink_port;
+  char *small, *big;
+  int a_closes, b_closes, cancelled;
+  lw_close_info b_info;
+} r1;
+
+static void r1_b_close(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  r1.b_closes++;
+  r1.b_info = *in;
+}
+static void r1_b_connect(lw_conn *c, int status) {
+  assert_int_equal(status, 0);
+  lw_close(c, 1000); /* writes nothing */
+}
+static void r1_a_close(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  (void)in;
+  r1.a_closes++;
+}
+static void r1_big_done(lw_conn *c, int status, void *arg) {
+  (void)c;
+  (void)arg;
+  assert_int_equal(r1.a_closes, 0); /* every write callback before on_close */
+  if (status == LW_ECANCELED) {
+    r1.cancelled++;
+    memset(r1.big, 0xEE, BIG); /* the application reuses its buffer at once */
+  }
+}
+static void r1_small_done(lw_conn *c, int status, void *arg) {
+  (void)arg;
+  assert_int_equal(status, 0);
+  r1.a_fd = lw_conn_fd(c);
+  assert_int_equal(lw_abort(c), 0);
+  assert_int_equal(
+      lw_conn_connect(r1.loop, "127.0.0.1", r1.sink_port, NULL, r1_b_connect, &r1.b), 0);
+  lw_conn_on_close(r1.b, r1_b_close);
+  r1.b_fd = lw_conn_fd(r1.b);
+}
+static void r1_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  assert_int_equal(status, 0);
+  r1.a = c;
+  lw_conn_on_close(c, r1_a_close);
+  assert_true(lw_conn_write(c, r1.small, 100, r1_small_done, NULL) >= 0);
+  assert_true(lw_conn_write(c, r1.big, BIG, r1_big_done, NULL) >= 0);
+}
+
+static void test_fd_reuse_no_foreign_bytes(void **state) {
+  (void)state;
+  int fds = lwt_fd_count();
+  for (int round = 0; round < 5; round++) {
+    memset(&r1, 0, sizeof(r1));
+    r1.small = malloc(100);
+    r1.big = malloc(BIG);
+    memset(r1.small, 'a', 100);
+    memset(r1.big, 'b', BIG);
+    assert_int_equal(lw_loop_new(&r1.loop, NULL), 0);
+    lwt_check_backend(r1.loop);
+    lw_listener *l;
+    assert_int_equal(lw_listener_new(r1.loop, "127.0.0.1", 0, 4, NULL, r1_accept, &l), 0);
+    int sink = raw_listen(&r1.sink_port);
+    /* A peer that never reads, with a small window: the big write stays partly
+     * queued, so a sendmsg for it is prepared when the small write's callback runs. */
+    int peer = raw_connect(lw_listener_port(l), 4096);
+    while (!r1.b && lw_loop_run(r1.loop, LW_RUN_ONCE) >= 0)
+      ;
+    int sfd = accept(sink, NULL, NULL);
+    assert_true(sfd >= 0);
+    lwt_run_until(r1.loop, NULL, &r1.b_closes, 1, 5000);
+    int err;
+    size_t got = raw_drain(sfd, 500, &err, NULL, 0);
+    /* B wrote nothing: its peer must receive nothing (A's bytes, poisoned or not). */
+    assert_int_equal(got, 0);
+    assert_int_equal(r1.b_info.bytes_sent, 0);
+    assert_int_equal(r1.a_closes, 1);
+    assert_int_equal(r1.cancelled, 1);
+    /* io_uring: A's number is not free while an SQE may name it (rule 1). */
+    if (is_uring(r1.loop))
+      assert_int_not_equal(r1.b_fd, r1.a_fd);
+    close(sfd);
+    close(sink);
+    close(peer);
+    finish(r1.loop, l);
+    free(r1.small);
+    free(r1.big);
+  }
+  assert_int_equal(lwt_fd_count(), fds);
+}
+
+/* ---------------------------------------------------------------------------------
+ * 2. Held input delivered in pieces; read_start called inside a piece's callback.
+ * --------------------------------------------------------------------------------- */
+static struct {
+  lw_conn *a;
+  int depth, max_depth, calls;
+  char got[64];
+  size_t ngot;
+  int eof;
+} r2;
+
+static void r2_second(lw_conn *c, long n, const char *buf) {
+  (void)c;
+  r2.depth++;
+  if (r2.depth > r2.max_depth)
+    r2.max_depth = r2.depth;
+  if (n > 0 && r2.ngot + (size_t)n <= sizeof(r2.got)) {
+    memcpy(r2.got + r2.ngot, buf, (size_t)n);
+    r2.ngot += (size_t)n;
+  }
+  if (n == LW_EOF)
+    r2.eof = 1;
+  r2.depth--;
+}
+static void r2_first(lw_conn *c, long n, const char *buf) {
+  r2.depth++;
+  if (r2.depth > r2.max_depth)
+    r2.max_depth = r2.depth;
+  r2.calls++;
+  assert_int_equal(n, 4);
+  char before[4];
+  memcpy(before, buf, 4);
+  /* A parser switch: legal from inside a read callback. */
+  assert_int_equal(lw_conn_read_start(c, r2_second), 0);
+  /* The data is valid during the whole call (lastword.h). */
+  assert_memory_equal(buf, before, 4);
+  memcpy(r2.got + r2.ngot, buf, 4);
+  r2.ngot += 4;
+  r2.depth--;
+}
+static void r2_never(lw_conn *c, long n, const char *buf) {
+  (void)c;
+  (void)n;
+  (void)buf;
+}
+static void r2_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  assert_int_equal(status, 0);
+  r2.a = c;
+  lw_conn_read_start(c, r2_never); /* a recv is in flight on a completion backend */
+}
+static void r2_stop(lw_timer *t) {
+  (void)t;
+  lw_conn_read_stop(r2.a); /* from outside a read callback: the recv stays */
+}
+static void r2_start(lw_timer *t) {
+  (void)t;
+  /* The held input (16 bytes, one recv) now goes out 4 bytes per callback. */
+  lw_conn_set_read_size(r2.a, 4);
+  lw_conn_read_start(r2.a, r2_first);
+}
+
+/* Streams checked after the nested delivery: a buffer returned twice would hand one
+ * buffer to two receives and corrupt one of them. */
+#define R2_STREAMS 4
+#define R2_STREAM_BYTES (4u * 1024u * 1024u)
+static struct {
+  uint64_t got[R2_STREAMS];
+  int bad, nacc, closes;
+  lw_conn *c[R2_STREAMS];
+} r2s;
+static int r2s_idx(lw_conn *c) {
+  for (int i = 0; i < R2_STREAMS; i++)
+    if (r2s.c[i] == c)
+      return i;
+  return -1;
+}
+static void r2s_read(lw_conn *c, long n, const char *buf) {
+  int i = r2s_idx(c);
+  if (n == LW_EOF) {
+    lw_close(c, 1000);
+    return;
+  }
+  for (long k = 0; k < n; k++)
+    if ((unsigned char)buf[k] != (unsigned char)((r2s.got[i] + (uint64_t)k) % 251u))
+      r2s.bad++;
+  r2s.got[i] += (uint64_t)n;
+}
+static void r2s_close(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  (void)in;
+  r2s.closes++;
+}
+static void r2s_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  assert_int_equal(status, 0);
+  r2s.c[r2s.nacc++] = c;
+  lw_conn_on_close(c, r2s_close);
+  lw_conn_read_start(c, r2s_read);
+}
+static void *r2s_writer(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char buf[65536];
+  uint64_t off = 0;
+  while (off < R2_STREAM_BYTES) {
+    for (size_t k = 0; k < sizeof(buf); k++)
+      buf[k] = (char)((off + k) % 251u);
+    ssize_t w = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+    if (w <= 0)
+      break;
+    off += (uint64_t)w; /* the next round starts where the kernel stopped */
+  }
+  shutdown(fd, SHUT_WR);
+  return NULL;
+}
+
+static void test_stash_no_nested_delivery(void **state) {
+  (void)state;
+  memset(&r2, 0, sizeof(r2));
+  memset(&r2s, 0, sizeof(r2s));
+  lw_loop *loop;
+  assert_int_equal(lw_loop_new(&loop, NULL), 0);
+  lwt_check_backend(loop);
+  lw_listener *l;
+  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, r2_accept, &l), 0);
+  int peer = raw_connect(lw_listener_port(l), 0);
+  while (!r2.a)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  run_for(loop, 20);
+  lw_timer *t1, *t2;
+  lw_timer_new(loop, &t1);
+  lw_timer_new(loop, &t2);
+  lw_timer_start(t1, r2_stop, 1, 0);
+  run_for(loop, 30);
+  assert_int_equal(send(peer, "AAAABBBBCCCCDDDD", 16, 0), 16);
+  run_for(loop, 50); /* the recv in flight completes while reading is stopped */
+  lw_timer_start(t2, r2_start, 1, 0);
+  run_for(loop, 50);
+  assert_int_equal(r2.max_depth, 1); /* no read callback inside another */
+  assert_int_equal(r2.ngot, 16);
+  assert_memory_equal(r2.got, "AAAABBBBCCCCDDDD", 16);
+  assert_int_equal(r2.calls, 1);
+  lw_timer_free(t1);
+  lw_timer_free(t2);
+  lw_abort(r2.a);
+  close(peer);
+
+  /* The loop's receive buffers are still sound: streams arrive intact. */
+  lw_listener *l2;
+  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 8, NULL, r2s_accept, &l2), 0);
+  int sfd[R2_STREAMS];
+  pthread_t th[R2_STREAMS];
+  for (int i = 0; i < R2_STREAMS; i++)
+    sfd[i] = raw_connect(lw_listener_port(l2), 0);
+  for (int i = 0; i < R2_STREAMS; i++)
+    pthread_create(&th[i], NULL, r2s_writer, (void *)(intptr_t)sfd[i]);
+  lwt_run_until(loop, NULL, &r2s.closes, R2_STREAMS, 20000);
+  for (int i = 0; i < R2_STREAMS; i++) {
+    pthread_join(th[i], NULL);
+    close(sfd[i]);
+  }
+  assert_int_equal(r2s.bad, 0);
+  for (int i = 0; i < R2_STREAMS; i++)
+    assert_int_equal(r2s.got[i], R2_STREAM_BYTES);
+  lw_listener_close(l2);
+  finish(loop, l);
+}
+
+/* ---------------------------------------------------------------------------------
+ * 3. Many stopped readers with input arriving; one reader must not starve.
+ * --------------------------------------------------------------------------------- */
+#define R3_N 600
+static struct {
+  lw_conn *c[R3_N + 1];
+  int nacc, got5;
+} r3;
+static void r3_read(lw_conn *c, long n, const char *buf) {
+  (void)buf;
+  if (c == r3.c[R3_N] && n > 0)
+    r3.got5 += (int)n;
+}
+static void r3_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  assert_int_equal(status, 0);
+  r3.c[r3.nacc++] = c;
+  lw_conn_read_start(c, r3_read);
+}
+static void r3_stop_all(lw_timer *t) {
+  (void)t;
+  for (int i = 0; i < R3_N; i++)
+    lw_conn_read_stop(r3.c[i]);
+}
+static double cpu_ms(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+static void test_stopped_readers_no_starve(void **state) {
+  (void)state;
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < 2 * R3_N + 64) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < 2 * R3_N + 64) {
+    printf("skip: needs %d fds, RLIMIT_NOFILE is %lu\n", 2 * R3_N + 64,
+           (unsigned long)rl.rlim_cur);
+    skip();
+  }
+  memset(&r3, 0, sizeof(r3));
+  lw_loop *loop;
+  assert_int_equal(lw_loop_new(&loop, NULL), 0);
+  lwt_check_backend(loop);
+  lw_listener *l;
+  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 1024, NULL, r3_accept, &l), 0);
+  static int peers[R3_N + 1];
+  for (int i = 0; i <= R3_N; i++) {
+    peers[i] = raw_connect(lw_listener_port(l), 0);
+    if (i % 64 == 63)
+      lw_loop_run(loop, LW_RUN_NOWAIT);
+  }
+  lwt_run_until(loop, NULL, &r3.nacc, R3_N + 1, 10000);
+  run_for(loop, 20); /* every connection has a recv in flight */
+  lw_timer *t;
+  lw_timer_new(loop, &t);
+  lw_timer_start(t, r3_stop_all, 1, 0);
+  run_for(loop, 20);
+  char hundred[100];
+  memset(hundred, 'x', sizeof(hundred));
+  for (int i = 0; i < R3_N; i++)
+    assert_int_equal(send(peers[i], hundred, sizeof(hundred), 0), 100);
+  run_for(loop, 100);
+  /* The unrelated reader sends 5 bytes: they arrive, without the loop spinning. */
+  double cpu0 = cpu_ms();
+  uint64_t t0 = lwt_now_ms();
+  assert_int_equal(send(peers[R3_N], "hello", 5, 0), 5);
+  lwt_run_until(loop, NULL, &r3.got5, 5, 3000);
+  run_for(loop, 500);
+  double used = cpu_ms() - cpu0, wall = (double)(lwt_now_ms() - t0);
+  printf("reader got its 5 bytes; CPU %.0f ms over %.0f ms while 600 readers are stopped\n",
+         used, wall);
+  assert_int_equal(r3.got5, 5);
+  assert_true(used < 0.5 * wall);
+  lw_timer_free(t);
+  for (int i = 0; i <= R3_N; i++)
+    lw_abort(r3.c[i]);
+  for (int i = 0; i <= R3_N; i++)
+    close(peers[i]);
+  finish(loop, l);
+}
+
+/* ---------------------------------------------------------------------------------
+ * 4. The peer's FIN while reading is stopped.
+ * --------------------------------------------------------------------------------- */
+static struct {
+  lw_conn *a;
+  int eofs, closes, start_rc;
+  lw_close_info info;
+} r4;
+static void r4_read(lw_conn *c, long n, const char *buf) {
+  (void)buf;
+  if (n == LW_EOF) {
+    r4.eofs++;
+    assert_int_equal(lw_conn_write(c, "response!", 9, NULL, NULL), 0);
+  }
+}
+static void r4_close(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  r4.closes++;
+  r4.info = *in;
+}
+static void r4_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  assert_int_equal(status, 0);
+  r4.a = c;
+  lw_conn_on_close(c, r4_close);
+  lw_conn_read_start(c, r4_read);
+}
+static void r4_stop(lw_timer *t) {
+  (void)t;
+  lw_conn_read_stop(r4.a);
+}
+static void r4_start(lw_timer *t) {
+  (void)t;
+  r4.start_rc = lw_conn_read_start(r4.a, r4_read);
+}
+
+static void test_eof_held_while_stopped(void **state) {
+  (void)state;
+  for (int round = 0; round < 5; round++) {
+    memset(&r4, 0, sizeof(r4));
+    lw_loop *loop;
+    assert_int_equal(lw_loop_new(&loop, NULL), 0);
+    lwt_check_backend(loop);
+    lw_listener *l;
+    assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, r4_accept, &l), 0);
+    int peer = raw_connect(lw_listener_port(l), 0);
+    while (!r4.a)
+      lw_loop_run(loop, LW_RUN_ONCE);
+    run_for(loop, 10);
+    lw_timer *t;
+    lw_timer_new(loop, &t);
+    lw_timer_start(t, r4_stop, 1, 0);
+    run_for(loop, 10);
+    shutdown(peer, SHUT_WR); /* FIN while reading is stopped */
+    run_for(loop, 50);
+    assert_int_equal(r4.closes, 0); /* nothing ends before the application saw EOF */
+    assert_int_equal(r4.eofs, 0);
+    lw_timer_start(t, r4_start, 1, 0);
+    run_for(loop, 20);
+    assert_int_equal(r4.start_rc, 0);
+    assert_int_equal(r4.eofs, 1);
+    int err;
+    char buf[16];
+    size_t got = 0;
+    uint64_t end = lwt_now_ms() + 2000;
+    while (got < 9 && lwt_now_ms() < end) {
+      lw_loop_run(loop, LW_RUN_NOWAIT);
+      ssize_t n = recv(peer, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+      if (n > 0)
+        got += (size_t)n;
+      else
+        usleep(1000);
+    }
+    assert_int_equal(got, 9);
+    assert_memory_equal(buf, "response!", 9);
+    lwt_run_until(loop, NULL, &r4.closes, 1, 3000);
+    assert_int_equal(r4.info.reason, LW_REASON_PEER_CLOSED_FIRST);
+    assert_int_equal(r4.info.rst, 0);
+    assert_int_equal(raw_drain(peer, 500, &err, NULL, 0), 0);
+    assert_int_equal(err, 0);
+    lw_timer_free(t);
+    close(peer);
+    finish(loop, l);
+  }
+}
+
+/* ---------------------------------------------------------------------------------
+ * 5. Input that arrived while reading was stopped is unread input.
+ * --------------------------------------------------------------------------------- */
+enum { R5_ABORT, R5_NAIVE, R5_FIRST_BYTE };
+static struct {
+  lw_conn *a;
+  int mode, closes, got;
+  lw_close_info info;
+} r5;
+static void r5_read(lw_conn *c, long n, const char *buf) {
+  (void)c;
+  (void)buf;
+  if (n > 0)
+    r5.got += (int)n;
+}
+static void r5_close(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  r5.closes++;
+  r5.info = *in;
+}
+static void r5_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  assert_int_equal(status, 0);
+  r5.a = c;
+  lw_conn_on_close(c, r5_close);
+  lw_conn_read_start(c, r5_read);
+}
+static void r5_stop(lw_timer *t) {
+  (void)t;
+  lw_conn_read_stop(r5.a);
+}
+
+static void r5_case(int mode) {
+  memset(&r5, 0, sizeof(r5));
+  r5.mode = mode;
+  lw_loop *loop;
+  assert_int_equal(lw_loop_new(&loop, NULL), 0);
+  lwt_check_backend(loop);
+  lw_conn_options o;
+  memset(&o, 0, sizeof(o));
+  if (mode == R5_FIRST_BYTE)
+    o.first_byte_timeout_ms = 200;
+  lw_listener *l;
+  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, &o, r5_accept, &l), 0);
+  int peer = raw_connect(lw_listener_port(l), 0);
+  while (!r5.a)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  run_for(loop, 10);
+  lw_timer *t;
+  lw_timer_new(loop, &t);
+  lw_timer_start(t, r5_stop, 1, 0);
+  run_for(loop, 10);
+  char hundred[100];
+  memset(hundred, 'y', sizeof(hundred));
+  assert_int_equal(send(peer, hundred, sizeof(hundred), 0), 100);
+  run_for(loop, 50);
+  int err = 0;
+  if (mode == R5_ABORT) {
+    assert_int_equal(lw_abort(r5.a), 0);
+    lwt_run_until(loop, NULL, &r5.closes, 1, 2000);
+    assert_int_equal(r5.info.reason, LW_REASON_ABORT);
+    assert_int_equal(r5.info.unread_discarded, 100);
+  } else if (mode == R5_NAIVE) {
+    assert_int_equal(lw_close_naive(r5.a), 0);
+    lwt_run_until(loop, NULL, &r5.closes, 1, 2000);
+    assert_int_equal(r5.info.reason, LW_REASON_NAIVE);
+    assert_int_equal(r5.info.unread_discarded, 100);
+    assert_int_equal(r5.info.rst, 1); /* as the kernel does with unread input (B13) */
+    raw_drain(peer, 1000, &err, NULL, 0);
+    assert_int_equal(err, ECONNRESET);
+  } else {
+    run_for(loop, 400); /* past the first-byte timeout: the peer did speak */
+    assert_int_equal(r5.closes, 0);
+    assert_int_equal(lw_conn_read_start(r5.a, r5_read), 0);
+    run_for(loop, 50);
+    assert_int_equal(r5.got, 100);
+    lw_abort(r5.a);
+    lwt_run_until(loop, NULL, &r5.closes, 1, 2000);
+    assert_int_equal(r5.info.reason, LW_REASON_ABORT);
+  }
+  lw_timer_free(t);
+  close(peer);
+  finish(loop, l);
+}
+
+static void test_held_input_abort(void **state) {
+  (void)state;
+  r5_case(R5_ABORT);
+}
+static void test_held_input_naive(void **state) {
+  (void)state;
+  r5_case(R5_NAIVE);
+}
+static void test_held_input_first_byte(void **state) {
+  (void)state;
+  r5_case(R5_FIRST_BYTE);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fd_reuse_no_foreign_bytes),
+      cmocka_unit_test(test_stash_no_nested_delivery),
+      cmocka_unit_test(test_stopped_readers_no_starve),
+      cmocka_unit_test(test_eof_held_while_stopped),
+      cmocka_unit_test(test_held_input_abort),
+      cmocka_unit_test(test_held_input_naive),
+      cmocka_unit_test(test_held_input_first_byte),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
