@@ -642,6 +642,48 @@ static void test_held_input_first_byte(void **state) {
   r5_case(R5_FIRST_BYTE);
 }
 
+/* 6. Input held while reading is stopped does not hold back our writes. */
+static void test_write_while_input_held(void **state) {
+  (void)state;
+  memset(&r5, 0, sizeof(r5));
+  lw_loop *loop;
+  assert_int_equal(lw_loop_new(&loop, NULL), 0);
+  lwt_check_backend(loop);
+  lw_listener *l;
+  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, r5_accept, &l), 0);
+  int peer = raw_connect(lw_listener_port(l), 0);
+  while (!r5.a)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  run_for(loop, 10);
+  lw_timer *t;
+  lw_timer_new(loop, &t);
+  lw_timer_start(t, r5_stop, 1, 0);
+  run_for(loop, 10);
+  assert_int_equal(send(peer, "request", 7, 0), 7);
+  run_for(loop, 50); /* held (io_uring) or left in the kernel (epoll) */
+  assert_int_equal(lw_conn_write(r5.a, "reply", 5, NULL, NULL), 0);
+  char buf[8];
+  size_t got = 0;
+  uint64_t end = lwt_now_ms() + 2000;
+  while (got < 5 && lwt_now_ms() < end) {
+    lw_loop_run(loop, LW_RUN_NOWAIT);
+    ssize_t n = recv(peer, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+    if (n > 0)
+      got += (size_t)n;
+    else
+      usleep(1000);
+  }
+  assert_int_equal(got, 5);
+  assert_memory_equal(buf, "reply", 5);
+  assert_int_equal(lw_conn_read_start(r5.a, r5_read), 0);
+  run_for(loop, 20);
+  assert_int_equal(r5.got, 7);
+  lw_abort(r5.a);
+  lw_timer_free(t);
+  close(peer);
+  finish(loop, l);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -652,6 +694,7 @@ int main(void) {
       cmocka_unit_test(test_held_input_abort),
       cmocka_unit_test(test_held_input_naive),
       cmocka_unit_test(test_held_input_first_byte),
+      cmocka_unit_test(test_write_while_input_held),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -380,9 +380,12 @@ static void ur_conn_update(lw_conn *c) {
     }
     return;
   }
-  if (ur_deliver_stash(c) || c->detached)
+  /* Held input (rule 5) stops new receives, never our writes: a server that stopped
+   * reading still answers. */
+  int held = ur_deliver_stash(c);
+  if (c->detached)
     return;
-  if (lw__conn_wants_read(c) && !u->recv_inflight && !u->starved)
+  if (!held && lw__conn_wants_read(c) && !u->recv_inflight && !u->starved)
     ur_submit_recv(c);
   /* A recv in flight after read_stop is left alone: if it completes with data, the
    * bytes wait in the stash (cancelling it would race with its completion anyway). */
