@@ -355,10 +355,10 @@ static DWORD WINAPI hd_client(void *p) {
 }
 static int case_held(void) {
   static const char *const hows[] = {"first_byte_timeout", "lw_abort", "lw_close_naive"};
-  lw_conn_options o;
-  memset(&o, 0, sizeof(o));
-  o.first_byte_timeout_ms = 200;
   for (hd_how = 0; hd_how < 3; hd_how++) {
+    lw_conn_options o;
+    memset(&o, 0, sizeof(o));
+    o.first_byte_timeout_ms = hd_how == 0 ? 200 : 0;
     for (hd_stopped = 0; hd_stopped < 2; hd_stopped++) {
       hd_read = 0;
       serve(&o, hd_accept, hd_client, hd_how);
