@@ -31,12 +31,13 @@ static lw_loop *loop;
 static int closes;
 static lw_close_info info;
 static lw_conn *conn; /* the server's connection, NULL once on_close ran */
-static uint64_t t_start;
+static uint64_t t_start, t_closed;
 
 static uint64_t now_ms(void) { return GetTickCount64(); }
 
 static void srv_close(lw_conn *c, const lw_close_info *in) {
   closes++;
+  t_closed = now_ms();
   info = *in;
   conn = NULL;
   done_flag = 1;
@@ -237,14 +238,13 @@ static int case_ackwait(void) {
   for (aw_variant = 0; aw_variant < 3; aw_variant++) {
     aw_flushed = 0;
     serve(NULL, aw_accept, aw_client, aw_variant);
-    uint64_t end = now_ms();
-    long long wait = aw_flushed ? (long long)(end - aw_flushed) : -1;
+    long long wait = aw_flushed ? (long long)(t_closed - aw_flushed) : -1;
     printf("ackwait: peer %-30s server %s rst=%d close_ms=%llu acked_known=%d bytes_acked=%llu"
            " sent=%llu; on_close %lld ms after the kernel took the answer; client got %lld"
            " err %d\n",
-           names[aw_variant], wt_reason(&info), info.rst, (unsigned long long)info.close_ms, info.acked_known,
-           (unsigned long long)info.bytes_acked, (unsigned long long)info.bytes_sent, wait,
-           ca.got, ca.err);
+           names[aw_variant], wt_reason(&info), info.rst, (unsigned long long)info.close_ms,
+           info.acked_known, (unsigned long long)info.bytes_acked,
+           (unsigned long long)info.bytes_sent, wait, ca.got, ca.err);
     CHECK_EQ(info.bytes_sent, AW_RESP);
     if (aw_variant < 2) {
       /* The precondition: the kernel took the whole answer before the peer read. */
@@ -315,8 +315,8 @@ static int case_late(void) {
 /* ---------------------------------------------------------------------------------
  * 4. held
  * --------------------------------------------------------------------------------- */
-static int hd_how;      /* 0 first-byte timeout, 1 lw_abort, 2 lw_close_naive */
-static int hd_stopped;  /* 1: reading started then stopped (the backend holds the bytes) */
+static int hd_how;     /* 0 first-byte timeout, 1 lw_abort, 2 lw_close_naive */
+static int hd_stopped; /* 1: reading started then stopped (the backend holds the bytes) */
 static long long hd_read;
 static void hd_read_cb(lw_conn *c, long n, const char *buf) {
   if (n > 0) {
@@ -365,7 +365,8 @@ static int case_held(void) {
       printf("held: %-18s %-34s server %s rst=%d unread_discarded=%llu received=%llu; peer"
              " err %d\n",
              hows[hd_how],
-             hd_stopped ? "bytes held (read_start, read_stop):" : "bytes in the kernel (control):",
+             hd_stopped ? "bytes held (read_start, read_stop):"
+                        : "bytes in the kernel (control):",
              wt_reason(&info), info.rst, (unsigned long long)info.unread_discarded,
              (unsigned long long)info.bytes_received, ca.err);
       if (hd_how == 0) {
