@@ -7,7 +7,8 @@
  *   ackwait  2. The close waits for the peer's ACK of our last bytes and FIN: a peer with
  *               a tiny receive window that sent its FIN first and reads 700 ms later:
  *               on_close comes after that, acked_known=1; a peer that never reads: the
- *               close deadline resets it. Control: a peer that reads at once.
+ *               close deadline resets it; a peer that resets: never "all acknowledged"
+ *               (asserted on Windows only, see there). Control: a peer that reads at once.
  *   late     3. Bytes a WSASend put on the wire are counted even when it completes after
  *               the connection was detached (lw_close_naive with a send in flight):
  *               bytes_sent >= what the peer received.
@@ -227,15 +228,22 @@ static DWORD WINAPI aw_client(void *p) {
     Sleep(700);
   else if (a->variant == 2)
     Sleep(1200);
+  if (a->variant == 3) { /* resets instead of reading: no acknowledgement */
+    Sleep(300);
+    struct linger lg = {1, 0};
+    setsockopt(s, SOL_SOCKET, SO_LINGER, (const char *)&lg, sizeof(lg));
+    closesocket(s);
+    return 0;
+  }
   read_rest(s, a);
   closesocket(s);
   return 0;
 }
 static int case_ackwait(void) {
   static const char *const names[] = {"reads at once (control)", "reads after 700 ms",
-                                      "never reads, deadline 500 ms"};
+                                      "never reads, deadline 500 ms", "resets after 300 ms"};
   memset(aw_resp, 'w', sizeof(aw_resp));
-  for (aw_variant = 0; aw_variant < 3; aw_variant++) {
+  for (aw_variant = 0; aw_variant < 4; aw_variant++) {
     aw_flushed = 0;
     serve(NULL, aw_accept, aw_client, aw_variant);
     long long wait = aw_flushed ? (long long)(t_closed - aw_flushed) : -1;
@@ -256,6 +264,17 @@ static int case_ackwait(void) {
       CHECK_EQ(info.bytes_acked, AW_RESP);
       if (aw_variant == 1)
         CHECK(info.close_ms >= 400); /* waited for the peer's ACKs */
+    } else if (aw_variant == 3) {
+      /* A reset is no acknowledgement: never "all acknowledged" (README, suspicion 1).
+       * Under Wine no Winsock query tells a reset after both FINs from a finished
+       * connection (getpeername, SO_ERROR and a peeking recv all say "finished":
+       * measured), so there it is shown, not asserted; real Windows must pass. */
+      int claimed = info.acked_known && info.bytes_acked == AW_RESP;
+      if (claimed && wt_is_wine())
+        printf("NOTE: under Wine the reset in the ACK wait reads as all acknowledged"
+               " (src/win/README.md, suspicion 1)\n");
+      else
+        CHECK(!claimed);
     } else {
       CHECK_EQ(info.reason, LW_REASON_DEADLINE);
       CHECK_EQ(info.rst, 1);
