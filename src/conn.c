@@ -585,6 +585,17 @@ void lw__conn_write_done(lw_conn *c, ssize_t n) {
     conn_event(c, LW__CE_QUEUE_EMPTY, 0);
 }
 
+/* A send that completed after the close detached the connection (a completion backend
+ * cannot always cancel it: IOCP's WSASend may finish, or be cancelled part-way, after
+ * CancelIoEx). Its bytes left: they move from "cancelled" to "sent", so that
+ * bytes_queued is unchanged and bytes_sent is not short of what the peer received.
+ * (lw__conn_write_done ignores a detached connection: its queue is already gone.) */
+void lw__conn_write_late(lw_conn *c, size_t n) {
+  assert(c->detached);
+  c->bytes_sent += n;
+  c->u.end.cancelled -= LW__MIN((uint64_t)n, c->u.end.cancelled);
+}
+
 void lw__conn_connect_done(lw_conn *c, int status) {
   if (c->detached)
     return;

@@ -298,6 +298,8 @@ struct lw_conn {
 void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n);
 /* n >= 0 bytes taken by the kernel, < 0 LW_E* error. */
 void lw__conn_write_done(lw_conn *c, ssize_t n);
+/* n bytes of a send that completed after the connection was detached (conn.c). */
+void lw__conn_write_late(lw_conn *c, size_t n);
 void lw__conn_connect_done(lw_conn *c, int status);
 void lw__conn_ops_done(lw_conn *c);
 /* fd >= 0: a new connection; fd < 0: an LW_E* error (EMFILE...). */

@@ -7,8 +7,13 @@
  *              takes its socket from the reuse pool when there is one (A15), else a
  *              new WSASocket. SO_UPDATE_ACCEPT_CONTEXT on completion.
  *   ConnectEx  on a socket made and bound by lw__sock_connect_start.
- *   WSARecv    one in flight per connection, into a per-socket buffer. Input that
- *              completes after the application stopped reading is stashed, never lost.
+ *   WSARecv    one in flight per connection, into a per-socket buffer. Every result
+ *              (data or the peer's FIN) is first held in the socket record and then
+ *              delivered by one function (deliver_held) as far as the application wants
+ *              it now: while reading is stopped it stays held (the rule at
+ *              lw__backend.held_input), never lost and never acted on.
+ *              The buffer is lent to the read callback: no WSARecv is posted into it
+ *              until the callback returns (`delivering`, checked in post_recv).
  *              A zero-byte WSARecv watches for errors (dead peer) while the application
  *              does not read, as uring.c's POLLERR watch does.
  *   WSASend    one in flight per connection, gathering the head of the write queue.
@@ -72,9 +77,11 @@ typedef struct iocp_sock {
   unsigned released : 1;      /* closesocket or DisconnectEx done */
   unsigned ops_reported : 1;  /* lw__conn_ops_done called */
   unsigned recycle_ready : 1; /* DisconnectEx completed while the conn still existed */
+  unsigned delivering : 1;    /* a read callback holds rbuf: no WSARecv into it */
+  unsigned held_eof : 1;      /* the peer's FIN came while the application did not read */
   unsigned uses;              /* connections served by this socket */
   char *rbuf;
-  size_t stash_off, stash_len; /* input received but not yet delivered */
+  size_t stash_off, stash_len; /* input received but not yet delivered (held) */
   WSABUF wbufs[LW__IOCP_MAX_BUFS];
   struct iovec iov[LW__IOCP_MAX_BUFS];
   struct sockaddr_storage peer; /* ConnectEx destination */
@@ -165,8 +172,10 @@ static iocp_sock *ws_new(lw_loop *loop, SOCKET s, int family) {
 }
 
 static void ws_free(iocp_sock *ws) {
-  if (ws->s != INVALID_SOCKET)
+  if (ws->s != INVALID_SOCKET) {
+    lw__win_forget(ws->s);
     closesocket(ws->s);
+  }
   free(ws->rbuf);
   free(ws);
 }
@@ -345,9 +354,19 @@ static int ensure_rbuf(iocp_sock *ws) {
   return ws->rbuf ? 0 : LW_ENOMEM;
 }
 
+static int holds(const iocp_sock *ws) { return ws->stash_len > ws->stash_off || ws->held_eof; }
+
 static void post_recv(lw_conn *c, int zero) {
   iocp_state *st = st_of(c->loop);
   iocp_sock *ws = ws_of(c);
+  assert(!ws->recv_inflight);
+  /* The one place rbuf is handed to the kernel. While a read callback holds it (the
+   * header: buf is valid during the call), or while it still holds undelivered input,
+   * it is not posted: whatever the callback calls (lw_conn_read_start, lw_shutdown,
+   * lw_close...), the receive is posted after the callback returns (iocp_conn_update,
+   * called then). A WSARecv with data waiting fills its buffer before it returns. */
+  if (!zero && (ws->delivering || holds(ws)))
+    return;
   WSABUF b;
   if (zero) {
     b.buf = NULL;
@@ -416,20 +435,40 @@ static void post_connect(lw_conn *c) {
   }
 }
 
-/* Delivers stashed input while the application wants it. Returns 1 if some remains. */
-static int deliver_stash(lw_conn *c) {
+/* Delivers what the socket holds -- input, then the peer's FIN -- for as long as the
+ * application wants it (lw__conn_wants_read: reading, or a lingering close discarding).
+ * What it does not want now stays held (the rule at lw__backend.held_input). Every
+ * receive result goes through here, so none can reach the core while reading is
+ * stopped. Not re-entered: a read callback that calls lw_conn_read_start comes back
+ * here through iocp_conn_update and returns at once; the outer loop goes on, in order. */
+static void deliver_held(lw_conn *c) {
   iocp_sock *ws = ws_of(c);
-  while (ws->stash_len > ws->stash_off && lw__conn_wants_read(c) && !c->detached) {
-    size_t n = LW__MIN(ws->stash_len - ws->stash_off,
-                       c->discarding ? (size_t)LW__IOCP_RBUF : c->read_size);
-    const char *p = ws->rbuf + ws->stash_off;
-    ws->stash_off += n;
-    if (ws->stash_off == ws->stash_len)
-      ws->stash_off = ws->stash_len = 0;
-    /* The buffer is not reused before this returns: no recv is posted meanwhile. */
-    lw__conn_read_done(c, p, (ssize_t)n);
+  if (ws->delivering)
+    return;
+  ws->delivering = 1;
+  while (!c->detached && lw__conn_wants_read(c)) {
+    if (ws->stash_len > ws->stash_off) {
+      size_t n = LW__MIN(ws->stash_len - ws->stash_off,
+                         c->discarding ? (size_t)LW__IOCP_RBUF : c->read_size);
+      const char *p = ws->rbuf + ws->stash_off;
+      ws->stash_off += n;
+      if (ws->stash_off == ws->stash_len)
+        ws->stash_off = ws->stash_len = 0;
+      lw__conn_read_done(c, p, (ssize_t)n); /* rbuf is lent until this returns */
+    } else if (ws->held_eof) {
+      ws->held_eof = 0;
+      lw__conn_read_done(c, NULL, 0);
+    } else {
+      break;
+    }
   }
-  return ws->stash_len > ws->stash_off;
+  ws->delivering = 0;
+}
+
+/* lw__backend.held_input: the bytes received but not delivered. */
+static size_t iocp_held_input(const lw_conn *c) {
+  const iocp_sock *ws = c->backend_data;
+  return ws && !ws->detached ? ws->stash_len - ws->stash_off : 0;
 }
 
 static void iocp_conn_update(lw_conn *c) {
@@ -441,11 +480,14 @@ static void iocp_conn_update(lw_conn *c) {
       post_connect(c);
     return;
   }
-  if (deliver_stash(c) || c->detached)
+  deliver_held(c);
+  if (c->detached)
     return;
   int want_read = lw__conn_wants_read(c);
   if (want_read)
     ws->err_parked = 0;
+  /* (post_recv declines while a callback holds rbuf or input is still held: the
+   * outer deliver_held's caller comes back here once it returns.) */
   if (want_read && !ws->recv_inflight)
     post_recv(c, 0);
   if (lw__conn_wants_write(c) && !ws->send_inflight)
@@ -462,7 +504,8 @@ static void iocp_conn_update(lw_conn *c) {
 static void iocp_conn_detach(lw_conn *c) {
   iocp_sock *ws = ws_of(c);
   ws->detached = 1;
-  ws->stash_off = ws->stash_len = 0;
+  ws->stash_off = ws->stash_len = 0; /* counted as unread by the core's final snapshot */
+  ws->held_eof = 0;
   tls_detached = ws; /* the core's lw__sock_close(fd) follows at once */
   if (ws->inflight) {
     /* Cancel what is pending (the WSARecv above all); the close waits for the
@@ -497,6 +540,7 @@ static void ws_release(iocp_sock *ws, int reset) {
   if (ws->released)
     return;
   ws->released = 1;
+  lw__win_forget(ws->s); /* the FIN marks are this connection's, not the socket's next */
   iocp_state *st = st_of(ws->loop);
   lw_conn *c = ws->conn;
   int graceful = c && !reset && c->sm.fin_sent && c->sm.peer_fin && !c->sm.rst &&
@@ -545,6 +589,7 @@ int lw__sock_close(int fd) {
     return 0;
   }
   lw__win_drop_connect_addr(fd);
+  lw__win_forget(SOCK(fd));
   if (closesocket(SOCK(fd)) == 0)
     return 0;
   if (WSAGetLastError() == WSAENOTSOCK)
@@ -564,15 +609,18 @@ static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
         ws->err_parked = 1; /* input or FIN waits for a reader */
       else if (err != ERROR_OPERATION_ABORTED)
         lw__conn_read_done(c, NULL, lw__err_from_win(err));
-    } else if (err == 0 && bytes > 0) {
-      if (lw__conn_wants_read(c)) {
-        lw__conn_read_done(c, ws->rbuf, (ssize_t)bytes);
-      } else { /* read_stop raced with this completion: keep the bytes */
+    } else if (err == 0) {
+      /* Held first, delivered by deliver_held (iocp_conn_update, below) as far as the
+       * application reads now: a result that completes after lw_conn_read_stop waits
+       * for lw_conn_read_start, the peer's FIN included. */
+      assert(!holds(ws));
+      if (bytes > 0) {
         ws->stash_off = 0;
         ws->stash_len = bytes;
+      } else {
+        ws->held_eof = 1;
+        lw__win_mark(ws->s, LW__WIN_PEER_FIN);
       }
-    } else if (err == 0) {
-      lw__conn_read_done(c, NULL, 0); /* the peer's FIN */
     } else if (err != ERROR_OPERATION_ABORTED) {
       lw__conn_read_done(c, NULL, lw__err_from_win(err));
     }
@@ -585,8 +633,14 @@ static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
 static void send_done(iocp_sock *ws, DWORD bytes, DWORD err) {
   lw_conn *c = ws->conn;
   ws->send_inflight = 0;
-  if (c && !c->detached && err != ERROR_OPERATION_ABORTED)
+  if (c && c->detached && bytes > 0) {
+    /* A WSASend that finished (or was cancelled part-way: the count is what it
+     * transferred) after the close detached the connection: those bytes left, so
+     * bytes_sent says so (lw__conn_write_late). */
+    lw__conn_write_late(c, bytes);
+  } else if (c && !c->detached && err != ERROR_OPERATION_ABORTED) {
     lw__conn_write_done(c, err ? (ssize_t)lw__err_from_win(err) : (ssize_t)bytes);
+  }
   op_finished(ws);
   if (c && !c->detached)
     iocp_conn_update(c);
@@ -624,6 +678,7 @@ static void disc_done(iocp_state *st, iocp_sock *ws, DWORD err) {
   ws->detached = ws->released = ws->ops_reported = 0;
   ws->err_parked = 0;
   ws->stash_off = ws->stash_len = 0;
+  ws->held_eof = 0;
   if (ws->conn) {
     ws->recycle_ready = 1; /* iocp_conn_free pools it */
     st->st.ready++;
@@ -881,5 +936,6 @@ const lw__backend lw__backend_iocp = {
     .conn_update = iocp_conn_update,
     .conn_detach = iocp_conn_detach,
     .conn_free = iocp_conn_free,
+    .held_input = iocp_held_input,
     .set_socket_reuse = lw__iocp_set_reuse,
 };

@@ -10,6 +10,7 @@
 #include "win.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <iphlpapi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,7 +351,111 @@ int lw__sock_so_error(int fd) {
   return lw__err_from_win((unsigned long)err);
 }
 
-int lw__sock_shutdown_wr(int fd) { return shutdown(SOCK(fd), SD_SEND) != 0 ? wsa_err() : 0; }
+int lw__sock_shutdown_wr(int fd) {
+  if (shutdown(SOCK(fd), SD_SEND) != 0)
+    return wsa_err();
+  lw__win_mark(SOCK(fd), LW__WIN_FIN_SENT); /* for lw__sock_outq */
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Socket marks (win.h): a set keyed by the socket value, for the whole process (loops
+ * may run on several threads: one lock). Open addressing, linear probing, deletion by
+ * backward shift; it holds only sockets whose FIN went and are not closed yet. If it
+ * cannot grow, the mark is lost and lw__sock_outq answers "cannot tell": never a
+ * wrong "acknowledged".
+ * --------------------------------------------------------------------------------- */
+typedef struct mark_slot {
+  uintptr_t s; /* 0: empty (no socket handle is 0) */
+  unsigned bits;
+} mark_slot;
+static SRWLOCK marks_lock = SRWLOCK_INIT;
+static mark_slot *marks;
+static size_t marks_cap, marks_n; /* cap: 0 or a power of two */
+
+static size_t mark_home(uintptr_t s, size_t cap) {
+  return (size_t)(((uint64_t)s >> 2) * 0x9E3779B97F4A7C15ull >> 17) & (cap - 1);
+}
+static mark_slot *mark_find(uintptr_t s) {
+  if (!marks_cap)
+    return NULL;
+  for (size_t i = mark_home(s, marks_cap), k = 0; k < marks_cap;
+       i = (i + 1) & (marks_cap - 1), k++) {
+    if (marks[i].s == s)
+      return &marks[i];
+    if (!marks[i].s)
+      return NULL;
+  }
+  return NULL;
+}
+static void mark_put(mark_slot *tab, size_t cap, uintptr_t s, unsigned bits) {
+  size_t i = mark_home(s, cap);
+  while (tab[i].s)
+    i = (i + 1) & (cap - 1);
+  tab[i].s = s;
+  tab[i].bits = bits;
+}
+
+void lw__win_mark(SOCKET sock, unsigned bits) {
+  uintptr_t s = (uintptr_t)sock;
+  if (!s || sock == INVALID_SOCKET)
+    return;
+  AcquireSRWLockExclusive(&marks_lock);
+  mark_slot *m = mark_find(s);
+  if (m) {
+    m->bits |= bits;
+  } else {
+    if ((marks_n + 1) * 2 > marks_cap) { /* load factor at most 1/2 */
+      size_t cap = marks_cap ? marks_cap * 2 : 64;
+      mark_slot *tab = calloc(cap, sizeof(*tab));
+      if (!tab) {
+        ReleaseSRWLockExclusive(&marks_lock);
+        return;
+      }
+      for (size_t i = 0; i < marks_cap; i++)
+        if (marks[i].s)
+          mark_put(tab, cap, marks[i].s, marks[i].bits);
+      free(marks);
+      marks = tab;
+      marks_cap = cap;
+    }
+    mark_put(marks, marks_cap, s, bits);
+    marks_n++;
+  }
+  ReleaseSRWLockExclusive(&marks_lock);
+}
+
+unsigned lw__win_marks(SOCKET sock) {
+  AcquireSRWLockShared(&marks_lock);
+  const mark_slot *m = mark_find((uintptr_t)sock);
+  unsigned bits = m ? m->bits : 0;
+  ReleaseSRWLockShared(&marks_lock);
+  return bits;
+}
+
+void lw__win_forget(SOCKET sock) {
+  AcquireSRWLockExclusive(&marks_lock);
+  mark_slot *m = mark_find((uintptr_t)sock);
+  if (m) {
+    size_t mask = marks_cap - 1, i = (size_t)(m - marks), j = i;
+    /* Backward shift: move up every later entry of the run whose home is not in
+     * (i, j], so that no lookup meets a hole before its entry. */
+    for (;;) {
+      j = (j + 1) & mask;
+      if (!marks[j].s)
+        break;
+      size_t h = mark_home(marks[j].s, marks_cap);
+      if (i <= j ? (i < h && h <= j) : (i < h || h <= j))
+        continue;
+      marks[i] = marks[j];
+      i = j;
+    }
+    marks[i].s = 0;
+    marks[i].bits = 0;
+    marks_n--;
+  }
+  ReleaseSRWLockExclusive(&marks_lock);
+}
 
 /* SO_LINGER{1,0} then closesocket: an abortive close (RST), no TIME_WAIT. Never after
  * shutdown(SD_SEND): Windows then sends no reset (the contract in lastword.h). */
@@ -591,14 +696,80 @@ void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
   s->state = under_wine() ? finished_state(SOCK(fd)) : table_state(SOCK(fd));
 }
 
-/* 0 only when the stack proves that everything (our FIN included) is acknowledged;
- * -1 (unknown) otherwise: Windows has no SIOCOUTQ. */
+/* Three answers, as SIOCOUTQ gives on Linux: > 0 bytes (or our FIN) not yet
+ * acknowledged, 0 everything acknowledged (our FIN too once it went), -1 only when the
+ * stack cannot tell. The close waits in ACK_WAIT while this is > 0 (conn.c ack_check)
+ * and reports acked_known = 0 only for -1. Windows has no SIOCOUTQ:
+ *   - SIO_TCP_INFO: the state names the answer once our FIN went: FIN_WAIT_1, CLOSING
+ *     and LAST_ACK mean our FIN is unacknowledged (BytesInFlight + 1, the FIN counted
+ *     as one like SIOCOUTQ); FIN_WAIT_2 and TIME_WAIT that it and everything before it
+ *     was acknowledged. Before our FIN, BytesInFlight > 0 is bytes unacknowledged; 0 is
+ *     "cannot tell" (bytes the stack buffered but did not transmit are not in it).
+ *   - Without it (Windows before 10 1703, Wine): nothing before our FIN (-1). After it
+ *     (LW__WIN_FIN_SENT): a socket no longer connected with no error is finished (0);
+ *     one still connected after both FINs (LW__WIN_PEER_FIN) is in LAST_ACK or CLOSING,
+ *     i.e. our FIN is unacknowledged (1) -- a stack that has both FINs keeps the
+ *     connection only until ours is acknowledged (RFC 793; Linux, under Wine, moves it
+ *     to CLOSE or TIME_WAIT then, and getpeername fails). After our FIN only, FIN_WAIT_1
+ *     and FIN_WAIT_2 differ only in the TCP table: read on Windows (O(connections)),
+ *     not under Wine (see under_wine), where the answer is then -1. */
+static int connected_probe(SOCKET s) { /* 1 connected, 0 finished, -1 error/unknown */
+  struct sockaddr_storage ra;
+  int rl = sizeof(ra);
+  if (getpeername(s, (struct sockaddr *)&ra, &rl) == 0)
+    return 1;
+  return finished_state(s) == LW__TCP_CLOSE ? 0 : -1;
+}
+
 long lw__sock_outq(int fd) {
-  lw__tcp_snapshot s;
-  lw__sock_snapshot(fd, &s);
-  if (s.state == LW__TCP_FIN_WAIT2 || s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE)
+  SOCKET s = SOCK(fd);
+  TCP_INFO_v0 ti;
+  if (tcp_info_v0(s, &ti)) {
+    long inflight =
+        ti.BytesInFlight > (ULONG)(LONG_MAX - 1) ? LONG_MAX - 1 : (long)ti.BytesInFlight;
+    switch (map_tcpstate((int)ti.State)) {
+    case LW__TCP_FIN_WAIT1:
+    case LW__TCP_CLOSING:
+    case LW__TCP_LAST_ACK:
+      return inflight + 1;
+    case LW__TCP_FIN_WAIT2:
+    case LW__TCP_TIME_WAIT:
+      return 0;
+    case LW__TCP_CLOSE:
+      /* Finished -- or reset: a reset is no acknowledgement (README: only real Windows
+       * can say whether SO_ERROR tells them apart here). */
+      return finished_state(s) == LW__TCP_CLOSE ? 0 : -1;
+    case LW__TCP_ESTABLISHED:
+    case LW__TCP_CLOSE_WAIT:
+      return inflight > 0 ? inflight : -1;
+    default:
+      return -1;
+    }
+  }
+  unsigned m = lw__win_marks(s);
+  if (!(m & LW__WIN_FIN_SENT))
+    return -1;
+  int conn = connected_probe(s);
+  if (conn == 0)
     return 0;
-  return -1;
+  if (conn < 0)
+    return -1;
+  if (m & LW__WIN_PEER_FIN)
+    return 1;
+  if (under_wine())
+    return -1;
+  switch (table_state(s)) {
+  case LW__TCP_FIN_WAIT1:
+  case LW__TCP_CLOSING:
+  case LW__TCP_LAST_ACK:
+    return 1;
+  case LW__TCP_FIN_WAIT2:
+  case LW__TCP_TIME_WAIT:
+  case LW__TCP_CLOSE:
+    return 0;
+  default:
+    return -1;
+  }
 }
 
 long lw__sock_inq(int fd) {

@@ -30,6 +30,16 @@ int lw__win_take_connect_addr(int fd, struct sockaddr_storage *ss, int *len);
 /* Drops a parked address whose socket was closed before conn_open took it. */
 void lw__win_drop_connect_addr(int fd);
 
+/* What Winsock cannot be asked about a socket without SIO_TCP_INFO, remembered by the
+ * socket's value (sockopt.c): our FIN was sent (lw__sock_shutdown_wr) and the peer's
+ * FIN arrived (the backend's 0-byte WSARecv completion). lw__sock_outq needs them to
+ * tell "not yet acknowledged" from "cannot tell". Forgotten (lw__win_forget) before the
+ * socket is closed or recycled, so that a new socket with the same value starts clean. */
+enum { LW__WIN_FIN_SENT = 1, LW__WIN_PEER_FIN = 2 };
+void lw__win_mark(SOCKET s, unsigned bits);
+unsigned lw__win_marks(SOCKET s);
+void lw__win_forget(SOCKET s);
+
 /* Reuse pool (A15): the backend's set_socket_reuse, i.e. lw_loop_set_socket_reuse (see
  * lastword.h and README.md). The environment variable LW_WIN_REUSE=N sets it for every
  * new loop. */
