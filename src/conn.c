@@ -110,8 +110,29 @@ void lw__opts_unref(lw__opts *o) {
 
 /* Input a completion backend holds for a connection whose reading is stopped (the rule
  * at lw__backend.held_input): unread input, as the kernel's queue is. */
-static size_t held_input(const lw_conn *c) {
-  return c->loop->backend->held_input && !c->detached ? c->loop->backend->held_input(c) : 0;
+static size_t held_input(const lw_conn *c, int *fin) {
+  int dummy = 0;
+  if (!fin)
+    fin = &dummy;
+  *fin = 0;
+  return c->loop->backend->held_input && !c->detached ? c->loop->backend->held_input(c, fin)
+                                                       : 0;
+}
+
+void lw__conn_deliver_due(lw_conn *c) {
+  if (c->deliver_due || c->detached)
+    return;
+  c->deliver_due = 1;
+  lw__loop_pending_add(c);
+}
+
+int lw__conn_read_late(lw_conn *c, size_t n) {
+  assert(c->detached);
+  c->unread_discarded += n;
+  if (c->sm.reason != LW_REASON_NAIVE || c->sm.rst || c->rst_seen)
+    return 0;
+  c->rst_seen = 1;
+  return 1;
 }
 
 static lw__opts *conn_opts(const lw_conn *c) { return LW__CONTAINER_OF(c->opts, lw__opts, o); }
@@ -616,6 +637,11 @@ void lw__conn_run_pending(lw_conn *c) {
     c->flush_due = 0;
     conn_update(c); /* no-op once detached */
   }
+  if (c->deliver_due) {
+    c->deliver_due = 0; /* held input, asked for by lw__conn_deliver_due */
+    if (!c->detached)
+      c->loop->backend->deliver_held(c);
+  }
   /* A2: after a close, a completion backend may still have a send in flight that
    * reads these buffers. Their callbacks (which may free them) wait until the backend
    * has reaped its last completion for this connection; the endgame runs them. Asked
@@ -759,7 +785,7 @@ static int final_snapshot(lw_conn *c, int resetting) {
   lw__sock_snapshot(fd, &s);
   long outq = lw__sock_outq(fd);
   long inq = lw__sock_inq(fd);
-  size_t held = held_input(c);
+  size_t held = held_input(c, NULL);
   int force_rst = 0;
   if (held > 0) {
     force_rst = !resetting && inq <= 0 && s.state != LW__TCP_CLOSE;
@@ -982,8 +1008,18 @@ static int first_byte_check(lw_conn *c, uint64_t *next) {
     return 0;
   }
   c->t0.first_byte_due = 0;
-  if (lw__sock_inq(c->io.fd) > 0 || held_input(c) > 0)
-    return 0; /* sent, not read yet (the application stopped reading) */
+  /* Sent, not read yet (the application stopped reading): bytes or a FIN in the
+   * kernel, or held by the backend. A peer that reset has spoken too: it ends as what
+   * it is (SO_ERROR, read once here), not as a first-byte timeout. */
+  int held_fin = 0;
+  if (lw__sock_inq(c->io.fd) > 0 || held_input(c, &held_fin) > 0 || held_fin ||
+      lw__sock_peer_fin_queued(c->io.fd))
+    return 0;
+  int err = lw__sock_so_error(c->io.fd);
+  if (err) {
+    lw__conn_read_done(c, NULL, err);
+    return 1;
+  }
   conn_event(c, LW__CE_TIMEOUT, LW_REASON_FIRST_BYTE_TIMEOUT);
   return 1;
 }

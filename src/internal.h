@@ -173,9 +173,13 @@ typedef struct lw__backend {
    * held bytes are unread input exactly as the kernel's receive queue is: the core adds
    * them to SIOCINQ for lw_abort's and lw_close_naive's unread_discarded, makes a naive
    * close an RST when any are held (the kernel would, had they stayed there: B13), and
-   * counts them as the peer having spoken for first_byte_timeout_ms. A readiness
-   * backend (epoll) never reads unless asked, so it holds nothing. */
-  size_t (*held_input)(const lw_conn *c);
+   * counts them as the peer having spoken for first_byte_timeout_ms (as is a held FIN:
+   * *fin set). A readiness backend (epoll) never reads unless asked, so it holds
+   * nothing. Held input is DELIVERED only from the loop's pending step, never inside
+   * the lw_* call that made the connection want it (lw_conn_read_start, lw_close...):
+   * the backend asks with lw__conn_deliver_due and the core calls deliver_held. */
+  size_t (*held_input)(const lw_conn *c, int *fin);
+  void (*deliver_held)(lw_conn *c);
   /* Optional (NULL: LW_ENOSYS): lw_loop_set_socket_reuse. */
   int (*set_socket_reuse)(lw_loop *loop, unsigned max_sockets);
 } lw__backend;
@@ -263,6 +267,7 @@ struct lw_conn {
   unsigned close_begun : 1; /* t0 holds close_start (else first_byte_due) */
   unsigned deadline_armed : 1;
   unsigned flush_due : 1; /* queued bytes wait for the pending step (queue_write) */
+  unsigned deliver_due : 1; /* held input waits for the pending step (deliver_held) */
   uint32_t ack_poll_ms;
 
   /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
@@ -301,6 +306,13 @@ void lw__conn_write_done(lw_conn *c, ssize_t n);
 /* n bytes of a send that completed after the connection was detached (conn.c). */
 void lw__conn_write_late(lw_conn *c, size_t n);
 void lw__conn_connect_done(lw_conn *c, int status);
+/* The backend holds input the connection now wants: deliver_held from the pending step. */
+void lw__conn_deliver_due(lw_conn *c);
+/* n input bytes a receive brought after the connection was detached (a completion the
+ * close overtook): unread input, counted. Returns 1 if the close must be an RST -- a
+ * naive close, which the kernel would have made one had the bytes stayed queued (B13):
+ * the backend then sets SO_LINGER{1,0} before its close. */
+int lw__conn_read_late(lw_conn *c, size_t n);
 void lw__conn_ops_done(lw_conn *c);
 /* fd >= 0: a new connection; fd < 0: an LW_E* error (EMFILE...). */
 void lw__listener_accept_done(lw_listener *l, int fd, int status);

@@ -28,9 +28,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
+#ifndef _WIN32
+#include <sys/resource.h>
 #include <sys/time.h>
+#endif
 #include <unistd.h>
 
 /* ---- small raw-socket kit ---- */
@@ -374,6 +376,7 @@ static void test_stash_no_nested_delivery(void **state) {
 /* ---------------------------------------------------------------------------------
  * 3. Many stopped readers with input arriving; one reader must not starve.
  * --------------------------------------------------------------------------------- */
+#ifndef _WIN32
 #define R3_N 600
 static struct {
   lw_conn *c[R3_N + 1];
@@ -457,6 +460,16 @@ static void test_stopped_readers_no_starve(void **state) {
     close(peers[i]);
   finish(loop, l);
 }
+
+#else
+static void test_stopped_readers_no_starve(void **state) {
+  (void)state;
+  /* 1200 loopback sockets and a CPU measure (getrusage): the provided-buffer ring it
+   * guards is io_uring's; IOCP gives each socket its own buffer. */
+  print_message("SKIP on Windows: io_uring's shared buffer ring; IOCP buffers are per socket\n");
+  skip();
+}
+#endif
 
 /* ---------------------------------------------------------------------------------
  * 4. The peer's FIN while reading is stopped.

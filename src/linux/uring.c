@@ -41,7 +41,13 @@
  *      once per wait, after the dispatch has given every buffer back (ur_rearm_starved).
  *   5. lw_conn_read_stop holds any result of a recv already in flight -- data or the
  *      peer's FIN -- in the stash until lw_conn_read_start (the core's held_input rule,
- *      internal.h); errors still end the connection at once.
+ *      internal.h); errors still end the connection at once. A completion's bytes go
+ *      to the application read_size at a time, as far as it reads; the rest is held.
+ *      Held input is delivered from the loop's pending step (deliver_held), never
+ *      inside lw_conn_read_start or another lw_* call.
+ *   6. A receive's bytes are never lost from the count: a connection's close waits for
+ *      its recv's CQE (cancelled, or completed with bytes that then count as unread;
+ *      a naive close over them resets, as the kernel would: lw__conn_read_late).
  *
  * The A2 contract on a real completion kernel: after close(fd) the in-flight requests
  * still hold the file (and the kernel may still write into our buffers), so the
@@ -100,8 +106,12 @@ typedef struct ur_conn {
    * callback fed from it may be running when the connection is aborted. */
   char *stash;
   unsigned stash_off, stash_len;
+  /* The completion being delivered (in its provided buffer, during its dispatch):
+   * what is left of it is held input too (a read callback may close naively). */
+  unsigned cqe_off, cqe_len;
   unsigned stash_eof : 1;
-  unsigned delivering : 1; /* ur_deliver_stash is on the stack: no nested delivery */
+  unsigned delivering : 1; /* input is being handed over: no nested delivery, no recv */
+  unsigned close_wait_recv : 1; /* detached: its close waits for the recv's CQE (rule 6) */
   struct iovec iov[UR_MAX_IOV];
   struct msghdr msg;
   lw__list retry_node; /* in ur_state.retry while a submission is owed */
@@ -325,40 +335,54 @@ static void ur_submit_send(lw_conn *c) {
 
 static int ur_stash_held(const ur_conn *u) { return u->stash != NULL || u->stash_eof; }
 
-/* Delivers held input (rule 5) while the application wants it, bytes first, then the
- * FIN. Returns 1 if some is still held. Not reentrant by design: a read callback fed
- * from here that calls lw_conn_read_start (a parser switch) lands in ur_conn_update,
- * which must neither deliver the next piece inside this one nor free what this one is
- * reading: the loop below goes on once the callback returns. */
-static int ur_deliver_stash(lw_conn *c) {
-  ur_conn *u = urc(c);
-  if (u->delivering)
-    return ur_stash_held(u);
-  u->delivering = 1;
-  while (ur_stash_held(u) && !c->detached && lw__conn_wants_read(c)) {
-    if (!u->stash) {
-      u->stash_eof = 0;
-      lw__conn_read_done(c, NULL, 0);
-      continue;
-    }
-    size_t n = LW__MIN((size_t)(u->stash_len - u->stash_off),
-                       c->discarding ? (size_t)UR_BUF_SIZE : c->read_size);
-    char *p = u->stash + u->stash_off, *done = NULL;
-    u->stash_off += (unsigned)n;
-    if (u->stash_off == u->stash_len) {
-      done = u->stash; /* ours now: freed once the callback has returned */
-      u->stash = NULL;
-    }
-    lw__conn_read_done(c, p, (ssize_t)n);
-    free(done);
+/* Hands bytes [*off, len) of p to the core, read_size at a time (the size in force at
+ * each callback), while the application wants them. p stays valid throughout. */
+static void ur_feed(lw_conn *c, const char *p, unsigned *off, unsigned len) {
+  while (*off < len && !c->detached && lw__conn_wants_read(c)) {
+    size_t n = LW__MIN((size_t)(len - *off), c->discarding ? (size_t)len : c->read_size);
+    const char *q = p + *off;
+    *off += (unsigned)n;
+    lw__conn_read_done(c, q, (ssize_t)n);
   }
-  u->delivering = 0;
-  return ur_stash_held(u);
 }
 
-static size_t ur_held_input(const lw_conn *c) {
+/* Delivers held input (rule 5) while the application wants it, bytes first, then the
+ * FIN; from the pending step only (ur_deliver_held). Not reentrant by design: a read
+ * callback fed from here that calls lw_conn_read_start (a parser switch) lands in
+ * ur_conn_update, which must neither deliver the next piece inside this one nor submit
+ * a recv ahead of it: the loop here goes on once the callback returns. The stash is
+ * freed only here, once consumed and no callback reads it, or with the connection. */
+static void ur_deliver_stash(lw_conn *c) {
+  ur_conn *u = urc(c);
+  if (u->delivering)
+    return;
+  u->delivering = 1;
+  if (u->stash) {
+    ur_feed(c, u->stash, &u->stash_off, u->stash_len);
+    if (u->stash_off == u->stash_len) {
+      free(u->stash);
+      u->stash = NULL;
+      u->stash_off = u->stash_len = 0;
+    }
+  }
+  if (!u->stash && u->stash_eof && !c->detached && lw__conn_wants_read(c)) {
+    u->stash_eof = 0;
+    lw__conn_read_done(c, NULL, 0);
+  }
+  u->delivering = 0;
+}
+
+static void ur_conn_update(lw_conn *c);
+
+static void ur_deliver_held(lw_conn *c) {
+  ur_deliver_stash(c);
+  ur_conn_update(c); /* the next recv, once nothing is held */
+}
+
+static size_t ur_held_input(const lw_conn *c, int *fin) {
   const ur_conn *u = c->backend_data;
-  return u->stash ? (size_t)(u->stash_len - u->stash_off) : 0;
+  *fin = u->stash_eof;
+  return (size_t)(u->stash_len - u->stash_off) + (size_t)(u->cqe_len - u->cqe_off);
 }
 
 static void ur_conn_update(lw_conn *c) {
@@ -381,10 +405,10 @@ static void ur_conn_update(lw_conn *c) {
     return;
   }
   /* Held input (rule 5) stops new receives, never our writes: a server that stopped
-   * reading still answers. */
-  int held = ur_deliver_stash(c);
-  if (c->detached)
-    return;
+   * reading still answers. Wanted again, it is delivered from the pending step. */
+  int held = ur_stash_held(u) || u->delivering;
+  if (ur_stash_held(u) && !u->delivering && lw__conn_wants_read(c))
+    lw__conn_deliver_due(c);
   if (!held && lw__conn_wants_read(c) && !u->recv_inflight && !u->starved)
     ur_submit_recv(c);
   /* A recv in flight after read_stop is left alone: if it completes with data, the
@@ -456,6 +480,10 @@ static void ur_conn_detach(lw_conn *c) {
 /* Rule 1: the close goes through the ring, behind every SQE that names the fd. */
 static void ur_submit_close(lw_conn *c) {
   ur_conn *u = urc(c);
+  if (u->recv_inflight) {
+    u->close_wait_recv = 1; /* rule 6: ur_recv_done queues it */
+    return;
+  }
   struct io_uring_sqe *sqe = ur_sqe(ur(c->loop));
   if (!sqe) {
     u->close_owed = 1; /* owed, never dropped: the fd would leak */
@@ -493,7 +521,7 @@ static void ur_op_finished(lw_conn *c) {
   assert(u->inflight > 0);
   /* The last CQE that names this connection -- its close's included (rule 1: while the
    * close is owed, inflight can touch 0 before it is queued). */
-  if (--u->inflight == 0 && c->detached && !u->close_owed)
+  if (--u->inflight == 0 && c->detached && !u->close_owed && !u->close_wait_recv)
     lw__conn_ops_done(c);
   if (!c->detached)
     ur_conn_update(c);
@@ -507,27 +535,41 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
   if (bid >= 0)
     ur_buf_take(s, bid);
   if (c->detached) {
-    /* nothing to deliver: the buffer goes back below */
+    /* Rule 6: the close overtook this completion; its bytes are unread input. The
+     * close waited for it, so SO_LINGER{1,0} still reaches the socket. */
+    if (res > 0 && lw__conn_read_late(c, (size_t)res))
+      lw__sock_set_linger0(c->io.fd);
+    if (u->close_wait_recv) {
+      u->close_wait_recv = 0;
+      ur_submit_close(c);
+    }
   } else if (res > 0 && bid >= 0) {
+    /* Only one recv is ever in flight and none while input is held: nothing is. */
+    assert(!ur_stash_held(u) && !u->delivering);
     const char *data = s->bufs + (size_t)bid * UR_BUF_SIZE;
-    if (!lw__conn_wants_read(c)) {
-      /* read_stop came while this recv was in flight (rule 5): keep a copy, give the
-       * buffer back (rule 3). Only one recv is ever in flight and none is submitted
-       * while input is held, so the stash is empty here. */
-      assert(!ur_stash_held(u));
-      u->stash = malloc((size_t)res);
+    u->cqe_off = 0;
+    u->cqe_len = (unsigned)res;
+    u->delivering = 1;
+    ur_feed(c, data, &u->cqe_off, u->cqe_len); /* valid until each callback returns */
+    u->delivering = 0;
+    if (u->cqe_off < u->cqe_len && !c->detached) {
+      /* Reading stopped (or the read size shrank) part-way, or before: keep a copy
+       * of the rest, give the buffer back (rule 3). (Detached part-way: the close
+       * counted the rest as held input.) */
+      unsigned rest = u->cqe_len - u->cqe_off;
+      u->stash = malloc(rest);
       if (!u->stash) {
+        u->cqe_off = u->cqe_len = 0;
         ur_buf_return(s, bid);
         lw__conn_read_done(c, NULL, LW_ENOMEM);
         ur_op_finished(c);
         return;
       }
-      memcpy(u->stash, data, (size_t)res);
+      memcpy(u->stash, data + u->cqe_off, rest);
       u->stash_off = 0;
-      u->stash_len = (unsigned)res;
-    } else {
-      lw__conn_read_done(c, data, res); /* valid until the callback returns */
+      u->stash_len = rest;
     }
+    u->cqe_off = u->cqe_len = 0;
   } else if (res == 0) {
     if (!lw__conn_wants_read(c))
       u->stash_eof = 1; /* the peer's FIN waits for read_start as well (rule 5) */
@@ -857,4 +899,5 @@ const lw__backend lw__backend_uring = {
     .conn_free = ur_conn_free,
     .try_write = ur_try_write,
     .held_input = ur_held_input,
+    .deliver_held = ur_deliver_held,
 };

@@ -465,10 +465,21 @@ static void deliver_held(lw_conn *c) {
   ws->delivering = 0;
 }
 
-/* lw__backend.held_input: the bytes received but not delivered. */
-static size_t iocp_held_input(const lw_conn *c) {
+/* lw__backend.held_input: the bytes received but not delivered, and a held FIN. */
+static size_t iocp_held_input(const lw_conn *c, int *fin) {
   const iocp_sock *ws = c->backend_data;
-  return ws && !ws->detached ? ws->stash_len - ws->stash_off : 0;
+  if (!ws || ws->detached)
+    return 0;
+  *fin = ws->held_eof;
+  return ws->stash_len - ws->stash_off;
+}
+
+static void iocp_conn_update(lw_conn *c);
+
+/* lw__backend.deliver_held: from the loop's pending step (lw__conn_deliver_due). */
+static void iocp_deliver_held(lw_conn *c) {
+  deliver_held(c);
+  iocp_conn_update(c);
 }
 
 static void iocp_conn_update(lw_conn *c) {
@@ -480,10 +491,11 @@ static void iocp_conn_update(lw_conn *c) {
       post_connect(c);
     return;
   }
-  deliver_held(c);
-  if (c->detached)
-    return;
+  /* Held input the connection wants again is delivered from the pending step, never
+   * inside the lw_* call that got here (lw_conn_read_start, lw_close...). */
   int want_read = lw__conn_wants_read(c);
+  if (want_read && holds(ws) && !ws->delivering)
+    lw__conn_deliver_due(c);
   if (want_read)
     ws->err_parked = 0;
   /* (post_recv declines while a callback holds rbuf or input is still held: the
@@ -621,9 +633,16 @@ static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
         ws->held_eof = 1;
         lw__win_mark(ws->s, LW__WIN_PEER_FIN);
       }
+      deliver_held(c); /* in the dispatch, as far as the application reads now */
     } else if (err != ERROR_OPERATION_ABORTED) {
       lw__conn_read_done(c, NULL, lw__err_from_win(err));
     }
+  } else if (c && !zero && err == 0 && bytes > 0) {
+    /* The close overtook this completion: its bytes are unread input, and a naive
+     * close over them resets, as the stack would have with them still queued. The
+     * closesocket waits for this completion (lw__sock_close), so the linger lands. */
+    if (lw__conn_read_late(c, bytes))
+      linger0_set(ws->s);
   }
   op_finished(ws);
   if (c && !c->detached)
@@ -937,5 +956,6 @@ const lw__backend lw__backend_iocp = {
     .conn_detach = iocp_conn_detach,
     .conn_free = iocp_conn_free,
     .held_input = iocp_held_input,
+    .deliver_held = iocp_deliver_held,
     .set_socket_reuse = lw__iocp_set_reuse,
 };

@@ -26,13 +26,13 @@ static int atk_fails;
     }                                                                                      \
   } while (0)
 
-static uint64_t atk_now(void) {
+static inline uint64_t atk_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int atk_connect(int port) {
+static inline int atk_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
@@ -43,7 +43,7 @@ static int atk_connect(int port) {
   return fd;
 }
 
-static int atk_listen(int *port) {
+static inline int atk_listen(int *port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
@@ -55,8 +55,8 @@ static int atk_listen(int *port) {
   return fd;
 }
 
-static void atk_flag(lw_timer *t) { *(int *)lw_timer_get_data(t) = 1; }
-static void atk_run_for(lw_loop *loop, int ms) {
+static inline void atk_flag(lw_timer *t) { *(int *)lw_timer_get_data(t) = 1; }
+static inline void atk_run_for(lw_loop *loop, int ms) {
   lw_timer *t;
   int done = 0;
   lw_timer_new(loop, &t);
@@ -68,7 +68,7 @@ static void atk_run_for(lw_loop *loop, int ms) {
 }
 
 /* Runs the loop until *flag or ms pass. */
-static void atk_run_until(lw_loop *loop, int *flag, int ms) {
+static inline void atk_run_until(lw_loop *loop, int *flag, int ms) {
   uint64_t end = atk_now() + (uint64_t)ms;
   lw_timer *t;
   int done = 0;
@@ -80,7 +80,7 @@ static void atk_run_until(lw_loop *loop, int *flag, int ms) {
   lw_timer_free(t);
 }
 
-static int atk_nfds(void) {
+static inline int atk_nfds(void) {
   int n = 0;
   char path[64];
   for (int i = 0; i < 65536; i++) {
@@ -91,7 +91,7 @@ static int atk_nfds(void) {
   return n;
 }
 
-static int atk_end(const char *name, lw_loop *loop) {
+static inline int atk_end(const char *name, lw_loop *loop) {
   printf("%s [%s]: %s (%d failure%s)\n", name, loop ? lw_loop_backend(loop) : "?",
          atk_fails ? "FAIL" : "ok", atk_fails, atk_fails == 1 ? "" : "s");
   return atk_fails ? 1 : 0;

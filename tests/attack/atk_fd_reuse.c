@@ -23,7 +23,7 @@ typedef struct cx {
 static cx cxs[ROUNDS];
 static lw_loop *loop;
 static int sink_port, started, finished;
-static atomic_int sink_bad, sink_poison, sink_mixed;
+static atomic_int sink_poison, sink_mixed;
 static atomic_long sink_bytes;
 static atomic_int sink_stop;
 static int pipes[ROUNDS * 2][2];
