@@ -177,7 +177,11 @@ static void ep_conn_read(lw_conn *c) {
   lw_loop *loop = c->loop;
   for (int i = 0; i < EP_READS_PER_EVENT && lw__conn_wants_read(c); i++) {
     size_t size = c->discarding ? loop->rbuf_size : LW__MIN(c->read_size, loop->rbuf_size);
-    ssize_t n = recv(c->io.fd, loop->rbuf, size, 0);
+    /* Discarding (a lingering close): MSG_TRUNC makes Linux TCP drop the bytes without
+     * copying them (tcp(7): "MSG_TRUNC ... the received data is discarded"; since
+     * 2.4), frees the receive queue and opens the window as a read does. The length
+     * stays the buffer's, so that a kernel that copied anyway would stay inside it. */
+    ssize_t n = recv(c->io.fd, loop->rbuf, size, c->discarding ? MSG_TRUNC : 0);
     if (n < 0) {
       if (errno == EINTR)
         continue;
