@@ -478,8 +478,10 @@ int lw_conn_set_read_size(lw_conn *c, size_t size);
  * writes queued together go out in one send, and a close right after them puts our FIN
  * on their last segment. */
 int lw_conn_write(lw_conn *c, const void *buf, size_t len, lw_write_cb cb, void *arg);
-/* Same, copying the bytes first -- or not at all: with nothing queued it sends at once
- * and queues (copies) only what the kernel did not take. */
+/* Same, copying the bytes first (buf may be reused as soon as it returns). The bytes
+ * leave exactly as lw_conn_write's do: once the calling callback returns, so that
+ * write_copy + lw_close puts the FIN on the last segment and ends the same way every
+ * time. */
 int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len);
 /* Bytes queued in user space and not yet written into the kernel. */
 size_t lw_conn_write_queue_size(const lw_conn *c);

@@ -524,24 +524,15 @@ int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len) {
     return st;
   if (queue_full(c, len))
     return LW_EQUEUEFULL;
-  /* Fast path, as libuv's uv_try_write: nothing queued and the socket has room, so
-   * send now -- no allocation, no copy, no deferred completion. What the kernel did not
-   * take is queued below as usual; an error is left for the normal path to meet. */
-  if (lw__list_empty(&c->wq) && !c->detached && !c->connecting && c->loop->backend->try_write) {
-    ssize_t n = c->loop->backend->try_write(c, buf, len);
-    if (n > 0) {
-      c->wq_bytes += (size_t)n;
-      if (c->opts->stall_timeout_ms && !c->stall_active)
-        stall_start(c);
-      lw__conn_write_done(c, n);
-      if ((size_t)n == len)
-        return 0;
-      buf = (const char *)buf + n;
-      len -= (size_t)n;
-      if ((st = lw__cs_write_status(&c->sm)) != 0)
-        return st; /* cannot happen on success, kept for safety */
-    }
-  }
+  /* No send from inside this call (there was a uv_try_write-like fast path here): the
+   * bytes leave with lw_conn_write's, once the calling callback returns, so that a
+   * close right after puts our FIN on their last segment. Sent at once, they reached a
+   * peer on the same host before our shutdown() ran -- the wakeup of its reader can
+   * preempt us between the two syscalls -- and a peer that closes when it has read
+   * the answer sent its FIN first: the reason flipped between graceful and
+   * peer-closed-first run to run (tests/test_write_copy_close.c). A copy is cheaper
+   * than the extra syscall that holding the bytes in the kernel (MSG_MORE) and
+   * pushing them later would cost. */
   lw__wreq *w = malloc(sizeof(*w) + len);
   if (!w)
     return LW_ENOMEM;

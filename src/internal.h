@@ -156,7 +156,10 @@ typedef struct lw__backend {
   /* Frees the backend's per-connection data (NULL if it keeps none). */
   void (*conn_free)(lw_conn *c);
   /* Optional (NULL: unsupported): send now, without queueing, when nothing is queued or
-   * in flight. Returns bytes taken (0 if none could be), or an LW_E code. */
+   * in flight. Returns bytes taken (0 if none could be), or an LW_E code. Not called by
+   * the core since lw_conn_write_copy stopped sending from inside the call (issue 14:
+   * a close right after must put its FIN on the same segment); epoll no longer sets
+   * it; io_uring and IOCP still do, for their rewrites to drop. */
   ssize_t (*try_write)(lw_conn *c, const void *buf, size_t len);
   /* Optional (NULL: holds none). Input bytes the backend has taken from the kernel but
    * not delivered: a receive that completed after lw_conn_read_stop (io_uring's stash,

@@ -5,9 +5,9 @@
  * performs the syscall when the fd is ready, and reports the result through the
  * lw__*_done completion functions, exactly as a completion kernel would.
  *
- * Writes are tried at once when the core queues them (no round trip through
- * epoll_wait for a socket that has room: what libuv's uv__write does); EPOLLOUT is
- * registered only after EAGAIN.
+ * Writes are tried as soon as the core flushes its queue (the loop's pending step: no
+ * round trip through epoll_wait for a socket that has room, as libuv's uv__write);
+ * EPOLLOUT is registered only after EAGAIN.
  *
  * Level-triggered, and an fd with no interest is removed from the set: an fd that has
  * seen both FINs reports EPOLLHUP on every epoll_wait (tcp_poll sets it once
@@ -148,12 +148,6 @@ static void ep_conn_update(lw_conn *c) {
   int r = ep_set(c->loop, &c->io, want);
   assert(r == 0 || c->detached);
   (void)r;
-}
-
-static ssize_t ep_try_write(lw_conn *c, const void *buf, size_t len) {
-  if (c->io.wblocked)
-    return 0;
-  return lw__sock_send_now(c->io.fd, buf, len);
 }
 
 static int ep_conn_open(lw_conn *c) {
@@ -301,5 +295,4 @@ const lw__backend lw__backend_epoll = {
     .conn_open = ep_conn_open,
     .conn_update = ep_conn_update,
     .conn_detach = ep_conn_detach,
-    .try_write = ep_try_write,
 };
