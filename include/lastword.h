@@ -182,8 +182,9 @@ typedef enum { LW_INITIATOR_NONE = 0, LW_INITIATOR_LOCAL, LW_INITIATOR_PEER } lw
 
 typedef struct lw_close_info {
   lw_close_reason reason;
-  /* Who ended it first, by what each side SENT: LOCAL if this side's FIN or RST left
-   * before the peer's FIN or RST reached this side's kernel (read or not), PEER if the
+  /* Who ended it first, by what each side SENT: LOCAL if this side handed its kernel
+   * a FIN (shutdown/close) or sent an RST before the peer's FIN or RST had reached this
+   * side's kernel (read by the application or not), PEER if the
    * peer's arrived first (a refused connect: its RST); a connection our TCP gave up on
    * (ETIMEDOUT, other errors) is LOCAL. So lw_close() with bytes still queued is not
    * yet an ending -- a peer FIN that arrives before our FIN leaves makes it PEER -- and

@@ -100,6 +100,7 @@ static inline void *aw_peer_main(void *arg) {
     goto out;
   }
   send(fd, "GET\n", 4, MSG_NOSIGNAL);
+  usleep(100 * 1000); /* the server's FIN is asked for first: the initiator is it */
   shutdown(fd, SHUT_WR);
   atomic_store(&p->connected, 1);
   uint64_t end = lwt_now_ms() + (uint64_t)p->hold_ms;
