@@ -311,8 +311,8 @@ const char *lw__cs_state_name(lw__cs_state s) {
 
 const char *lw__cs_event_name(lw__cs_event e) {
   static const char *const names[LW__CE__COUNT] = {
-      "SHUTDOWN",   "CLOSE",    "ABORT",    "CLOSE_NAIVE",  "QUEUE_EMPTY",
-      "QUEUE_BUSY", "PEER_FIN", "PEER_RST", "ERROR",        "ACKED",
+      "SHUTDOWN",   "CLOSE",    "ABORT",    "CLOSE_NAIVE",   "QUEUE_EMPTY",
+      "QUEUE_BUSY", "PEER_FIN", "PEER_RST", "ERROR",         "ACKED",
       "DEADLINE",   "TIMEOUT",  "OPS_DONE", "EOF_DELIVERED", "LINGER_END"};
   return e < LW__CE__COUNT ? names[e] : "?";
 }

@@ -261,7 +261,7 @@ struct lw_conn {
   unsigned rst_seen : 1;    /* close() with unread input turned into an RST */
   unsigned close_begun : 1; /* t0 holds close_start (else first_byte_due) */
   unsigned deadline_armed : 1;
-  unsigned flush_due : 1; /* queued bytes wait for the pending step (queue_write) */
+  unsigned flush_due : 1;    /* queued bytes wait for the pending step (queue_write) */
   unsigned established : 1;  /* accepted, or our connect completed */
   unsigned fin_deferred : 1; /* lw_shutdown while connecting: FIN once connected */
   unsigned linger_acked : 1; /* LINGER: every byte we wrote seen acknowledged */
