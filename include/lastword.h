@@ -17,6 +17,9 @@
  *   Wire: a FIN goes out after the last byte already queued with lw_conn_write().
  *   The connection keeps reading: the peer may go on sending (B8, A12).
  *   After it, lw_conn_write() fails with LW_ESHUTDOWN. Nothing is freed.
+ *   Called before a connect has completed, the FIN waits for the connection: it goes
+ *   out as soon as the handshake completes (shutdown() in SYN_SENT would abort the
+ *   connect instead), before connect_cb runs.
  *
  * lw_close(c, deadline_ms)  -- graceful ("lingering") close; the right default.
  *   1. New writes are refused (LW_ECLOSING); reading for the application stops.
@@ -25,6 +28,9 @@
  *   4. Input is read and DISCARDED (counted) until the peer's FIN (A14 step 2). This is
  *      what keeps the kernel from answering our close() with an RST when input is left
  *      unread (B13; CLAIMS.md: 128 KB of a 3.9 MB response arrived after a naive close).
+ *      Input never makes the close reset while a byte we wrote is unacknowledged; once
+ *      all is acknowledged, linger_timeout_ms / linger_time_ms bound the wait for the
+ *      peer's FIN (lw_conn_options: "The lingering close and the peer's input").
  *   5. The library waits until the peer has acknowledged every byte (Linux: SIOCOUTQ
  *      reaches 0), so that lw_close_info.bytes_acked is a delivery confirmation.
  *   6. close(fd).
@@ -160,7 +166,8 @@ const char *lw_err_name(int err);
   X(ERROR, "error")                         /* any other error; see os_error */                \
   X(QUEUE_FULL, "queue-full")               /* a write would pass write_queue_max: RST */      \
   X(DISCARD_LIMIT, "discard-limit")         /* linger input passed linger_discard_max: RST */  \
-  X(FIRST_BYTE_TIMEOUT, "first-byte-timeout") /* accepted, peer silent: RST */
+  X(FIRST_BYTE_TIMEOUT, "first-byte-timeout") /* accepted, peer silent: RST */                 \
+  X(LINGER_TIMEOUT, "linger-timeout") /* all acked, peer never FINed: linger_time(out)_ms */
 
 typedef enum {
 #define LW__REASON_ENUM(name, str) LW_REASON_##name,
@@ -175,7 +182,14 @@ typedef enum { LW_INITIATOR_NONE = 0, LW_INITIATOR_LOCAL, LW_INITIATOR_PEER } lw
 
 typedef struct lw_close_info {
   lw_close_reason reason;
-  lw_initiator initiator;    /* who sent the first FIN or RST */
+  /* Who ended it first, by what each side SENT: LOCAL if this side handed its kernel
+   * a FIN (shutdown/close) or sent an RST before the peer's FIN or RST had reached this
+   * side's kernel (read by the application or not), PEER if the
+   * peer's arrived first (a refused connect: its RST); a connection our TCP gave up on
+   * (ETIMEDOUT, other errors) is LOCAL. So lw_close() with bytes still queued is not
+   * yet an ending -- a peer FIN that arrives before our FIN leaves makes it PEER -- and
+   * our FIN followed by the peer's RST stays LOCAL. */
+  lw_initiator initiator;
   int rst;                   /* 1 if the connection ended with an RST (sent or received) */
   int os_error;              /* LW_E* code of the error that ended it, or 0 */
   uint64_t bytes_queued;     /* accepted by lw_conn_write() over the connection's life */
@@ -214,7 +228,11 @@ typedef void (*lw_write_cb)(lw_conn *c, int status, void *arg);
 typedef void (*lw_drain_cb)(lw_conn *c);
 /* Exactly once per connection; see the contract above. */
 typedef void (*lw_close_cb)(lw_conn *c, const lw_close_info *info);
-/* status 0: connected. Otherwise the connect failed; on_close follows (reason ERROR). */
+/* status 0: connected. Otherwise the connect failed and on_close follows: reason ERROR
+ * (os_error: LW_ECONNREFUSED, LW_ENETUNREACH, ...), or DEAD_PEER when it timed out
+ * (status LW_ETIMEDOUT: no answer to the SYNs within dead_after_ms / user_timeout_ms,
+ * or the kernel's SYN retries); peer_silent_ms is then the time since the connect
+ * began. */
 typedef void (*lw_connect_cb)(lw_conn *c, int status);
 /* status 0: c is a new connection (set its callbacks, start reading). Otherwise c is NULL
  * and status tells what failed (e.g. LW_EMFILE: the pending connection was refused). */
@@ -231,7 +249,10 @@ typedef enum {
 } lw_run_mode;
 
 /* backend: NULL or "" for the default ("epoll"); the environment variable LW_BACKEND
- * overrides the default. Returns LW_ENOSYS for a backend this build lacks. */
+ * ("epoll", "uring" or "io_uring") overrides the default. Returns LW_ENOSYS for a
+ * backend name passed here that this build does not know. An unknown LW_BACKEND value
+ * is not an error: one line on stderr (once per process), and the default is used. A
+ * backend the kernel refuses (io_uring disabled) falls back to epoll the same way. */
 int lw_loop_new(lw_loop **out, const char *backend);
 /* Returns 0 when stopped or when no handle is left alive, negative on error. */
 int lw_loop_run(lw_loop *loop, lw_run_mode mode);
@@ -351,13 +372,45 @@ typedef struct lw_conn_options {
    * than the bound is refused the same way: chunk it, or raise the bound. */
   size_t write_queue_max;
 
-  /* linger_discard_max: the most input bytes a lingering close (lw_close, the library's
-   * own close after the peer's FIN, a graceful idle timeout) reads and discards while it
-   * waits for the peer's FIN. A peer that goes on sending past it is cut off with an RST,
-   * reason LW_REASON_DISCARD_LIMIT; the time spent is bounded by the close deadline
-   * anyway (close_deadline_ms / lw_close's deadline_ms). Counted in
-   * lw_close_info.unread_discarded. Default (0): 1 MiB; SIZE_MAX: no bound. */
+  /* ---- The lingering close and the peer's input (lw_close, the library's own close
+   * after the peer's FIN, a graceful idle timeout). THE RULE: a lingering close never
+   * resets the connection because of input the peer is sending while any byte we
+   * wrote is still unacknowledged. An RST then would throw away our response (the
+   * kernel drops its send queue), and the peer that is still sending is usually the
+   * one that has not read it yet: the upload answered early (HTTP 413), whose client
+   * reads the answer only after it has sent the whole body. Input is discarded, not
+   * feared: it costs no copy (Linux: recv(MSG_TRUNC)), and the time it takes is bounded
+   * as nginx bounds lingering_close:
+   *
+   * linger_timeout_ms (nginx lingering_timeout): once every byte we wrote is
+   *   acknowledged, a peer that sends nothing for this long -- and has not sent its FIN
+   *   -- is closed: plain close(), no RST (nothing is left unread), reason
+   *   LW_REASON_LINGER_TIMEOUT, rst 0. The silence is counted from the last input or
+   *   from the moment everything was seen acknowledged, whichever is later.
+   *   Default (0): 5000.
+   * linger_time_ms (nginx lingering_time): once every byte we wrote is acknowledged, a
+   *   peer still sending this long after the close began is reset: reason
+   *   LW_REASON_LINGER_TIMEOUT, rst 1. Default (0): 30000.
+   * The close deadline (close_deadline_ms / lw_close's deadline_ms) bounds the whole
+   * close in every case, acknowledged or not (reason DEADLINE, RST), and
+   * stall_timeout_ms a peer that stops acknowledging: so a peer that floods without
+   * ever reading our answer is ended by those two, not by its input.
+   *
+   * linger_discard_max: an optional byte bound on the input discarded AFTER every byte
+   *   we wrote was seen acknowledged (checked with the linger timers, a few times per
+   *   RTT at most); past it: RST, reason LW_REASON_DISCARD_LIMIT. Default (0): no
+   *   bound (SIZE_MAX). Why acknowledged bytes are still at risk, and so why the
+   *   default is time and not bytes: "acknowledged" means in the peer's kernel, not
+   *   read by its application. Linux keeps those bytes readable after an RST (a recv
+   *   returns them before it reports ECONNRESET), but a Windows peer discards its
+   *   unread receive buffer when the RST arrives (A6: its recv fails with
+   *   WSAECONNRESET instead of returning them), and a client that
+   *   is still sending (curl) sees its send() fail with EPIPE and reports the failure
+   *   before it reads the answer. Set it only where the peer's input costs more than
+   *   that risk. All discarded input counts in lw_close_info.unread_discarded. */
   size_t linger_discard_max;
+  uint32_t linger_timeout_ms;
+  uint32_t linger_time_ms;
 
   /* first_byte_timeout_ms = N (accepted connections only): a peer that has sent nothing
    * at all -- no byte, no FIN -- N ms after the accept is reset (RST), reason
@@ -373,7 +426,16 @@ typedef struct lw_conn_options {
 /* ----------------------------------------------------------------------------------
  * Listener
  * ---------------------------------------------------------------------------------- */
-/* host: numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "0.0.0.0", "::").
+/* host (here and in lw_conn_connect), exactly one of:
+ *   - an IPv4 dotted quad of four decimal parts ("127.0.0.1", "0.0.0.0");
+ *   - an IPv6 address without brackets or zone ("::1", "::", "fe80::1");
+ *   - "localhost" in any case, optionally with a trailing dot ("LOCALHOST", "localhost.")
+ *     = 127.0.0.1 (IPv4 only).
+ * No name resolution (no blocking DNS on the loop): any other name is LW_ENOENT
+ * (resolve it yourself, pass the address). Something numeric that is not a valid
+ * address is LW_EINVAL -- including inet_aton's shorthand "127.1" and
+ * leading zeros ("010.0.0.1"), which inet_pton refuses because they read differently
+ * in different parsers; an empty or NULL host or a port outside 0..65535 too.
  * port 0 picks a free port (see lw_listener_port). SO_REUSEADDR is set.
  * EMFILE/ENFILE on accept: the library closes the pending connection using a reserved
  * descriptor (so the kernel's queue empties and the loop does not spin), reports
@@ -417,8 +479,10 @@ int lw_conn_set_read_size(lw_conn *c, size_t size);
  * writes queued together go out in one send, and a close right after them puts our FIN
  * on their last segment. */
 int lw_conn_write(lw_conn *c, const void *buf, size_t len, lw_write_cb cb, void *arg);
-/* Same, copying the bytes first -- or not at all: with nothing queued it sends at once
- * and queues (copies) only what the kernel did not take. */
+/* Same, copying the bytes first (buf may be reused as soon as it returns). The bytes
+ * leave exactly as lw_conn_write's do: once the calling callback returns, so that
+ * write_copy + lw_close puts the FIN on the last segment and ends the same way every
+ * time. */
 int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len);
 /* Bytes queued in user space and not yet written into the kernel. */
 size_t lw_conn_write_queue_size(const lw_conn *c);

@@ -8,7 +8,14 @@
  *   OPEN --peer FIN--> HALF_PEER --EOF delivered (unless allow_half_close)--> FLUSHING
  *   OPEN --lw_close--> FLUSHING --queue empty, FIN--> LINGER --peer FIN--> ACK_WAIT
  *   ACK_WAIT --peer acked all--> CLOSING (fd closed) --ops done--> CLOSED (on_close)
+ *   LINGER --linger_timeout / linger_time (all acked)--> CLOSING
  *   any live state --abort/RST/error/deadline/timeout--> CLOSING
+ *
+ * The initiator (lw_close_info.initiator) has one rule: the side whose first FIN or RST
+ * went out before the other side's FIN or RST reached it. The machine records it at the
+ * first of: our FIN leaving (LW__CA_SHUT_WR), our RST, the peer's FIN read, the peer's
+ * RST; conn.c corrects it with what the kernel knew earlier than the machine did (the
+ * peer's FIN already queued, unread, when ours left or when we reset).
  */
 #ifndef LW_CLOSE_SM_H
 #define LW_CLOSE_SM_H
@@ -47,6 +54,9 @@ typedef enum lw__cs_event {
   LW__CE_TIMEOUT,       /* idle/stall/drain policy fired (arg: lw_close_reason) */
   LW__CE_OPS_DONE,      /* nothing of this connection is left in flight */
   LW__CE_EOF_DELIVERED, /* the read callback returned from its LW_EOF call */
+  LW__CE_LINGER_END,    /* LINGER, every byte acknowledged: the peer stayed silent for
+                           linger_timeout_ms (arg 0: close, no RST) or lingering took
+                           linger_time_ms while it kept sending (arg 1: RST) */
   LW__CE__COUNT
 } lw__cs_event;
 

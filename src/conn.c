@@ -19,6 +19,9 @@
 #define LW__DEFAULT_READ (64u * 1024u)
 #define LW__DEFAULT_DEADLINE 30000u
 #define LW__ACK_POLL_MAX_MS 200u
+/* LINGER: the first check whether everything we wrote is acknowledged (the linger
+ * bounds start then), backing off to LW__ACK_POLL_MAX_MS. */
+#define LW__LINGER_POLL_FIRST_MS 10u
 
 /* An idle connection costs this struct and nothing else (bench/: RSS per idle
  * connection, target <= libuv's). Growing it past a 256-byte malloc chunk is a choice
@@ -45,7 +48,8 @@ static void conn_update(lw_conn *c) {
 /* ---------------------------------------------------------------------------------
  * Creation
  * --------------------------------------------------------------------------------- */
-static void ack_poll_fire(lw_conn *c);
+static int ack_poll_step(lw_conn *c, uint64_t *next);
+static int linger_step(lw_conn *c, uint64_t *next);
 static void live_fire(lw_conn *c);
 static void idle_start(lw_conn *c);
 /* Bounds (write_queue_max, linger_discard_max, first_byte_timeout_ms): end of file. */
@@ -191,6 +195,7 @@ lw_conn *lw__conn_accepted(lw_loop *loop, int fd, lw__opts *opts, int *err) {
     *err = r;
     return NULL;
   }
+  c->established = 1;
   idle_start(c);
   first_byte_start(c);
   if (c->watch_errors)
@@ -312,13 +317,7 @@ void lw__conn_timer_fire(lw_conn *c) {
   }
   if (c->aux_due && c->aux_due <= now) {
     c->aux_due = 0;
-    /* In ACK_WAIT the slot is the ACK poll's: idle and first-byte no longer apply
-     * once a close has begun, and the close deadline bounds a peer that stops
-     * acknowledging (the stall check of the FLUSHING/LINGER phases is not needed). */
-    if (c->sm.state == LW__CS_ACK_WAIT)
-      ack_poll_fire(c);
-    else
-      live_fire(c);
+    live_fire(c); /* every clock of the slot, in every state: it re-arms the sooner */
   }
   conn_timer_sync(c);
 }
@@ -326,7 +325,7 @@ void lw__conn_timer_fire(lw_conn *c) {
 /* Arms the liveness check for `ms` from now unless it is already due sooner. */
 static void live_arm(lw_conn *c, uint64_t ms) {
   uint64_t due = c->loop->now + ms;
-  if (c->sm.state == LW__CS_ACK_WAIT || (c->aux_due && c->aux_due <= due))
+  if (c->aux_due && c->aux_due <= due)
     return;
   c->aux_due = due;
   conn_timer_sync(c);
@@ -352,6 +351,12 @@ static void live_fire(lw_conn *c) {
     return;
   const lw_conn_options *o = c->opts;
   uint64_t now = c->loop->now, next = UINT64_MAX;
+  /* The closing states' own clocks first; the stall clock below runs in them too
+   * (lastword.h: stall_timeout_ms applies in every state until the fd is closed). */
+  if (c->sm.state == LW__CS_ACK_WAIT && ack_poll_step(c, &next))
+    return;
+  if (c->sm.state == LW__CS_LINGER && linger_step(c, &next))
+    return;
   if (idle_applies(c)) {
     uint64_t due = c->u.live.last_io + o->idle_timeout_ms;
     if (now >= due) {
@@ -444,6 +449,10 @@ void lw__conn_read_done(lw_conn *c, const char *buf, ssize_t n) {
   if (n > 0) {
     if (c->discarding || !lw__cs_delivers_input(&c->sm)) {
       c->unread_discarded += (uint64_t)n;
+      c->u.live.last_io = c->loop->now; /* the linger silence clock (linger_timeout_ms) */
+      if (c->linger_acked)
+        c->linger_discarded = (uint32_t)LW__MIN((uint64_t)c->linger_discarded + (uint64_t)n,
+                                                (uint64_t)UINT32_MAX);
       discard_check(c);
       return;
     }
@@ -536,24 +545,15 @@ int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len) {
     return st;
   if (queue_full(c, len))
     return LW_EQUEUEFULL;
-  /* Fast path, as libuv's uv_try_write: nothing queued and the socket has room, so
-   * send now -- no allocation, no copy, no deferred completion. What the kernel did not
-   * take is queued below as usual; an error is left for the normal path to meet. */
-  if (lw__list_empty(&c->wq) && !c->detached && !c->connecting && c->loop->backend->try_write) {
-    ssize_t n = c->loop->backend->try_write(c, buf, len);
-    if (n > 0) {
-      c->wq_bytes += (size_t)n;
-      if (c->opts->stall_timeout_ms && !c->stall_active)
-        stall_start(c);
-      lw__conn_write_done(c, n);
-      if ((size_t)n == len)
-        return 0;
-      buf = (const char *)buf + n;
-      len -= (size_t)n;
-      if ((st = lw__cs_write_status(&c->sm)) != 0)
-        return st; /* cannot happen on success, kept for safety */
-    }
-  }
+  /* No send from inside this call (there was a uv_try_write-like fast path here): the
+   * bytes leave with lw_conn_write's, once the calling callback returns, so that a
+   * close right after puts our FIN on their last segment. Sent at once, they reached a
+   * peer on the same host before our shutdown() ran -- the wakeup of its reader can
+   * preempt us between the two syscalls -- and a peer that closes when it has read
+   * the answer sent its FIN first: the reason flipped between graceful and
+   * peer-closed-first run to run (tests/test_write_copy_close.c). A copy is cheaper
+   * than the extra syscall that holding the bytes in the kernel (MSG_MORE) and
+   * pushing them later would cost. */
   lw__wreq *w = malloc(sizeof(*w) + len);
   if (!w)
     return LW_ENOMEM;
@@ -608,21 +608,44 @@ void lw__conn_write_done(lw_conn *c, ssize_t n) {
 
 /* A send that completed after the close detached the connection (a completion backend
  * cannot always cancel it: IOCP's WSASend may finish, or be cancelled part-way, after
- * CancelIoEx). Its bytes left: they move from "cancelled" to "sent", so that
- * bytes_queued is unchanged and bytes_sent is not short of what the peer received.
- * (lw__conn_write_done ignores a detached connection: its queue is already gone.) */
+ * CancelIoEx; an io_uring sendmsg may complete before its cancel is issued). Its bytes
+ * left: they move from "cancelled" to "sent", so that bytes_queued is unchanged and
+ * bytes_sent is not short of what the peer received -- and a write all of whose bytes
+ * left gets status 0, not LW_ECANCELED (its callback has not run: rule 2 holds every
+ * callback of a detached connection until its last completion). */
 void lw__conn_write_late(lw_conn *c, size_t n) {
   assert(c->detached);
   c->bytes_sent += n;
   c->u.end.cancelled -= LW__MIN((uint64_t)n, c->u.end.cancelled);
+  for (lw__list *p = c->wdone.next; p != &c->wdone && n > 0; p = p->next) {
+    lw__wreq *w = LW__CONTAINER_OF(p, lw__wreq, node);
+    if (w->status != LW_ECANCELED)
+      continue;
+    size_t part = LW__MIN(n, w->len - w->off);
+    w->off += part;
+    n -= part;
+    if (w->off == w->len)
+      w->status = 0;
+  }
 }
+
+static void shut_wr_now(lw_conn *c);
 
 void lw__conn_connect_done(lw_conn *c, int status) {
   if (c->detached)
     return;
   c->connecting = 0;
-  if (status >= 0)
+  if (status >= 0) {
+    c->established = 1;
+    /* lw_shutdown before the handshake completed: its FIN goes now, before the
+     * application hears of the connection (shutdown() in SYN_SENT would have killed
+     * the connect: inet_shutdown() disconnects a socket in SYN_SENT). */
+    if (c->fin_deferred) {
+      c->fin_deferred = 0;
+      shut_wr_now(c);
+    }
     idle_start(c);
+  }
   if (c->connect_cb)
     c->connect_cb(c, status);
   if (status < 0)
@@ -716,16 +739,36 @@ static int ack_check(lw_conn *c) {
   return outq <= 0;
 }
 
-static void ack_poll_fire(lw_conn *c) {
-  if (c->detached || c->sm.state != LW__CS_ACK_WAIT)
-    return;
-  if (ack_check(c)) {
-    conn_event(c, LW__CE_ACKED, 0);
-    return;
-  }
+static uint64_t ack_poll_backoff(lw_conn *c) {
   c->ack_poll_ms =
       c->ack_poll_ms * 2 > LW__ACK_POLL_MAX_MS ? LW__ACK_POLL_MAX_MS : c->ack_poll_ms * 2;
-  c->aux_due = c->loop->now + c->ack_poll_ms; /* synced by lw__conn_timer_fire */
+  return c->loop->now + c->ack_poll_ms;
+}
+
+/* A socket that died while nobody was reading or writing it: in ACK_WAIT the
+ * connection neither reads (the peer's FIN is in) nor writes (all is in the kernel),
+ * epoll has parked the fd at its EPOLLHUP, and SIOCOUTQ keeps reading non-zero after
+ * an RST or a TCP_USER_TIMEOUT (tcp_done does not purge the write queue's counters).
+ * The kernel keeps the cause in sk_err (tcp_reset: ECONNRESET; tcp_write_err:
+ * ETIMEDOUT) until SO_ERROR reads it. Returns 1 if the connection ended. */
+static int socket_died(lw_conn *c) {
+  int err = lw__sock_so_error(c->io.fd);
+  if (!err)
+    return 0;
+  lw__conn_read_done(c, NULL, err); /* the same mapping as a failed read */
+  return 1;
+}
+
+/* ACK_WAIT, from live_fire: acknowledged, dead, or poll again (backing off). */
+static int ack_poll_step(lw_conn *c, uint64_t *next) {
+  if (ack_check(c)) {
+    conn_event(c, LW__CE_ACKED, 0);
+    return 1;
+  }
+  if (socket_died(c))
+    return 1;
+  *next = LW__MIN(*next, ack_poll_backoff(c));
+  return 0;
 }
 
 static void start_ack_poll(lw_conn *c) {
@@ -733,12 +776,46 @@ static void start_ack_poll(lw_conn *c) {
     conn_event(c, LW__CE_ACKED, 0);
     return;
   }
+  if (socket_died(c))
+    return;
   lw__tcp_snapshot s;
   lw__sock_snapshot(c->io.fd, &s);
   uint32_t ms = s.rtt_us / 1000u;
   c->ack_poll_ms = ms < 1 ? 1 : ms;
-  c->aux_due = c->loop->now + c->ack_poll_ms; /* the liveness check's slot (ACK_WAIT) */
-  conn_timer_sync(c);
+  live_arm(c, c->ack_poll_ms); /* the slot keeps the sooner of this and the stall check */
+}
+
+/* LINGER, from live_fire: the lingering bounds of lastword.h ("The lingering close and
+ * the peer's input"). None of them acts before everything we wrote is acknowledged
+ * (SIOCOUTQ <= 1: at most our FIN outstanding, which follows every data byte in
+ * sequence space); until then only the close deadline and the stall clock end it. */
+static int linger_step(lw_conn *c, uint64_t *next) {
+  uint64_t now = c->loop->now;
+  if (!c->linger_acked) {
+    long outq = lw__sock_outq(c->io.fd);
+    if (outq > 1) {
+      *next = LW__MIN(*next, ack_poll_backoff(c));
+      return 0;
+    }
+    /* outq < 0: this OS cannot tell; the bounds apply from now (ack_check's policy). */
+    c->linger_acked = 1;
+    c->linger_discarded = 0;
+    if (c->u.live.last_io < now)
+      c->u.live.last_io = now; /* the silence clock starts no earlier than this */
+  }
+  const lw_conn_options *o = c->opts;
+  uint64_t quiet_due = c->u.live.last_io + o->linger_timeout_ms;
+  uint64_t total_due = c->t0.close_start + o->linger_time_ms;
+  if (now >= quiet_due) {
+    conn_event(c, LW__CE_LINGER_END, 0);
+    return 1;
+  }
+  if (now >= total_due) {
+    conn_event(c, LW__CE_LINGER_END, 1);
+    return 1;
+  }
+  *next = LW__MIN(*next, LW__MIN(quiet_due, total_due));
+  return 0;
 }
 
 static void cancel_writes(lw_conn *c) {
@@ -803,10 +880,16 @@ static int final_snapshot(lw_conn *c, int resetting) {
       acked = c->bytes_sent;
     c->acked_known = 1;
   }
-  if (s.silent_known)
+  /* A connect that never completed has no peer timestamps: TCP_INFO's last_ack_recv
+   * then counts from jiffies 0 (days). The peer has been silent since the SYN. */
+  if (s.silent_known && c->established)
     silent = s.silent_ms;
   else if (c->loop->now > c->u.live.last_io)
     silent = c->loop->now - c->u.live.last_io;
+  /* The peer's FIN already in our kernel, unread, when we reset or close without a FIN
+   * of ours: the peer ended first (the initiator rule, close_sm.h). */
+  if (!c->sm.fin_sent && !c->sm.peer_fin && s.state == LW__TCP_CLOSE_WAIT)
+    c->peer_fin_first = 1;
   if (inq > 0) {
     c->unread_discarded += (uint64_t)inq;
     /* close() with unread input: tcp_close() sends RST instead of FIN (RFC 2525,
@@ -852,6 +935,15 @@ static void close_fd(lw_conn *c, int reset) {
     lw__sock_close(c->io.fd); /* IOCP: may wait for the cancelled WSARecv (src/win) */
 }
 
+static void shut_wr_now(lw_conn *c) {
+  /* The state machine knows of the peer's FIN only once it is read; the kernel may
+   * already hold it (CLOSE_WAIT). Then the peer closed first, whatever the order of
+   * our reads: no TIME_WAIT here, and the reason must say so. */
+  if (!c->sm.peer_fin && lw__sock_peer_fin_queued(c->io.fd))
+    c->peer_fin_first = 1;
+  lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
+}
+
 static void conn_apply(lw_conn *c, unsigned acts) {
   lw_loop *loop = c->loop;
   if ((acts & (LW__CA_ARM_DEADLINE | LW__CA_CLOSE_FD | LW__CA_RESET_FD)) && !c->close_begun) {
@@ -866,12 +958,16 @@ static void conn_apply(lw_conn *c, unsigned acts) {
     conn_timer_sync(c);
   }
   if (acts & LW__CA_SHUT_WR) {
-    /* The state machine knows of the peer's FIN only once it is read; the kernel may
-     * already hold it (CLOSE_WAIT). Then the peer closed first, whatever the order of
-     * our reads: no TIME_WAIT here, and the reason must say so. */
-    if (!c->sm.peer_fin && lw__sock_peer_fin_queued(c->io.fd))
-      c->peer_fin_first = 1;
-    lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
+    if (c->connecting)
+      c->fin_deferred = 1; /* lw_shutdown before the handshake: lw__conn_connect_done */
+    else
+      shut_wr_now(c);
+  }
+  if (c->sm.state == LW__CS_LINGER && (acts & (LW__CA_SHUT_WR | LW__CA_ARM_DEADLINE))) {
+    /* LINGER begins: its bounds wait for everything to be acknowledged (linger_step). */
+    c->linger_acked = 0;
+    c->ack_poll_ms = LW__LINGER_POLL_FIRST_MS / 2; /* backoff doubles it first */
+    live_arm(c, LW__LINGER_POLL_FIRST_MS);
   }
   if (acts & (LW__CA_CLOSE_FD | LW__CA_RESET_FD)) {
     conn_timers_stop(c);
@@ -915,9 +1011,12 @@ static void close_info_fill(const lw_conn *c, lw_close_info *in) {
   memset(in, 0, sizeof(*in));
   in->reason = (lw_close_reason)c->sm.reason;
   in->initiator = (lw_initiator)c->sm.initiator;
-  if (c->peer_fin_first && in->reason == LW_REASON_GRACEFUL) {
-    in->reason = LW_REASON_PEER_CLOSED_FIRST;
+  /* The kernel had the peer's FIN before ours (or our RST) left: the peer was first,
+   * whatever the order in which the state machine heard of the two. */
+  if (c->peer_fin_first) {
     in->initiator = LW_INITIATOR_PEER;
+    if (in->reason == LW_REASON_GRACEFUL)
+      in->reason = LW_REASON_PEER_CLOSED_FIRST;
   }
   in->rst = c->sm.rst || c->rst_seen;
   in->os_error = c->sm.err;
@@ -955,7 +1054,8 @@ void lw__conn_endgame(lw_conn *c) {
  * Bounds: what a misbehaving peer can cost (lastword.h, "Bounds").
  * --------------------------------------------------------------------------------- */
 #define LW__DEFAULT_QUEUE_MAX (64u * 1024u * 1024u)
-#define LW__DEFAULT_DISCARD_MAX (1024u * 1024u)
+#define LW__DEFAULT_LINGER_TIMEOUT 5000u /* nginx lingering_timeout */
+#define LW__DEFAULT_LINGER_TIME 30000u   /* nginx lingering_time */
 
 static void bounds_defaults(lw_conn_options *o) {
   if (!o->write_queue_max) {
@@ -963,7 +1063,11 @@ static void bounds_defaults(lw_conn_options *o) {
     o->write_queue_max = hwm16 > LW__DEFAULT_QUEUE_MAX ? hwm16 : LW__DEFAULT_QUEUE_MAX;
   }
   if (!o->linger_discard_max)
-    o->linger_discard_max = LW__DEFAULT_DISCARD_MAX;
+    o->linger_discard_max = SIZE_MAX; /* no byte bound: time bounds it (lastword.h) */
+  if (!o->linger_timeout_ms)
+    o->linger_timeout_ms = LW__DEFAULT_LINGER_TIMEOUT;
+  if (!o->linger_time_ms)
+    o->linger_time_ms = LW__DEFAULT_LINGER_TIME;
 }
 
 /* A write of len bytes would take the queue past write_queue_max: reset the connection
@@ -976,10 +1080,13 @@ static int queue_full(lw_conn *c, size_t len) {
   return 1;
 }
 
-/* Input read and thrown away while closing (all of it comes through read_done before
- * the fd is closed, so unread_discarded counts exactly that until then). */
+/* Input read and thrown away while closing counts against linger_discard_max only
+ * once everything we wrote was seen acknowledged (linger_acked, set by linger_step):
+ * before that an RST would destroy our own unacknowledged bytes. linger_discarded
+ * saturates at 4 GiB: a larger bound is no bound. */
 static void discard_check(lw_conn *c) {
-  if (!c->detached && c->unread_discarded > c->opts->linger_discard_max)
+  if (!c->detached && c->linger_acked && c->sm.state == LW__CS_LINGER &&
+      (uint64_t)c->linger_discarded > (uint64_t)c->opts->linger_discard_max)
     conn_event(c, LW__CE_TIMEOUT, LW_REASON_DISCARD_LIMIT);
 }
 

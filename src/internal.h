@@ -163,7 +163,10 @@ typedef struct lw__backend {
   /* Frees the backend's per-connection data (NULL if it keeps none). */
   void (*conn_free)(lw_conn *c);
   /* Optional (NULL: unsupported): send now, without queueing, when nothing is queued or
-   * in flight. Returns bytes taken (0 if none could be), or an LW_E code. */
+   * in flight. Returns bytes taken (0 if none could be), or an LW_E code. Not called by
+   * the core since lw_conn_write_copy stopped sending from inside the call (issue 14:
+   * a close right after must put its FIN on the same segment); epoll no longer sets
+   * it; io_uring and IOCP still do, for their rewrites to drop. */
   ssize_t (*try_write)(lw_conn *c, const void *buf, size_t len);
   /* Optional (NULL: holds none). Input bytes the backend has taken from the kernel but
    * not delivered: a receive that completed after lw_conn_read_stop (io_uring's stash,
@@ -233,6 +236,9 @@ struct lw_conn {
   const lw_conn_options *opts; /* inside a shared lw__opts */
   lw__io io;
   lw__cs sm;
+  /* Input discarded in LINGER since every byte we wrote was seen acknowledged (the
+   * only input linger_discard_max counts), saturating: it fills what was padding. */
+  uint32_t linger_discarded;
   lw_read_cb read_cb;
   lw_close_cb close_cb;
   lw_drain_cb drain_cb;
@@ -266,13 +272,17 @@ struct lw_conn {
   unsigned rst_seen : 1;    /* close() with unread input turned into an RST */
   unsigned close_begun : 1; /* t0 holds close_start (else first_byte_due) */
   unsigned deadline_armed : 1;
-  unsigned flush_due : 1; /* queued bytes wait for the pending step (queue_write) */
-  unsigned deliver_due : 1; /* held input waits for the pending step (deliver_held) */
-  uint32_t ack_poll_ms;
+  unsigned flush_due : 1;    /* queued bytes wait for the pending step (queue_write) */
+  unsigned deliver_due : 1;  /* held input waits for the pending step (deliver_held) */
+  unsigned established : 1;  /* accepted, or our connect completed */
+  unsigned fin_deferred : 1; /* lw_shutdown while connecting: FIN once connected */
+  unsigned linger_acked : 1; /* LINGER: every byte we wrote seen acknowledged */
+  uint32_t ack_poll_ms;      /* ACK_WAIT / LINGER: SIOCOUTQ poll interval (backs off) */
 
   /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
-   * deadline (close_start + deadline_ms) and aux_due, which is the liveness check
-   * (idle / stall / first byte) until ACK_WAIT and the SIOCOUTQ poll in ACK_WAIT. */
+   * deadline (close_start + deadline_ms) and aux_due, the sooner of every other clock
+   * (live_fire): idle, stall, first byte, and while closing the linger bounds (LINGER)
+   * and the SIOCOUTQ / SO_ERROR poll (ACK_WAIT). */
   lw__tnode tnode;
   uint64_t aux_due; /* 0: off */
 
@@ -285,7 +295,8 @@ struct lw_conn {
   } t0;
   union {
     struct {                /* while the fd is open */
-      uint64_t last_io;     /* loop time of the last byte read or written */
+      uint64_t last_io;     /* loop time of the last byte read, discarded or written
+                               (LINGER: or when everything was seen acknowledged) */
       uint64_t stall_since; /* loop time of the last progress of the peer's ACKs */
       uint64_t stall_acked; /* bytes acknowledged at stall_since (sent - SIOCOUTQ) */
     } live;

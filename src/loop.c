@@ -63,21 +63,31 @@ static int loop_try(lw_loop **out, const lw__backend *be) {
 /* A backend that the kernel refuses (io_uring missing, disabled by the
  * kernel.io_uring_disabled sysctl, or blocked by a seccomp filter as in many container
  * runtimes) falls back to epoll, saying so once on stderr: the application keeps
- * working, and lw_loop_backend() tells which backend it got. An unknown name is an
- * error (LW_ENOSYS), not a fallback. */
+ * working, and lw_loop_backend() tells which backend it got. A name the APPLICATION
+ * passes that this build does not know is its error (LW_ENOSYS); one that comes from
+ * the environment (LW_BACKEND=bogus) is the operator's, and must not make every
+ * lw_loop_new of every program fail: warned once, and the default is used. */
 int lw_loop_new(lw_loop **out, const char *backend) {
-  static int warned;
+  static int warned, warned_env;
   if (!out)
     return LW_EINVAL;
   *out = NULL;
-  if (!backend || !*backend)
+  int from_env = 0;
+  if (!backend || !*backend) {
     backend = getenv("LW_BACKEND");
+    from_env = backend && *backend;
+  }
   const lw__backend *be = backend_by_name(backend);
   if (!be) {
     if (backend && (strcmp(backend, "uring") == 0 || strcmp(backend, "io_uring") == 0)) {
       if (!warned++)
         fprintf(stderr, "lastword: io_uring backend not built in (no liburing); using %s\n",
                 LW__BACKEND_DEFAULT->name);
+      be = LW__BACKEND_DEFAULT;
+    } else if (from_env) {
+      if (!warned_env++)
+        fprintf(stderr, "lastword: LW_BACKEND=%s is not a backend of this build; using %s\n",
+                backend, LW__BACKEND_DEFAULT->name);
       be = LW__BACKEND_DEFAULT;
     } else {
       return LW_ENOSYS;

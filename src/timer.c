@@ -122,6 +122,13 @@ int lw_timer_new(lw_loop *loop, lw_timer **out) {
   return 0;
 }
 
+/* now + ms, saturating: a timeout of UINT64_MAX ("never", in effect) must not wrap to
+ * a due time in the past and fire at once. A saturated due time sorts last and is
+ * never reached by the 64-bit millisecond clock. */
+static uint64_t due_after(uint64_t now, uint64_t ms) {
+  return ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
+}
+
 int lw_timer_start(lw_timer *t, lw_timer_cb cb, uint64_t timeout_ms, uint64_t repeat_ms) {
   if (!t || !cb)
     return LW_EINVAL;
@@ -129,7 +136,7 @@ int lw_timer_start(lw_timer *t, lw_timer_cb cb, uint64_t timeout_ms, uint64_t re
   if (t->node.heap_idx != LW__TIMER_IDLE)
     lw_timer_stop(t);
   t->cb = cb;
-  t->node.due = loop->now + timeout_ms;
+  t->node.due = due_after(loop->now, timeout_ms);
   t->node.seq = loop->timer_seq++;
   t->repeat = repeat_ms;
   int r = lw__heap_push(&loop->timers, &t->node);

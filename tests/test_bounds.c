@@ -3,8 +3,10 @@
  *   write_queue_max       a peer that never reads: lw_conn_write past the bound returns
  *                         LW_EQUEUEFULL and the connection is reset (QUEUE_FULL); the
  *                         queue never held more than the bound (explicit and default).
- *   linger_discard_max    a peer that floods during a lingering close is cut off
- *                         (DISCARD_LIMIT) long before the close deadline.
+ *   linger_discard_max    a peer that floods during a lingering close, after reading
+ *                         our whole answer, is cut off (DISCARD_LIMIT) long before the
+ *                         close deadline; by default there is no byte bound and
+ *                         linger_time_ms ends it (LINGER_TIMEOUT).
  *   first_byte_timeout_ms an accepted peer that sends nothing is reset
  *                         (FIRST_BYTE_TIMEOUT), a banner written by the server does not
  *                         count, and a peer that speaks before the bound is served.
@@ -80,37 +82,52 @@ static void queue_max_single_write(void **st) {
   fill(100 * 1024, 128 * 1024, 100 * 1024);
 }
 
-static void linger_flood(size_t discard_max, size_t expect_bound) {
-  static ft_server s;
-  memset(&s, 0, sizeof(s));
-  s.opts.linger_discard_max = discard_max;
-  s.opts.close_deadline_ms = 10000; /* the bound must end it, not the deadline */
-  ft_peer p = {0};
-  p.behaviour = FT_FLOOD;
-  p.phase = FT_LINGER;
-  p.resp = 65536;
-  ft_rec r = one_peer(&s, &p, 8000);
-  long long ms = (long long)r.t_close - (long long)p.t_phase;
-  printf("linger_discard_max %zu: %s after %llu discarded bytes, %lld ms after the flood "
-         "began; peer got %zu/%zu bytes\n",
-         discard_max, lw_reason_name(r.info.reason),
-         (unsigned long long)r.info.unread_discarded, ms, p.received, p.resp);
-  assert_int_equal(r.info.reason, LW_REASON_DISCARD_LIMIT);
-  assert_int_equal(r.info.rst, 1);
-  assert_true(r.info.unread_discarded > expect_bound);
-  assert_true(ms < 3000);
-  assert_int_equal(p.received, p.resp); /* the answer itself was delivered first */
-  assert_true(p.pattern_ok);
+/* A peer that reads the whole answer, then floods during the linger: everything we
+ * wrote is acknowledged, so the linger bounds apply. */
+static ft_rec linger_flood(ft_server *s, ft_peer *p) {
+  s->opts.close_deadline_ms = 10000; /* the bound must end it, not the deadline */
+  p->behaviour = FT_FLOOD;
+  p->phase = FT_LINGER;
+  p->resp = 65536;
+  ft_rec r = one_peer(s, p, 8000);
+  long long ms = (long long)r.t_close - (long long)p->t_phase;
+  printf("linger_discard_max %zu, linger_time_ms %u: %s (rst %d) after %llu discarded bytes, "
+         "%lld ms after the flood began; peer got %zu/%zu bytes\n",
+         s->opts.linger_discard_max, (unsigned)s->opts.linger_time_ms,
+         lw_reason_name(r.info.reason), r.info.rst, (unsigned long long)r.info.unread_discarded,
+         ms, p->received, p->resp);
+  assert_int_equal(p->received, p->resp); /* the answer itself was delivered first */
+  assert_true(p->pattern_ok);
+  return r;
 }
 
 static void discard_explicit(void **st) {
   (void)st;
-  linger_flood(128 * 1024, 128 * 1024);
+  static ft_server s;
+  memset(&s, 0, sizeof(s));
+  s.opts.linger_discard_max = 128 * 1024;
+  ft_peer p = {0};
+  ft_rec r = linger_flood(&s, &p);
+  assert_int_equal(r.info.reason, LW_REASON_DISCARD_LIMIT);
+  assert_int_equal(r.info.rst, 1);
+  assert_true(r.info.unread_discarded > 128 * 1024);
+  assert_true((long long)r.t_close - (long long)p.t_phase < 3000);
 }
 
+/* No byte bound by default (it was 1 MiB, which reset uploads answered early before
+ * their client had read the answer): the flood goes on until linger_time_ms. */
 static void discard_default(void **st) {
   (void)st;
-  linger_flood(0, 1024 * 1024);
+  static ft_server s;
+  memset(&s, 0, sizeof(s));
+  s.opts.linger_time_ms = 1000;
+  ft_peer p = {0};
+  ft_rec r = linger_flood(&s, &p);
+  long long ms = (long long)r.t_close - (long long)p.t_phase;
+  assert_int_equal(r.info.reason, LW_REASON_LINGER_TIMEOUT);
+  assert_int_equal(r.info.rst, 1);
+  assert_true(r.info.unread_discarded > 4u * 1024 * 1024); /* far past the old 1 MiB */
+  assert_true(ms >= 700 && ms < 3000);
 }
 
 static void first_byte(int banner) {

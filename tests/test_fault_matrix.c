@@ -59,7 +59,9 @@ static const cell cells[] = {
     /* (f) floods */
     {FT_FLOOD, FT_IDLE, M(DISCARD_LIMIT), 0, 0},
     {FT_FLOOD, FT_MID_REQUEST, M(DISCARD_LIMIT), 0, 0},
-    {FT_FLOOD, FT_MID_RESPONSE, M(DISCARD_LIMIT), FT_PAYLOAD_MAX, 16384},
+    /* never reads the answer it floods over: never an RST for its input while our bytes
+     * are unacknowledged (lastword.h); the stall clock ends it */
+    {FT_FLOOD, FT_MID_RESPONSE, M(STALLED), FT_PAYLOAD_MAX, 16384},
     {FT_FLOOD, FT_LINGER, M(DISCARD_LIMIT), 65536, 0},
     /* (h) SIGKILLed: the kernel closes for it -- FIN, or RST when input is unread */
     {FT_KILL, FT_IDLE, M(PEER_CLOSED_FIRST), 0, 0},

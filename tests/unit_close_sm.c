@@ -29,16 +29,16 @@ static const int path[LW__CS__COUNT][4] = {
 
 /* expected[state][event] = next state. Event order is lw__cs_event's. */
 static const int expected[LW__CS__COUNT][LW__CE__COUNT] = {
-    /*        SHUT CLOSE ABRT NAIV QE  QB  PFIN PRST ERR ACK DEAD TMO OPS EOFD */
-    [O] = {HL, LI, CG, CG, O, O, HP, CG, CG, O, O, CG, O, O},
-    [SP] = {SP, FL, CG, CG, HL, SP, FL, CG, CG, SP, SP, CG, SP, SP},
-    [HL] = {HL, LI, CG, CG, HL, HL, AW, CG, CG, HL, HL, CG, HL, HL},
-    [HP] = {AW, AW, CG, CG, HP, HP, HP, CG, CG, HP, HP, CG, HP, AW},
-    [FL] = {FL, FL, CG, CG, LI, FL, FL, CG, CG, FL, CG, CG, FL, FL},
-    [LI] = {LI, LI, CG, CG, LI, LI, AW, CG, CG, LI, CG, CG, LI, LI},
-    [AW] = {AW, AW, CG, CG, AW, AW, AW, CG, CG, CG, CG, CG, AW, AW},
-    [CG] = {CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CD, CG},
-    [CD] = {CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD},
+    /*        SHUT CLOSE ABRT NAIV QE  QB  PFIN PRST ERR ACK DEAD TMO OPS EOFD LEND */
+    [O] = {HL, LI, CG, CG, O, O, HP, CG, CG, O, O, CG, O, O, O},
+    [SP] = {SP, FL, CG, CG, HL, SP, FL, CG, CG, SP, SP, CG, SP, SP, SP},
+    [HL] = {HL, LI, CG, CG, HL, HL, AW, CG, CG, HL, HL, CG, HL, HL, HL},
+    [HP] = {AW, AW, CG, CG, HP, HP, HP, CG, CG, HP, HP, CG, HP, AW, HP},
+    [FL] = {FL, FL, CG, CG, LI, FL, FL, CG, CG, FL, CG, CG, FL, FL, FL},
+    [LI] = {LI, LI, CG, CG, LI, LI, AW, CG, CG, LI, CG, CG, LI, LI, CG},
+    [AW] = {AW, AW, CG, CG, AW, AW, AW, CG, CG, CG, CG, CG, AW, AW, AW},
+    [CG] = {CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CG, CD, CG, CG},
+    [CD] = {CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD, CD},
 };
 
 static void reach(lw__cs *m, int s) {
@@ -169,6 +169,63 @@ static void test_reasons_and_actions(void **state) {
   a = lw__cs_step(&m, LW__CE_ABORT, 0, NULL);
   assert_true(a & LW__CA_RESET_FD);
   assert_int_equal(m.reason, LW_REASON_ABORT);
+
+  /* The initiator is who SENT first (close_sm.h). Our FIN, then the peer's RST: ours. */
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_CLOSE, 0, NULL);
+  lw__cs_step(&m, LW__CE_PEER_RST, LW_ECONNRESET, NULL);
+  assert_int_equal(m.reason, LW_REASON_PEER_RESET);
+  assert_int_equal(m.initiator, LW_INITIATOR_LOCAL);
+  /* lw_shutdown (FIN out), then the peer resets: ours too. */
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_SHUTDOWN, 0, NULL);
+  lw__cs_step(&m, LW__CE_PEER_RST, LW_ECONNRESET, NULL);
+  assert_int_equal(m.initiator, LW_INITIATOR_LOCAL);
+  /* lw_close with bytes queued sends no FIN: the peer's RST meanwhile is first. */
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_QUEUE_BUSY, 0, NULL);
+  lw__cs_step(&m, LW__CE_CLOSE, 0, NULL);
+  assert_int_equal(m.initiator, LW_INITIATOR_NONE);
+  lw__cs_step(&m, LW__CE_PEER_RST, LW_ECONNRESET, NULL);
+  assert_int_equal(m.initiator, LW_INITIATOR_PEER);
+  /* ... and the peer's FIN meanwhile too, and stays first after ours leaves. */
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_QUEUE_BUSY, 0, NULL);
+  lw__cs_step(&m, LW__CE_CLOSE, 0, NULL);
+  lw__cs_step(&m, LW__CE_PEER_FIN, 0, NULL);
+  lw__cs_step(&m, LW__CE_QUEUE_EMPTY, 0, NULL);
+  assert_int_equal(m.initiator, LW_INITIATOR_PEER);
+  assert_int_equal(m.reason, LW_REASON_PEER_CLOSED_FIRST);
+  /* A refused connect is the peer's RST; a timed-out one this side giving up. */
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_ERROR, LW_ECONNREFUSED, NULL);
+  assert_int_equal(m.initiator, LW_INITIATOR_PEER);
+  assert_int_equal(m.reason, LW_REASON_ERROR);
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_ERROR, LW_ETIMEDOUT, NULL);
+  assert_int_equal(m.initiator, LW_INITIATOR_LOCAL);
+  assert_int_equal(m.reason, LW_REASON_DEAD_PEER);
+
+  /* LINGER ends on its time bounds: silence closes (no RST), time while sending resets;
+   * other states ignore the event. */
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_CLOSE, 0, NULL);
+  a = lw__cs_step(&m, LW__CE_LINGER_END, 0, NULL);
+  assert_int_equal(a, LW__CA_CANCEL | LW__CA_CLOSE_FD);
+  assert_int_equal(m.reason, LW_REASON_LINGER_TIMEOUT);
+  assert_int_equal(m.rst, 0);
+  assert_int_equal(m.initiator, LW_INITIATOR_LOCAL);
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_CLOSE, 0, NULL);
+  a = lw__cs_step(&m, LW__CE_LINGER_END, 1, NULL);
+  assert_int_equal(a, LW__CA_CANCEL | LW__CA_RESET_FD);
+  assert_int_equal(m.reason, LW_REASON_LINGER_TIMEOUT);
+  assert_int_equal(m.rst, 1);
+  lw__cs_init(&m, 0);
+  lw__cs_step(&m, LW__CE_QUEUE_BUSY, 0, NULL);
+  lw__cs_step(&m, LW__CE_CLOSE, 0, NULL);
+  assert_int_equal(lw__cs_step(&m, LW__CE_LINGER_END, 1, NULL), 0);
+  assert_int_equal(m.state, LW__CS_FLUSHING);
 
   /* Write status per state. */
   lw__cs_init(&m, 0);

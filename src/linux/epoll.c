@@ -5,9 +5,9 @@
  * performs the syscall when the fd is ready, and reports the result through the
  * lw__*_done completion functions, exactly as a completion kernel would.
  *
- * Writes are tried at once when the core queues them (no round trip through
- * epoll_wait for a socket that has room: what libuv's uv__write does); EPOLLOUT is
- * registered only after EAGAIN.
+ * Writes are tried as soon as the core flushes its queue (the loop's pending step: no
+ * round trip through epoll_wait for a socket that has room, as libuv's uv__write);
+ * EPOLLOUT is registered only after EAGAIN.
  *
  * Level-triggered, and an fd with no interest is removed from the set: an fd that has
  * seen both FINs reports EPOLLHUP on every epoll_wait (tcp_poll sets it once
@@ -150,12 +150,6 @@ static void ep_conn_update(lw_conn *c) {
   (void)r;
 }
 
-static ssize_t ep_try_write(lw_conn *c, const void *buf, size_t len) {
-  if (c->io.wblocked)
-    return 0;
-  return lw__sock_send_now(c->io.fd, buf, len);
-}
-
 static int ep_conn_open(lw_conn *c) {
   c->io.added = 0;
   c->io.registered = 0;
@@ -177,7 +171,11 @@ static void ep_conn_read(lw_conn *c) {
   lw_loop *loop = c->loop;
   for (int i = 0; i < EP_READS_PER_EVENT && lw__conn_wants_read(c); i++) {
     size_t size = c->discarding ? loop->rbuf_size : LW__MIN(c->read_size, loop->rbuf_size);
-    ssize_t n = recv(c->io.fd, loop->rbuf, size, 0);
+    /* Discarding (a lingering close): MSG_TRUNC makes Linux TCP drop the bytes without
+     * copying them (tcp(7): "MSG_TRUNC ... the received data is discarded"; since
+     * 2.4), frees the receive queue and opens the window as a read does. The length
+     * stays the buffer's, so that a kernel that copied anyway would stay inside it. */
+    ssize_t n = recv(c->io.fd, loop->rbuf, size, c->discarding ? MSG_TRUNC : 0);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -297,5 +295,4 @@ const lw__backend lw__backend_epoll = {
     .conn_open = ep_conn_open,
     .conn_update = ep_conn_update,
     .conn_detach = ep_conn_detach,
-    .try_write = ep_try_write,
 };

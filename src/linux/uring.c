@@ -596,7 +596,9 @@ static void ur_close_done(lw_conn *c) {
 static void ur_send_done(lw_conn *c, int res) {
   ur_conn *u = urc(c);
   u->send_inflight = 0;
-  if (!c->detached && res != -ECANCELED)
+  if (c->detached && res > 0)
+    lw__conn_write_late(c, (size_t)res); /* it completed before its cancel was issued */
+  else if (!c->detached && res != -ECANCELED)
     lw__conn_write_done(c, res >= 0 ? res : lw__err_from_errno(-res));
   ur_op_finished(c);
 }
