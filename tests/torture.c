@@ -1112,8 +1112,10 @@ static void on_read(lw_conn *c, long n, const char *buf) {
     fail(t, "callback-after-close", "read callback (%ld) in app state %d", n, t->state);
     return;
   }
-  if (!t->reading)
+  if (!t->reading) {
+    tr(t, 'A', "read %ld while stopped", n);
     fail(t, "read-while-stopped", "read callback (%ld) while reading is stopped", n);
+  }
   if (n == LW_EOF) {
     tr(t, 'A', "read EOF after %" PRIu64 " bytes", t->in_off);
     if (t->eof)
@@ -1582,8 +1584,13 @@ static void check_final(tconn *t) {
      * before any close of ours began (PEER), or after our FIN/RST reached it or never
      * (LOCAL). */
     int ambiguous = peer_first && ((ours && ours < p->t_act) || (lib && lib < p->t_act));
+    /* A local abort/naive close after a peer FIN/RST the library never read (reading
+     * stopped): the peer was first on the wire, though the library was not told. */
+    const char *kind = peer_first && (reason == LW_REASON_ABORT || reason == LW_REASON_NAIVE)
+                           ? "initiator-after-unread-peer-end"
+                           : "initiator";
     if (!near && !ambiguous && (int)in->initiator != want)
-      fail(t, "initiator",
+      fail(t, kind,
            "initiator=%s, but the %s (the peer's TCP state at its first FIN/RST: %d; "
            "issue 14.5)",
            in->initiator == LW_INITIATOR_PEER ? "peer" : "local",
