@@ -184,6 +184,7 @@ typedef struct tpeer {
   uint64_t t_rst;      /* ms of an RST we sent (0 none) */
   int closed_full;     /* close() called (later data from the app gets an RST) */
   uint64_t t_speak;    /* first byte sent, or FIN (ms) */
+  int speak_kind;      /* what that was: 1 data, 2 FIN, 3 RST */
   uint64_t sent_at_fin;
   /* history of "all of del_off acked by the app's kernel at t_del" (monotone) */
   uint64_t del_off[16], t_del[16];
@@ -430,8 +431,10 @@ static void peer_act(tconn *t, int kind, int rst) {
   uint64_t now = now_ms();
   if (rst)
     p->t_rst = p->t_rst ? p->t_rst : now;
-  if (!p->t_speak)
+  if (!p->t_speak) {
     p->t_speak = now;
+    p->speak_kind = rst ? 3 : 2;
+  }
   if (!p->act && (st == TS_ESTABLISHED || st == TS_CLOSE_WAIT)) {
     p->act = kind;
     p->act_state = st;
@@ -598,8 +601,10 @@ static void peer_step(tconn *t, short rev) {
     fill_tags(buf, t->id, 1, p->send_off, n);
     ssize_t w = send(p->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (w > 0) {
-      if (!p->t_speak)
+      if (!p->t_speak) {
         p->t_speak = now;
+        p->speak_kind = 1;
+      }
       p->send_off += (uint64_t)w;
       if (p->pace_ms) {
         p->next_send = now + p->pace_ms;
@@ -1498,9 +1503,14 @@ static void check_final(tconn *t) {
     if (t->outbound || !t->o.first_byte_timeout_ms)
       fail(t, "reason-first-byte", "first-byte-timeout not configured");
     else if (peer && p->t_speak && p->t_speak + 30 < t->t_open + t->o.first_byte_timeout_ms)
-      fail(t, "first-byte-timeout-although-peer-spoke",
-           "first-byte-timeout, but the peer sent its first byte/FIN %" PRIu64
-           " ms after the accept (timeout %u ms; issue 13.6 if io_uring)",
+      fail(t,
+           p->speak_kind == 1   ? "first-byte-timeout-after-peer-data"
+           : p->speak_kind == 2 ? "first-byte-timeout-after-peer-fin"
+                                : "first-byte-timeout-after-peer-rst",
+           "first-byte-timeout, but the peer sent its first %s %" PRIu64
+           " ms after the accept (timeout %u ms; the header: a peer that sent no byte, no "
+           "FIN; held input counts: issue 13.6 if io_uring)",
+           p->speak_kind == 1 ? "byte" : p->speak_kind == 2 ? "FIN" : "RST",
            p->t_speak - t->t_open, t->o.first_byte_timeout_ms);
     break;
   case LW_REASON_IDLE_TIMEOUT:
