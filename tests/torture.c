@@ -950,6 +950,17 @@ static void do_write(tconn *t, int copy) {
   }
 }
 
+/* Input may be delivered from inside lw_conn_read_start (a completion backend's held
+ * bytes): the model says "reading" before the call, and takes it back if refused. */
+static int app_read_start(tconn *t) {
+  int was = t->reading;
+  t->reading = 1;
+  int r = lw_conn_read_start(t->c, on_read);
+  if (r != 0)
+    t->reading = was;
+  return r;
+}
+
 static void on_action_timer(lw_timer *tm);
 static void on_far_timer(lw_timer *tm);
 
@@ -991,10 +1002,8 @@ static void act_on(tconn *t) {
     if (r == 0)
       t->reading = 0;
   } else if (x < 64) {
-    r = lw_conn_read_start(c, on_read);
+    r = app_read_start(t);
     tr(t, 'A', "read_start -> %d", r);
-    if (r == 0)
-      t->reading = 1;
   } else if (x < 68) {
     size_t sz = rng_chance(&t->arng, 300) ? (size_t)rng_range(&t->arng, 1, 16) : (size_t)rng_range(&t->arng, 1, 1u << 20);
     r = lw_conn_set_read_size(c, sz);
@@ -1037,9 +1046,7 @@ static void on_end_timer(lw_timer *tm) {
   int r;
   if (t->end_tries >= 3 || now_ms() > t->t_created + 9000) {
     /* last resort: a reading, lingering close */
-    r = lw_conn_read_start(t->c, on_read);
-    if (r == 0)
-      t->reading = 1;
+    r = app_read_start(t);
     int connecting = t->state == 1;
     r = lw_close(t->c, 2000);
     tr(t, 'A', "end: read_start + lw_close(2000) -> %d", r);
@@ -1097,9 +1104,7 @@ static void app_open(tconn *t) {
   lw_conn *c = t->c;
   t->t_open = now_ms();
   if (rng_chance(&t->arng, 850)) {
-    int r = lw_conn_read_start(c, on_read);
-    if (r == 0)
-      t->reading = 1;
+    int r = app_read_start(t);
     tr(t, 'A', "read_start -> %d", r);
   }
   if (rng_chance(&t->arng, 200)) {
