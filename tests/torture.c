@@ -177,14 +177,14 @@ typedef struct tpeer {
   uint64_t t_start, t_connected, next_read, next_send;
   uint64_t recv_off, send_off;
   int eof, err, shut, closed, ended;
-  int act;             /* first FIN/RST that reached the wire: PE_SHUT/CLOSE/RST, 0 none */
-  int act_state;       /* our TCP state just before it (ESTABLISHED: we were first) */
-  int act_rst;         /* that first act was an RST (linger0, or close with unread input) */
-  uint64_t t_act;      /* ms */
-  uint64_t t_rst;      /* ms of an RST we sent (0 none) */
-  int closed_full;     /* close() called (later data from the app gets an RST) */
-  uint64_t t_speak;    /* first byte sent, or FIN (ms) */
-  int speak_kind;      /* what that was: 1 data, 2 FIN, 3 RST */
+  int act;          /* first FIN/RST that reached the wire: PE_SHUT/CLOSE/RST, 0 none */
+  int act_state;    /* our TCP state just before it (ESTABLISHED: we were first) */
+  int act_rst;      /* that first act was an RST (linger0, or close with unread input) */
+  uint64_t t_act;   /* ms */
+  uint64_t t_rst;   /* ms of an RST we sent (0 none) */
+  int closed_full;  /* close() called (later data from the app gets an RST) */
+  uint64_t t_speak; /* first byte sent, or FIN (ms) */
+  int speak_kind;   /* what that was: 1 data, 2 FIN, 3 RST */
   uint64_t sent_at_fin;
   /* history of "all of del_off acked by the app's kernel at t_del" (monotone) */
   uint64_t del_off[16], t_del[16];
@@ -305,7 +305,10 @@ static void describe(tconn *t) {
   fprintf(stderr,
           "  conn #%u: %s port=%u created=+%" PRIu64 "ms app-state=%d reading=%d "
           "queued=%" PRIu64 " received=%" PRIu64 " eof=%d faulted=%d soft-faults=%d\n",
-          t->id, t->refused ? "outbound(refused port)" : t->outbound ? "outbound" : "accepted",
+          t->id,
+          t->refused    ? "outbound(refused port)"
+          : t->outbound ? "outbound"
+                        : "accepted",
           t->port, t->t_created - G.t0, t->state, t->reading, t->queued, t->in_off, t->eof,
           t->faulted, t->soft_faults);
   fprintf(stderr,
@@ -317,7 +320,8 @@ static void describe(tconn *t) {
   if (atomic_load(&t->peer_started)) {
     const tpeer *p = &t->p;
     fprintf(stderr,
-            "  peer plan: %s limit=%" PRIu64 " send=%" PRIu64 " chunk=%zu pace=%ums end=%s@%ums "
+            "  peer plan: %s limit=%" PRIu64 " send=%" PRIu64
+            " chunk=%zu pace=%ums end=%s@%ums "
             "after-eof=%s life=%ums\n",
             rm_names[p->read_mode], p->read_limit, p->send_total, p->send_chunk, p->pace_ms,
             pe_names[p->end_kind], p->end_after_ms, pa_names[p->after_eof], p->life_ms);
@@ -379,7 +383,8 @@ static void fail(tconn *t, const char *kind, const char *fmt, ...) {
             opt.seed, kind, t ? t->id : 0, msg);
     if (t)
       describe(t);
-    fprintf(stderr, "  replay: torture --seed %" PRIu64 " --backend %s --seconds %u --faults %u\n",
+    fprintf(stderr,
+            "  replay: torture --seed %" PRIu64 " --backend %s --seconds %u --faults %u\n",
             opt.seed, backend_name(), opt.seconds, opt.faults);
   }
   pthread_mutex_unlock(&fail_mu);
@@ -556,7 +561,8 @@ static void peer_step(tconn *t, short rev) {
         size_t run = 0, ee = 0;
         for (size_t j = (size_t)bad; j < (size_t)n && run < 64; j++, run++)
           ee += (uint8_t)buf[j] == 0xEE;
-        tr(t, 'P', "recv %zd at %" PRIu64 ": WRONG byte at offset %" PRIu64, n, p->recv_off, off);
+        tr(t, 'P', "recv %zd at %" PRIu64 ": WRONG byte at offset %" PRIu64, n, p->recv_off,
+           off);
         fail(t, ee == run ? "peer-got-poisoned-bytes" : "peer-got-wrong-bytes",
              "the peer received a byte that is not this connection's byte at stream offset "
              "%" PRIu64 " (got 0x%02x, want 0x%02x; %zu of the next %zu bytes are the 0xEE "
@@ -911,7 +917,8 @@ static void check_write_ret(tconn *t, int r, const char *what) {
     return;
   }
   if (r == LW_ESHUTDOWN && !(t->close_kinds & K_SHUT))
-    fail(t, "write-eshutdown-without-shutdown", "%s returned ESHUTDOWN but lw_shutdown was never called", what);
+    fail(t, "write-eshutdown-without-shutdown",
+         "%s returned ESHUTDOWN but lw_shutdown was never called", what);
   if (r != LW_ESHUTDOWN && r != LW_ECLOSING)
     fail(t, "write-unexpected-error", "%s returned %s", what, lw_err_name(r));
 }
@@ -1007,7 +1014,8 @@ static void act_on(tconn *t) {
     r = app_read_start(t);
     tr(t, 'A', "read_start -> %d", r);
   } else if (x < 68) {
-    size_t sz = rng_chance(&t->arng, 300) ? (size_t)rng_range(&t->arng, 1, 16) : (size_t)rng_range(&t->arng, 1, 1u << 20);
+    size_t sz = rng_chance(&t->arng, 300) ? (size_t)rng_range(&t->arng, 1, 16)
+                                          : (size_t)rng_range(&t->arng, 1, 1u << 20);
     r = lw_conn_set_read_size(c, sz);
     tr(t, 'A', "set_read_size(%zu) -> %d", sz, r);
   } else if (x < 70) {
@@ -1099,7 +1107,8 @@ static void on_far_timer(lw_timer *tm) {
   G.cbs++;
   lw_timer_stop(tm); /* once is enough (a wrapped repeat would fire every turn) */
   fail(t, "timer-overflow",
-       "a timer started with a timeout near UINT64_MAX fired (now + timeout wrapped: issue 14.7)");
+       "a timer started with a timeout near UINT64_MAX fired (now + timeout wrapped: issue "
+       "14.7)");
 }
 
 static void app_open(tconn *t) {
@@ -1176,7 +1185,8 @@ static void on_read(lw_conn *c, long n, const char *buf) {
          "the read callback got a byte that is not this peer's byte at offset %" PRIu64
          " (got 0x%02x, want 0x%02x): another connection's input, or lost/duplicated/"
          "reordered bytes",
-         t->in_off + (uint64_t)bad, (uint8_t)buf[bad], tag(t->id, 1, t->in_off + (uint64_t)bad));
+         t->in_off + (uint64_t)bad, (uint8_t)buf[bad],
+         tag(t->id, 1, t->in_off + (uint64_t)bad));
   t->in_off += (uint64_t)n;
   G.bytes_peer_to_app += (uint64_t)n;
   app_random(t, 60);
@@ -1197,7 +1207,8 @@ static void on_write(lw_conn *c, int status, void *arg) {
   t->wseq_cb = w->seq + 1;
   if (status == 0) {
     if (t->saw_cancel)
-      fail(t, "write-ok-after-cancel", "write #%u completed with 0 after an earlier one was cancelled", w->seq);
+      fail(t, "write-ok-after-cancel",
+           "write #%u completed with 0 after an earlier one was cancelled", w->seq);
     if (w->start + w->len > t->ok_end)
       t->ok_end = w->start + w->len;
   } else if (!t->saw_cancel) {
@@ -1296,8 +1307,9 @@ static void on_close(lw_conn *c, const lw_close_info *in) {
   tconn *t = lw_conn_get_data(c);
   G.cbs++;
   t->on_close_count++;
-  tr(t, 'A', "on_close reason=%s initiator=%d rst=%d err=%s q=%" PRIu64 " s=%" PRIu64
-             " a=%" PRIu64 " ud=%" PRIu64 " rd=%" PRIu64,
+  tr(t, 'A',
+     "on_close reason=%s initiator=%d rst=%d err=%s q=%" PRIu64 " s=%" PRIu64 " a=%" PRIu64
+     " ud=%" PRIu64 " rd=%" PRIu64,
      lw_reason_name(in->reason), (int)in->initiator, in->rst,
      in->os_error ? lw_err_name(in->os_error) : "0", in->bytes_queued, in->bytes_sent,
      in->bytes_acked, in->unsent_discarded, in->unread_discarded);
@@ -1411,7 +1423,8 @@ static void new_conn(void) {
     port_map[t->port] = t;
     pthread_mutex_unlock(&map_mu);
   }
-  tr(t, 'A', "lw_conn_connect fd=%d port=%u%s", fd, t->port, t->refused ? " (refused port)" : "");
+  tr(t, 'A', "lw_conn_connect fd=%d port=%u%s", fd, t->port,
+     t->refused ? " (refused port)" : "");
   live_add(t);
   if (lw_timer_new(G.loop, &t->end_timer) == 0) {
     lw_timer_set_data(t->end_timer, t);
@@ -1480,10 +1493,12 @@ static void check_final(tconn *t) {
          t->cancel_end, in->bytes_sent);
   if (peer && p->recv_off > in->bytes_sent)
     fail(t, "peer-got-more-than-sent",
-         "the peer received %" PRIu64 " bytes, bytes_sent=%" PRIu64, p->recv_off, in->bytes_sent);
+         "the peer received %" PRIu64 " bytes, bytes_sent=%" PRIu64, p->recv_off,
+         in->bytes_sent);
   if (peer && in->bytes_received + in->unread_discarded > p->send_off && !f)
     fail(t, "unread-more-than-sent",
-         "bytes_received + unread_discarded = %" PRIu64 " > the %" PRIu64 " bytes the peer sent",
+         "bytes_received + unread_discarded = %" PRIu64 " > the %" PRIu64
+         " bytes the peer sent",
          in->bytes_received + in->unread_discarded, p->send_off);
 
   /* ---- input the application never read: abort and naive close count it (13.6) ---- */
@@ -1530,7 +1545,9 @@ static void check_final(tconn *t) {
            "first-byte-timeout, but the peer sent its first %s %" PRIu64
            " ms after the accept (timeout %u ms; the header: a peer that sent no byte, no "
            "FIN; held input counts: issue 13.6 if io_uring)",
-           p->speak_kind == 1 ? "byte" : p->speak_kind == 2 ? "FIN" : "RST",
+           p->speak_kind == 1   ? "byte"
+           : p->speak_kind == 2 ? "FIN"
+                                : "RST",
            p->t_speak - t->t_open, t->o.first_byte_timeout_ms);
     break;
   case LW_REASON_IDLE_TIMEOUT:
@@ -1576,7 +1593,8 @@ static void check_final(tconn *t) {
     break;
   case LW_REASON_PEER_CLOSED_FIRST:
     if (peer && !f && !p->t_act && !p->closed_full && !p->shut)
-      fail(t, "peer-closed-first-without-fin", "reason peer-closed-first, but the peer sent no FIN");
+      fail(t, "peer-closed-first-without-fin",
+           "reason peer-closed-first, but the peer sent no FIN");
     break;
   case LW_REASON_DEADLINE:
     /* (with no close call and no EOF seen: closed-without-eof below) */
@@ -1632,7 +1650,8 @@ static void check_final(tconn *t) {
            "initiator=%s, but the %s (the peer's TCP state at its first FIN/RST: %d; "
            "issue 14.5)",
            in->initiator == LW_INITIATOR_PEER ? "peer" : "local",
-           peer_first ? "peer's FIN/RST went first" : "peer had seen our FIN/RST first or never acted",
+           peer_first ? "peer's FIN/RST went first"
+                      : "peer had seen our FIN/RST first or never acted",
            p->act_state);
   }
 
@@ -1685,7 +1704,8 @@ static unsigned sweep(int at_end) {
         pthread_mutex_unlock(&map_mu);
       }
     } else if (t->state == 0 && pdone &&
-               (at_end || t->p.err || t->listener_gen != G.lgen || t->p.t_closed + 3000 < now)) {
+               (at_end || t->p.err || t->listener_gen != G.lgen ||
+                t->p.t_closed + 3000 < now)) {
       fin = 1; /* never accepted: its listener closed, or it gave up before (RST) */
     }
     if (!fin && (t->state == 1 || t->state == 2) && now > t->t_created + 30000) {
@@ -1748,10 +1768,11 @@ static int raw_listen(int do_listen, int *port) {
 }
 
 static void usage(void) {
-  fprintf(stderr,
-          "usage: torture [--seed S] [--seconds N] [--backend epoll|uring] [--faults PERMILLE]\n"
-          "               [--conns N] [--keep-going] [--quiet]\n"
-          "env: LW_BACKEND, TORTURE_SEED, TORTURE_SECONDS, TORTURE_KNOWN=check,check\n");
+  fprintf(
+      stderr,
+      "usage: torture [--seed S] [--seconds N] [--backend epoll|uring] [--faults PERMILLE]\n"
+      "               [--conns N] [--keep-going] [--quiet]\n"
+      "env: LW_BACKEND, TORTURE_SEED, TORTURE_SECONDS, TORTURE_KNOWN=check,check\n");
   exit(2);
 }
 
@@ -1813,7 +1834,8 @@ int main(int argc, char **argv) {
   printf("torture: backend=%s seed=%" PRIu64 " seconds=%u faults=%u conns<=%u%s%s\n",
          lw_loop_backend(G.loop), opt.seed, opt.seconds, opt.faults, opt.max_conns,
          *opt.known ? " TORTURE_KNOWN=" : "", opt.known);
-  printf("torture: replay with: torture --seed %" PRIu64 " --backend %s --seconds %u --faults %u\n",
+  printf("torture: replay with: torture --seed %" PRIu64
+         " --backend %s --seconds %u --faults %u\n",
          opt.seed, lw_loop_backend(G.loop), opt.seconds, opt.faults);
   printf("torture: peer vanish (nft drop in a netns) is not exercised by this program\n");
   fflush(stdout);
@@ -1871,8 +1893,9 @@ int main(int argc, char **argv) {
       if (now > drain_end) {
         for (tconn *t = G.all; t; t = t->next)
           if (t->state == 1 || t->state == 2 || !atomic_load(&t->peer_done))
-            fail(t, "never-ended", "not finished 45 s after the run (app state %d, peer done %d)",
-                 t->state, atomic_load(&t->peer_done));
+            fail(t, "never-ended",
+                 "not finished 45 s after the run (app state %d, peer done %d)", t->state,
+                 atomic_load(&t->peer_done));
         break;
       }
     }
@@ -1924,7 +1947,8 @@ int main(int argc, char **argv) {
          backend_name(), opt.seed, G.n_conns, G.n_done, G.bytes_app_to_peer,
          G.bytes_peer_to_app, G.iters, cpu, secs);
   printf("torture: faults injected: eintr=%" PRIu64 " eagain=%" PRIu64 " short=%" PRIu64
-         " fatal=%" PRIu64 " emfile=%" PRIu64 " submit-eintr=%" PRIu64 " (accept errors seen %" PRIu64 ")\n",
+         " fatal=%" PRIu64 " emfile=%" PRIu64 " submit-eintr=%" PRIu64
+         " (accept errors seen %" PRIu64 ")\n",
          fcnt.eintr, fcnt.eagain, fcnt.short_io, fcnt.fatal, fcnt.emfile, fcnt.submit_eintr,
          G.accept_errs);
   printf("torture: reasons:");
@@ -1940,7 +1964,8 @@ int main(int argc, char **argv) {
     printf("torture: FAILED: %d failures, by check:", nf);
     for (unsigned i = 0; i < G.nfail_kinds; i++)
       printf(" %s=%u", G.fail_kinds[i], G.fail_kind_n[i]);
-    printf("\ntorture: replay: torture --seed %" PRIu64 " --backend %s --seconds %u --faults %u\n",
+    printf("\ntorture: replay: torture --seed %" PRIu64
+           " --backend %s --seconds %u --faults %u\n",
            opt.seed, backend_name(), opt.seconds, opt.faults);
     return 1;
   }

@@ -155,9 +155,10 @@ ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags) {
     tf_n.fatal++;
     static const int errs[] = {ECONNRESET, ENOBUFS, ENOMEM};
     int e = errs[tf_next() % 3];
-    tf_note(fd, e == ECONNRESET ? "sendmsg: injected ECONNRESET"
-                : e == ENOBUFS  ? "sendmsg: injected ENOBUFS"
-                                : "sendmsg: injected ENOMEM",
+    tf_note(fd,
+            e == ECONNRESET ? "sendmsg: injected ECONNRESET"
+            : e == ENOBUFS  ? "sendmsg: injected ENOBUFS"
+                            : "sendmsg: injected ENOMEM",
             1);
     errno = e;
     return -1;
