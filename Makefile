@@ -62,3 +62,17 @@ fuzz:
 	mkdir -p build-fuzz/corpus-script
 	build-fuzz/fuzz_script -max_total_time=$(FUZZ_SCRIPT_SECONDS) -max_len=4096 \
 	  build-fuzz/corpus-script tools/tests/corpus/script
+
+# The torture harness (tests/torture.c, issue 15) for long local runs, every backend
+# this build has: make torture TORTURE_SECONDS=600 TORTURE_SEED=S (both optional).
+# Exit status 0 only when nothing was found.
+TORTURE_SECONDS ?= 60
+TORTURE_SEED ?=
+TORTURE_BACKENDS ?= epoll uring
+.PHONY: torture
+torture: build
+	@st=0; for b in $(TORTURE_BACKENDS); do \
+	  $(BUILD)/tests/torture --backend $$b --seconds $(TORTURE_SECONDS) \
+	    $(if $(TORTURE_SEED),--seed $(TORTURE_SEED)) $(TORTURE_ARGS); r=$$?; \
+	  if [ $$r -ne 0 ] && [ $$r -ne 77 ]; then st=1; fi; \
+	done; exit $$st
