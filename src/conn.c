@@ -130,10 +130,10 @@ void lw__conn_deliver_due(lw_conn *c) {
   lw__loop_pending_add(c);
 }
 
-int lw__conn_read_late(lw_conn *c, size_t n) {
+int lw__conn_read_late(lw_conn *c, size_t n, size_t counted) {
   assert(c->detached);
-  c->unread_discarded += n;
-  if (c->sm.reason != LW_REASON_NAIVE || c->sm.rst || c->rst_seen)
+  c->unread_discarded += n > counted ? n - counted : 0;
+  if (n == 0 || c->sm.reason != LW_REASON_NAIVE || c->sm.rst)
     return 0;
   c->rst_seen = 1;
   return 1;
@@ -890,6 +890,23 @@ static int final_snapshot(lw_conn *c, int resetting) {
    * of ours: the peer ended first (the initiator rule, close_sm.h). */
   if (!c->sm.fin_sent && !c->sm.peer_fin && s.state == LW__TCP_CLOSE_WAIT)
     c->peer_fin_first = 1;
+  /* The connection died before this close -- the peer's RST, or its TCP giving up --
+   * and nothing was reading to hear of it (reading stopped, or nothing asked): the
+   * close of a dead connection is not what ended it. It ends as what happened first,
+   * read from SO_ERROR (which the kernel keeps until someone reads it). */
+  if (s.state == LW__TCP_CLOSE && c->sm.reason != LW_REASON_PEER_RESET &&
+      c->sm.reason != LW_REASON_DEAD_PEER && c->sm.reason != LW_REASON_ERROR) {
+    int err = lw__sock_so_error(fd);
+    if (err == LW_ECONNRESET || err == LW_EPIPE || err == LW_ETIMEDOUT) {
+      c->sm.reason = err == LW_ETIMEDOUT ? LW_REASON_DEAD_PEER : LW_REASON_PEER_RESET;
+      c->sm.err = err;
+      if (err != LW_ETIMEDOUT) {
+        c->sm.rst = 1;
+        if (!c->sm.fin_sent)
+          c->sm.initiator = LW_INITIATOR_PEER;
+      }
+    }
+  }
   if (inq > 0) {
     c->unread_discarded += (uint64_t)inq;
     /* close() with unread input: tcp_close() sends RST instead of FIN (RFC 2525,

@@ -320,10 +320,13 @@ void lw__conn_connect_done(lw_conn *c, int status);
 /* The backend holds input the connection now wants: deliver_held from the pending step. */
 void lw__conn_deliver_due(lw_conn *c);
 /* n input bytes a receive brought after the connection was detached (a completion the
- * close overtook): unread input, counted. Returns 1 if the close must be an RST -- a
- * naive close, which the kernel would have made one had the bytes stayed queued (B13):
- * the backend then sets SO_LINGER{1,0} before its close. */
-int lw__conn_read_late(lw_conn *c, size_t n);
+ * close overtook): unread input. `counted` of them were already in the kernel's queue
+ * when the close measured it (SIOCINQ in the final snapshot; the backend reads it at
+ * conn_detach and passes what is left of it): only the rest is added. Returns 1 if the
+ * close must be an RST -- a naive close, which the kernel would have made one had the
+ * bytes stayed queued (B13), but the receive took them: the backend then sets
+ * SO_LINGER{1,0} before its close. */
+int lw__conn_read_late(lw_conn *c, size_t n, size_t counted);
 void lw__conn_ops_done(lw_conn *c);
 /* fd >= 0: a new connection; fd < 0: an LW_E* error (EMFILE...). */
 void lw__listener_accept_done(lw_listener *l, int fd, int status);

@@ -16,6 +16,12 @@ static void test_peer_rst_mid_response(void **state) {
   lwt_run_until(s.loop, &p.done, &s.closes, 1, 10000);
   lwt_peer_join(&p);
   lwt_server_stop(&s);
+  print_message("server: reason=%s initiator=%d rst=%d os_error=%s sent=%llu close_ms=%llu "
+                "unread=%llu; peer got %zu, end_err=%d\n",
+                lw_reason_name(s.last.reason), s.last.initiator, s.last.rst,
+                lw_err_name(s.last.os_error), (unsigned long long)s.last.bytes_sent,
+                (unsigned long long)s.last.close_ms,
+                (unsigned long long)s.last.unread_discarded, p.received, p.end_err);
   assert_int_equal(s.accepts, 1);
   assert_int_equal(s.closes, 1);
   assert_int_equal(s.write_cancelled, 1);

@@ -180,6 +180,8 @@ typedef struct tpeer {
   int act;          /* first FIN/RST that reached the wire: PE_SHUT/CLOSE/RST, 0 none */
   int act_state;    /* our TCP state just before it (ESTABLISHED: we were first) */
   int act_rst;      /* that first act was an RST (linger0, or close with unread input) */
+  long act_outq;    /* the peer's unsent + unacked bytes then (SIOCOUTQ): its FIN waits
+                       behind them, so it reaches our kernel only once we have read them */
   uint64_t t_act;   /* ms */
   uint64_t t_rst;   /* ms of an RST we sent (0 none) */
   int closed_full;  /* close() called (later data from the app gets an RST) */
@@ -447,6 +449,8 @@ static void peer_act(tconn *t, int kind, int rst) {
     p->act_state = st;
     p->act_rst = rst;
     p->t_act = now;
+    int q = 0;
+    p->act_outq = ioctl(p->fd, SIOCOUTQ, &q) == 0 ? q : 0;
   }
   tr(t, 'P', "%s (tcp state %d) recv=%" PRIu64 " sent=%" PRIu64, rst ? "RST" : "FIN/close", st,
      p->recv_off, p->send_off);
@@ -1640,6 +1644,12 @@ static void check_final(tconn *t) {
      * before any close of ours began (PEER), or after our FIN/RST reached it or never
      * (LOCAL). */
     int ambiguous = peer_first && ((ours && ours < p->t_act) || (lib && lib < p->t_act));
+    /* The peer's FIN queued behind bytes our side had not read (its SIOCOUTQ > 0): it
+     * was first to hand its kernel a FIN, but the FIN reaches our kernel only once we
+     * read what is ahead of it -- maybe after our own FIN or RST left. Nothing on our
+     * side can see it: not checked. (An RST is never queued.) */
+    if (peer_first && !p->act_rst && p->act_outq > 0)
+      ambiguous = 1;
     /* A local abort/naive close after a peer FIN/RST the library never read (reading
      * stopped): the peer was first on the wire, though the library was not told. */
     const char *kind = peer_first && (reason == LW_REASON_ABORT || reason == LW_REASON_NAIVE)

@@ -112,6 +112,7 @@ typedef struct ur_conn {
   unsigned stash_eof : 1;
   unsigned delivering : 1; /* input is being handed over: no nested delivery, no recv */
   unsigned close_wait_recv : 1; /* detached: its close waits for the recv's CQE (rule 6) */
+  unsigned inq_counted; /* SIOCINQ at detach, counted by the core: a late recv took it */
   struct iovec iov[UR_MAX_IOV];
   struct msghdr msg;
   lw__list retry_node; /* in ur_state.retry while a submission is owed */
@@ -473,6 +474,10 @@ static void ur_conn_detach(lw_conn *c) {
     lw__list_remove(&u->starved_node);
     u->starved = 0;
   }
+  if (u->recv_inflight) {
+    long q = lw__sock_inq(c->io.fd); /* what the final snapshot just counted */
+    u->inq_counted = q > 0 ? (unsigned)q : 0;
+  }
   if (u->inflight)
     ur_submit_cancels(c);
 }
@@ -537,8 +542,12 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
   if (c->detached) {
     /* Rule 6: the close overtook this completion; its bytes are unread input. The
      * close waited for it, so SO_LINGER{1,0} still reaches the socket. */
-    if (res > 0 && lw__conn_read_late(c, (size_t)res))
-      lw__sock_set_linger0(c->io.fd);
+    if (res > 0) {
+      size_t counted = LW__MIN((size_t)res, (size_t)u->inq_counted);
+      u->inq_counted -= (unsigned)counted;
+      if (lw__conn_read_late(c, (size_t)res, counted))
+        lw__sock_set_linger0(c->io.fd);
+    }
     if (u->close_wait_recv) {
       u->close_wait_recv = 0;
       ur_submit_close(c);
