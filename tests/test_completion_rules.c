@@ -180,8 +180,10 @@ static void test_fd_reuse_no_foreign_bytes(void **state) {
     /* A peer that never reads, with a small window: the big write stays partly
      * queued, so a sendmsg for it is prepared when the small write's callback runs. */
     int peer = raw_connect(lw_listener_port(l), 4096);
-    while (!r1.b && lw_loop_run(r1.loop, LW_RUN_ONCE) >= 0)
-      ;
+    uint64_t until = lwt_now_ms() + 5000;
+    while (!r1.b && lwt_now_ms() < until)
+      lw_loop_run(r1.loop, LW_RUN_ONCE);
+    assert_non_null(r1.b);
     int sfd = accept(sink, NULL, NULL);
     assert_true(sfd >= 0);
     lwt_run_until(r1.loop, NULL, &r1.b_closes, 1, 5000);
@@ -626,7 +628,8 @@ static void r5_case(int mode) {
     assert_int_equal(r5.info.unread_discarded, 100);
     assert_int_equal(r5.info.rst, 1); /* as the kernel does with unread input (B13) */
     raw_drain(peer, 1000, &err, NULL, 0);
-    assert_int_equal(err, ECONNRESET);
+    if (LWT_RST_RELIABLE) /* Wine's recv may read an RST as EOF (helper.h) */
+      assert_int_equal(err, ECONNRESET);
   } else {
     run_for(loop, 400); /* past the first-byte timeout: the peer did speak */
     assert_int_equal(r5.closes, 0);

@@ -227,7 +227,8 @@ static void endless(void **st) {
   assert_int_equal(w.s.last.rst, 1);
   assert_true(ms >= 900 && ms <= 3000);
   assert_true(w.s.last.unread_discarded > 1024 * 1024);
-  assert_int_equal(w.s.last.bytes_acked, w.s.resp);
+  if (LWT_ACKS_KNOWN) /* Wine cannot count acknowledged bytes at an RST */
+    assert_int_equal(w.s.last.bytes_acked, w.s.resp);
   assert_int_equal(p.received, w.s.resp); /* the answer arrived before the RST */
   assert_true(p.pattern_ok);
   assert_int_equal(lwt_fd_count(), fds);

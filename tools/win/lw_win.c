@@ -301,3 +301,6 @@ int lw_w_setenv(const char *name, const char *value, int overwrite) {
     return 0;
   return _putenv_s(name, value) == 0 ? 0 : -1;
 }
+
+/* The CRT removes a variable set to the empty string. */
+int lw_w_unsetenv(const char *name) { return _putenv_s(name, "") == 0 ? 0 : -1; }

@@ -94,6 +94,7 @@ int lw_w_errno(int wsa); /* WSA error -> errno */
 int lw_w_is_wine(void);  /* 1 under Wine (ntdll exports wine_get_version) */
 const char *lw_w_wine_version(void);
 int lw_w_setenv(const char *name, const char *value, int overwrite);
+int lw_w_unsetenv(const char *name);
 
 #define socket(a, t, p) lw_w_socket((a), (t), (p))
 #define accept(f, s, l) lw_w_accept((f), (s), (int *)(l))
@@ -111,5 +112,6 @@ int lw_w_setenv(const char *name, const char *value, int overwrite);
 #define fcntl lw_w_fcntl
 #define poll(f, n, t) lw_w_poll((f), (n), (t))
 #define setenv(n, v, o) lw_w_setenv((n), (v), (o))
+#define unsetenv(n) lw_w_unsetenv(n)
 #endif
 #endif
