@@ -76,6 +76,7 @@
 #define UR_BUFS 512             /* provided buffers (power of two) */
 #define UR_BUF_SIZE (16 * 1024) /* 8 MiB for the loop, shared by every connection */
 #define UR_BGID 7
+#define UR_DISCARD_LEN (256 * 1024) /* per discarding recv (MSG_TRUNC: nothing copied) */
 #define UR_MAX_IOV 16
 #define UR_BATCH 256
 #define UR_ROUNDS 4
@@ -137,6 +138,7 @@ typedef struct ur_state {
    * between its CQE and ur_buf_return), and how many this file holds. */
   unsigned char buf_out[UR_BUFS];
   unsigned bufs_out;
+  char *scratch; /* UR_DISCARD_LEN bytes, never read (discarding recvs, MSG_TRUNC) */
   /* Listener fds whose IORING_OP_CLOSE found no SQE (rule 1): queued at the next wait. */
   int *close_owed;
   unsigned nclose_owed, close_owed_cap;
@@ -219,7 +221,9 @@ static int ur_init(lw_loop *loop) {
   size_t ring_size = UR_BUFS * sizeof(struct io_uring_buf);
   void *mem = NULL;
   if (posix_memalign(&mem, 4096, ring_size) != 0 ||
-      !(s->bufs = malloc((size_t)UR_BUFS * UR_BUF_SIZE))) {
+      !(s->bufs = malloc((size_t)UR_BUFS * UR_BUF_SIZE)) ||
+      !(s->scratch = malloc(UR_DISCARD_LEN))) {
+    free(s->bufs);
     free(mem);
     io_uring_queue_exit(&s->ring);
     free(s);
@@ -231,6 +235,7 @@ static int ur_init(lw_loop *loop) {
       .ring_addr = (unsigned long)s->br, .ring_entries = UR_BUFS, .bgid = UR_BGID};
   r = io_uring_register_buf_ring(&s->ring, &reg, 0);
   if (r < 0) {
+    free(s->scratch);
     free(s->bufs);
     free(mem);
     io_uring_queue_exit(&s->ring);
@@ -263,6 +268,7 @@ static void ur_destroy(lw_loop *loop) {
   io_uring_queue_exit(&s->ring);
   free(s->bufs);
   free(s->br);
+  free(s->scratch);
   free(s);
   loop->backend_data = NULL;
 }
@@ -303,10 +309,17 @@ static void ur_submit_recv(lw_conn *c) {
     ur_defer(c);
     return;
   }
-  size_t len = c->discarding ? UR_BUF_SIZE : LW__MIN(c->read_size, (size_t)UR_BUF_SIZE);
-  io_uring_prep_recv(sqe, c->io.fd, NULL, len, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = UR_BGID;
+  if (c->discarding) {
+    /* A lingering close throws input away: MSG_TRUNC makes TCP drop it from the queue
+     * without copying (tcp_recvmsg), so no provided buffer is taken. The scratch
+     * buffer is never read: it is there only so that a kernel that copied anyway
+     * would write somewhere harmless. */
+    io_uring_prep_recv(sqe, c->io.fd, s->scratch, UR_DISCARD_LEN, MSG_TRUNC);
+  } else {
+    io_uring_prep_recv(sqe, c->io.fd, NULL, LW__MIN(c->read_size, (size_t)UR_BUF_SIZE), 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = UR_BGID;
+  }
   io_uring_sqe_set_data(sqe, &u->recv);
   u->recv_inflight = 1;
   u->inflight++;
@@ -552,6 +565,10 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
       u->close_wait_recv = 0;
       ur_submit_close(c);
     }
+  } else if (res > 0 && bid < 0) {
+    /* A discarding recv (MSG_TRUNC): res bytes dropped by the kernel, none copied. */
+    assert(c->discarding);
+    lw__conn_read_done(c, NULL, res);
   } else if (res > 0 && bid >= 0) {
     /* Only one recv is ever in flight and none while input is held: nothing is. */
     assert(!ur_stash_held(u) && !u->delivering);
