@@ -122,11 +122,17 @@ static long check_tags(const char *buf, uint32_t id, int dir, uint64_t off, size
  *              lw_close at once; the peer reads exactly the answer, then close()s
  *              without waiting for EOF. Our FIN rides on the answer's last segment, so
  *              the reason must be graceful every time (14.6)
+ *   TK_ACKWAIT outbound; the peer half-closes at once and never reads (a 4 KB receive
+ *              buffer); the application writes 96 KB (its send buffer holds it all)
+ *              and closes: our FIN leaves behind unacknowledged bytes, the ACK wait.
+ *              Then the peer resets (the reason must be peer-reset, not deadline:
+ *              14.1) or stays silent with stall_timeout_ms set (must be stalled, not
+ *              deadline: 14.2)
  *   TK_BURST   one of --burst connections opened at once that start reading, stop
  *              reading from a timer while their recv is pending, then get 100 bytes
  *              each from their peers: more stopped readers than io_uring has provided
  *              buffers (512), while the loop must neither spin nor starve (13.4) */
-enum { TK_RANDOM, TK_SLOW, TK_ANSWER, TK_BURST };
+enum { TK_RANDOM, TK_SLOW, TK_ANSWER, TK_ACKWAIT, TK_BURST };
 
 /* ================================ options ================================ */
 static struct {
@@ -189,6 +195,7 @@ typedef struct tpeer {
   int after_eof;
   unsigned life_ms;
   uint64_t close_at; /* >0: close() once this many bytes are read, EOF or not */
+  uint64_t rst_at;   /* >0: reset at this time (ms) */
   /* state */
   uint64_t t_start, t_connected, next_read, next_send;
   uint64_t recv_off, send_off;
@@ -561,6 +568,11 @@ static void peer_step(tconn *t, short rev) {
     peer_finish(t, rng_chance(&t->prng, 300) ? PE_RST : PE_CLOSE);
     return;
   }
+  if (p->rst_at && now >= p->rst_at) {
+    tr(t, 'P', "planned RST");
+    peer_finish(t, PE_RST);
+    return;
+  }
   if (p->end_kind != PE_NONE && now >= p->t_connected + p->end_after_ms) {
     int k = p->end_kind;
     p->end_kind = PE_NONE;
@@ -722,6 +734,13 @@ static void peer_init(tconn *t) {
     p->after_eof = PA_CLOSE;
     p->life_ms = 6000;
     p->close_at = t->answer_len;
+  } else if (t->kind == TK_ACKWAIT) {
+    p->read_mode = RM_NEVER;
+    p->send_total = 0;
+    p->end_kind = PE_SHUT;
+    p->end_after_ms = 20;
+    p->life_ms = 7000;
+    p->rst_at = t->o.stall_timeout_ms ? 0 : p->t_start + rng_range(&t->prng, 400, 1200);
   } else if (t->kind == TK_BURST) {
     p->read_mode = RM_ALL;
     p->send_total = 100;
@@ -804,6 +823,10 @@ static void *peer_main(void *arg) {
       if (t) {
         peer_init(t);
         t->p.fd = pend[i].fd;
+        if (t->kind == TK_ACKWAIT) {
+          int sz = 4096;
+          setsockopt(t->p.fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        }
         tr(t, 'P', "accepted (port %u)", pend[i].port);
         if (nact < 8192)
           act[nact++] = t;
@@ -997,8 +1020,10 @@ static void check_write_ret(tconn *t, int r, const char *what) {
     fail(t, "write-unexpected-error", "%s returned %s", what, lw_err_name(r));
 }
 
-static void do_write(tconn *t, int copy) {
-  size_t n = pick_size(&t->arng);
+static void do_write_n(tconn *t, int copy, size_t n);
+static void do_write(tconn *t, int copy) { do_write_n(t, copy, pick_size(&t->arng)); }
+
+static void do_write_n(tconn *t, int copy, size_t n) {
   if (t->queued + n > APP_QUEUE_CAP)
     return;
   char *buf = malloc(n);
@@ -1367,6 +1392,17 @@ static void on_connect(lw_conn *c, int status) {
     note_close_call(t, K_CLOSE, r);
     return;
   }
+  if (t->kind == TK_ACKWAIT) {
+    t->t_open = now_ms();
+    int sz = 400000, fd = lw_conn_fd(c);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    app_read_start(t);
+    do_write_n(t, 0, 96 * 1024);
+    int r = lw_close(c, 3000);
+    tr(t, 'A', "ack-wait: lw_close(3000) -> %d (stall %u)", r, t->o.stall_timeout_ms);
+    note_close_call(t, K_CLOSE, r);
+    return;
+  }
   if (t->kind == TK_BURST) {
     t->t_open = now_ms();
     int r = app_read_start(t);
@@ -1502,7 +1538,7 @@ static void new_conn(void) { new_conn_x((unsigned)rng_below(&G.r, 100)); }
 
 /* An outbound connection of the random kind: its socket takes the lowest free fd
  * number, often the one a close just gave back. */
-static void new_outbound(void) { new_conn_x((unsigned)rng_range(&G.r, 58, 96)); }
+static void new_outbound(void) { new_conn_x((unsigned)rng_range(&G.r, 62, 96)); }
 
 static void new_conn_x(unsigned x) {
   if (x < 50) {
@@ -1520,7 +1556,7 @@ static void new_conn_x(unsigned x) {
   }
   tconn *t = tconn_new(1);
   t->refused = x >= 97;
-  t->kind = x < 54 ? TK_SLOW : x < 58 ? TK_ANSWER : TK_RANDOM;
+  t->kind = x < 54 ? TK_SLOW : x < 58 ? TK_ANSWER : x < 62 ? TK_ACKWAIT : TK_RANDOM;
   random_opts(&t->arng, &t->o);
   t->o.first_byte_timeout_ms = 0;
   if (t->kind == TK_ANSWER) {
@@ -1531,6 +1567,12 @@ static void new_conn_x(unsigned x) {
      * full segments before the FIN, and a peer that closes once it has read it may
      * close first (seen on both backends with 50-64 KB answers; tests/README-torture.md) */
     t->answer_len = rng_range(&t->arng, 1, 16384);
+  }
+  if (t->kind == TK_ACKWAIT) {
+    memset(&t->o, 0, sizeof(t->o));
+    t->o.close_deadline_ms = 3000;
+    if (rng_chance(&t->arng, 500))
+      t->o.stall_timeout_ms = 500;
   }
   connect_one(t, t->refused ? G.refuse_port : t->kind == TK_SLOW ? G.slow_port : G.raw_port);
 }
@@ -1786,7 +1828,10 @@ static void check_final(tconn *t) {
            in->os_error ? lw_err_name(in->os_error) : "0");
     break;
   case LW_REASON_PEER_RESET:
-    if (!f && (!peer || (!p->t_rst && !p->closed_full)))
+    /* (a TK_SLOW connection the peer thread never accepted: the listener's kernel was
+     * its peer, and may reset it -- a handshake whose last ACK met a full queue) */
+    if (!f && (!peer || (!p->t_rst && !p->closed_full)) &&
+        !(t->kind == TK_SLOW && !atomic_load(&t->peer_started)))
       fail(t, "peer-reset-without-reset",
            "reason peer-reset, but the peer neither reset nor closed (%s)",
            t->connect_status ? "the connect failed: lw_shutdown while connecting, issue 14.4?"
@@ -1807,7 +1852,7 @@ static void check_final(tconn *t) {
         t->o.allow_half_close)
       fail(t, "deadline-without-close", "reason deadline with no close begun");
     if (peer && !f && p->t_rst && t->t_first_close && p->t_rst > t->t_first_close &&
-        p->t_rst + 150 < t->t_on_close)
+        p->t_rst + 400 < t->t_on_close) /* ACK_WAIT polls SO_ERROR every <= 200 ms */
       fail(t, "peer-reset-reported-as-deadline",
            "the peer reset %" PRIu64 " ms before on_close, during the close: reason must be "
            "peer-reset, not deadline (issue 14.1)",
@@ -1864,6 +1909,32 @@ static void check_final(tconn *t) {
            peer_first ? "peer's FIN/RST went first"
                       : "peer had seen our FIN/RST first or never acted",
            p->act_state);
+  }
+
+  /* ---- the ACK wait (our FIN behind unacknowledged bytes, the peer's FIN in): a
+   * reset ends it at once as peer-reset, a peer that acknowledges nothing ends it as
+   * stalled when stall_timeout_ms is set -- never the close deadline (14.1, 14.2) ---- */
+  /* (the final snapshot reads SO_ERROR, so a reset the ACK wait missed still ends as
+   * peer-reset -- at the deadline: the time tells) */
+  if (t->kind == TK_ACKWAIT && peer && opened && !f && p->rst_at && p->t_rst &&
+      t->t_close_call && t->t_close_call < p->t_rst && p->t_rst + 600 < t->t_on_close)
+    fail(t, "ackwait-reset-seen-late",
+         "the peer reset in the ACK wait; on_close (%s) came %" PRIu64 " ms later (the ACK "
+         "wait polls SO_ERROR every <= 200 ms; issue 14.1)",
+         lw_reason_name(reason), t->t_on_close - p->t_rst);
+  if (t->kind == TK_ACKWAIT && peer && opened && !f && reason == LW_REASON_DEADLINE) {
+    if (p->rst_at && p->t_rst && p->t_rst < t->t_on_close)
+      fail(t, "ackwait-reset-as-deadline",
+           "the peer reset %" PRIu64 " ms before on_close, in the ACK wait: reason deadline "
+           "(issue 14.1: the ACK wait must watch for errors)",
+           t->t_on_close - p->t_rst);
+    else if (t->o.stall_timeout_ms)
+      fail(t, "ackwait-stall-ignored",
+           "stall_timeout_ms=%u, the peer acknowledged nothing, and the close ended at its "
+           "deadline %" PRIu64
+           " ms after lw_close (issue 14.2: the stall clock runs in the ACK "
+           "wait)",
+           t->o.stall_timeout_ms, t->t_on_close - t->t_close_call);
   }
 
   /* ---- write_copy + lw_close: the FIN rides on the answer's last segment, so a peer
