@@ -114,6 +114,26 @@ static long check_tags(const char *buf, uint32_t id, int dir, uint64_t off, size
   return -1;
 }
 
+/* Connection kinds: random ones, and targeted schedules that the random mix reaches
+ * too rarely (each names the defect it was added for):
+ *   TK_SLOW    outbound to a listener whose accept queue is full (SYNs dropped, the
+ *              connect stays in SYN_SENT ~1 s), lw_shutdown before it completes (14.4)
+ *   TK_ANSWER  outbound; once connected the application answers with write_copy and
+ *              lw_close at once; the peer reads exactly the answer, then close()s
+ *              without waiting for EOF. Our FIN rides on the answer's last segment, so
+ *              the reason must be graceful every time (14.6)
+ *   TK_ACKWAIT outbound; the peer half-closes at once and never reads (a 4 KB receive
+ *              buffer); the application writes 96 KB (its send buffer holds it all)
+ *              and closes: our FIN leaves behind unacknowledged bytes, the ACK wait.
+ *              Then the peer resets (the reason must be peer-reset, not deadline:
+ *              14.1) or stays silent with stall_timeout_ms set (must be stalled, not
+ *              deadline: 14.2)
+ *   TK_BURST   one of --burst connections opened at once that start reading, stop
+ *              reading from a timer while their recv is pending, then get 100 bytes
+ *              each from their peers: more stopped readers than io_uring has provided
+ *              buffers (512), while the loop must neither spin nor starve (13.4) */
+enum { TK_RANDOM, TK_SLOW, TK_ANSWER, TK_ACKWAIT, TK_BURST };
+
 /* ================================ options ================================ */
 static struct {
   uint64_t seed;
@@ -124,7 +144,8 @@ static struct {
   int keep_going;
   int quiet;
   const char *known;
-} opt = {0, 10, NULL, 8, 48, 0, 0, ""};
+  unsigned burst; /* TK_BURST connections per burst (0: none) */
+} opt = {0, 10, NULL, 8, 48, 0, 0, "", 600};
 
 /* TORTURE_KNOWN=kind,kind: failures of these kinds (the name fail() prints after the
  * seed, e.g. timer-overflow) are counted apart and do not fail the run -- to look past a
@@ -173,6 +194,8 @@ typedef struct tpeer {
   unsigned end_after_ms; /* from connected */
   int after_eof;
   unsigned life_ms;
+  uint64_t close_at; /* >0: close() once this many bytes are read, EOF or not */
+  uint64_t rst_at;   /* >0: reset at this time (ms) */
   /* state */
   uint64_t t_start, t_connected, next_read, next_send;
   uint64_t recv_off, send_off;
@@ -199,8 +222,10 @@ typedef struct tpeer {
 typedef struct wrec wrec;
 typedef struct tconn {
   uint32_t id;
-  int outbound; /* 1: lw_conn_connect to the raw listener; 0: accepted by our listener */
-  int refused;  /* outbound to a port nobody listens on */
+  int outbound;        /* 1: lw_conn_connect to the raw listener; 0: accepted by our listener */
+  int refused;         /* outbound to a port nobody listens on */
+  int kind;            /* TK_*: a random connection, or one of the targeted schedules */
+  uint64_t answer_len; /* TK_ANSWER: the answer's size (both sides derive it) */
   uint16_t port;
   int dst_port;
   uint64_t t_created, t_open;
@@ -266,6 +291,9 @@ static struct {
   unsigned lgen;
   lw_conn_options lopts;
   int raw_lfd, raw_port, refuse_fd, refuse_port;
+  int slow_lfd, slow_port; /* TK_SLOW: backlog 0, accepted slowly by the peer thread */
+  uint64_t next_burst;
+  unsigned burst_open, nbursts; /* TK_BURST connections not yet finalized; bursts */
   rng r;
   tconn *all;
   unsigned next_id;
@@ -371,7 +399,7 @@ static void fail(tconn *t, const char *kind, const char *fmt, ...) {
     pthread_mutex_unlock(&fail_mu);
     return;
   }
-  atomic_fetch_add(&G.failures, 1);
+  int nth = atomic_fetch_add(&G.failures, 1) + 1;
   unsigned k;
   for (k = 0; k < G.nfail_kinds; k++)
     if (strcmp(G.fail_kinds[k], kind) == 0)
@@ -389,6 +417,9 @@ static void fail(tconn *t, const char *kind, const char *fmt, ...) {
             "  replay: torture --seed %" PRIu64 " --backend %s --seconds %u --faults %u\n",
             opt.seed, backend_name(), opt.seconds, opt.faults);
   }
+  if (nth == 1) /* the first failure of the run: the detection time */
+    fprintf(stderr, "TORTURE DETECTED after %.3f s [%s seed=%" PRIu64 "] %s\n",
+            (double)(now_us() - G.t0 * 1000u) / 1e6, backend_name(), opt.seed, kind);
   pthread_mutex_unlock(&fail_mu);
   if (!opt.keep_going) {
     fflush(stderr);
@@ -537,6 +568,11 @@ static void peer_step(tconn *t, short rev) {
     peer_finish(t, rng_chance(&t->prng, 300) ? PE_RST : PE_CLOSE);
     return;
   }
+  if (p->rst_at && now >= p->rst_at) {
+    tr(t, 'P', "planned RST");
+    peer_finish(t, PE_RST);
+    return;
+  }
   if (p->end_kind != PE_NONE && now >= p->t_connected + p->end_after_ms) {
     int k = p->end_kind;
     p->end_kind = PE_NONE;
@@ -574,6 +610,11 @@ static void peer_step(tconn *t, short rev) {
              off, (uint8_t)buf[bad], tag(t->id, 0, off), ee, run);
       }
       p->recv_off += (uint64_t)n;
+      if (p->close_at && p->recv_off >= p->close_at) {
+        tr(t, 'P', "read the whole answer (%" PRIu64 " bytes): close()", p->recv_off);
+        peer_finish(t, PE_CLOSE);
+        return;
+      }
       if (p->read_mode == RM_SLOW) {
         p->next_read = now + p->slow_ms;
         break;
@@ -685,6 +726,31 @@ static void peer_init(tconn *t) {
   peer_plan(t);
   t->p.t_start = now_ms();
   t->p.t_connected = t->p.t_start;
+  tpeer *p = &t->p;
+  if (t->kind == TK_ANSWER) {
+    p->read_mode = RM_ALL;
+    p->send_total = 0;
+    p->end_kind = PE_NONE;
+    p->after_eof = PA_CLOSE;
+    p->life_ms = 6000;
+    p->close_at = t->answer_len;
+  } else if (t->kind == TK_ACKWAIT) {
+    p->read_mode = RM_NEVER;
+    p->send_total = 0;
+    p->end_kind = PE_SHUT;
+    p->end_after_ms = 20;
+    p->life_ms = 7000;
+    p->rst_at = t->o.stall_timeout_ms ? 0 : p->t_start + rng_range(&t->prng, 400, 1200);
+  } else if (t->kind == TK_BURST) {
+    p->read_mode = RM_ALL;
+    p->send_total = 100;
+    p->send_chunk = 100;
+    p->pace_ms = 0;
+    p->end_kind = PE_NONE;
+    p->after_eof = PA_CLOSE;
+    p->life_ms = 9000;
+    p->next_send = p->t_start + 800; /* once the application has stopped reading */
+  }
   atomic_store(&t->peer_started, 1);
 }
 
@@ -700,6 +766,8 @@ static void *peer_main(void *arg) {
     uint64_t t;
   } pend[256];
   unsigned npend = 0;
+  uint64_t next_slow = 0;
+  rng slow_r = rng_derive(opt.seed, 0, 3);
   while (!atomic_load(&G.peer_stop)) {
     /* new accepted-role peers */
     pthread_mutex_lock(&q_mu);
@@ -728,6 +796,22 @@ static void *peer_main(void *arg) {
       pend[npend].t = now_ms();
       npend++;
     }
+    /* TK_SLOW: one connection from the backlog-0 listener now and then, so that its
+     * queue is full most of the time and the SYNs of the others are dropped */
+    if (npend < 256 && now_ms() >= next_slow) {
+      struct sockaddr_in a;
+      socklen_t al = sizeof(a);
+      int fd = accept4(G.slow_lfd, (struct sockaddr *)&a, &al, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        pend[npend].fd = fd;
+        pend[npend].port = ntohs(a.sin_port);
+        pend[npend].t = now_ms();
+        npend++;
+        next_slow = now_ms() + rng_range(&slow_r, 100, 600);
+      } else {
+        next_slow = now_ms() + 20;
+      }
+    }
     for (unsigned i = 0; i < npend;) {
       pthread_mutex_lock(&map_mu);
       tconn *t = port_map[pend[i].port];
@@ -739,6 +823,10 @@ static void *peer_main(void *arg) {
       if (t) {
         peer_init(t);
         t->p.fd = pend[i].fd;
+        if (t->kind == TK_ACKWAIT) {
+          int sz = 4096;
+          setsockopt(t->p.fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        }
         tr(t, 'P', "accepted (port %u)", pend[i].port);
         if (nact < 8192)
           act[nact++] = t;
@@ -881,6 +969,11 @@ static void on_write(lw_conn *c, int status, void *arg);
 static void on_close(lw_conn *c, const lw_close_info *in);
 static void app_random(tconn *ctx, unsigned permille);
 static void new_conn(void);
+static void new_conn_x(unsigned x);
+static void new_outbound(void);
+static void connect_one(tconn *t, int port);
+static void on_burst_step(lw_timer *tm);
+static void abort_and_reuse(tconn *t, const char *where);
 static void listener_cycle(void);
 
 static int live(const tconn *t) { return t && (t->state == 1 || t->state == 2) && t->c; }
@@ -927,8 +1020,10 @@ static void check_write_ret(tconn *t, int r, const char *what) {
     fail(t, "write-unexpected-error", "%s returned %s", what, lw_err_name(r));
 }
 
-static void do_write(tconn *t, int copy) {
-  size_t n = pick_size(&t->arng);
+static void do_write_n(tconn *t, int copy, size_t n);
+static void do_write(tconn *t, int copy) { do_write_n(t, copy, pick_size(&t->arng)); }
+
+static void do_write_n(tconn *t, int copy, size_t n) {
   if (t->queued + n > APP_QUEUE_CAP)
     return;
   char *buf = malloc(n);
@@ -1000,7 +1095,7 @@ static void timer_churn(tconn *t) {
 
 /* One random public call on a live connection. */
 static void act_on(tconn *t) {
-  if (!live(t))
+  if (!live(t) || t->kind >= TK_ANSWER) /* the targeted schedules run undisturbed */
     return;
   lw_conn *c = t->c;
   unsigned x = (unsigned)rng_below(&t->arng, 100);
@@ -1103,6 +1198,10 @@ static void on_action_timer(lw_timer *tm) {
     return;
   }
   tr(t, 'A', "timer fired");
+  if (t->nwrites_out > 0 && t->kind == TK_RANDOM && rng_chance(&t->arng, 100)) {
+    abort_and_reuse(t, "timer");
+    return;
+  }
   app_random(t, 700);
 }
 
@@ -1196,6 +1295,24 @@ static void on_read(lw_conn *c, long n, const char *buf) {
   app_random(t, 60);
 }
 
+/* Abort with writes still queued (a send may be prepared and not yet submitted), then
+ * new connections at once, in the same callback: their sockets take the number the
+ * abort gave back. Bytes of the aborted connection on the new socket, or a callback of
+ * a write whose buffer the kernel still reads, are caught by the tags and the poison
+ * (issue 13.1, 13.2). */
+static void abort_and_reuse(tconn *t, const char *where) {
+  int fd = lw_conn_fd(t->c);
+  int r = lw_abort(t->c);
+  tr(t, 'A', "lw_abort in a %s with %d writes out (fd %d), then connects -> %d", where,
+     t->nwrites_out, fd, r);
+  note_close_call(t, K_ABORT, r);
+  if (!G.running)
+    return;
+  unsigned k = (unsigned)rng_range(&t->arng, 1, 3);
+  for (unsigned i = 0; i < k; i++)
+    new_outbound();
+}
+
 static void on_write(lw_conn *c, int status, void *arg) {
   wrec *w = arg;
   tconn *t = w->t;
@@ -1223,6 +1340,11 @@ static void on_write(lw_conn *c, int status, void *arg) {
   memset(w->buf, 0xEE, w->len); /* A2: the buffer is ours again */
   quarantine(w->buf);
   free(w);
+  if (status == 0 && t->nwrites_out > 0 && t->kind == TK_RANDOM && live(t) &&
+      rng_chance(&t->arng, 60)) {
+    abort_and_reuse(t, "write callback");
+    return;
+  }
   if (t->state == 2 || t->state == 1)
     app_random(t, 150);
 }
@@ -1250,10 +1372,45 @@ static void on_connect(lw_conn *c, int status) {
     fail(t, "callback-after-close", "connect callback in app state %d", t->state);
     return;
   }
-  if (status == 0) {
-    t->state = 2;
-    app_open(t);
+  if (status != 0)
+    return;
+  t->state = 2;
+  if (t->kind == TK_ANSWER) {
+    /* the answer, then the close, in the same callback (14.6) */
+    t->t_open = now_ms();
+    app_read_start(t);
+    char *buf = malloc(t->answer_len);
+    fill_tags(buf, t->id, 0, 0, t->answer_len);
+    int r = lw_conn_write_copy(c, buf, t->answer_len);
+    tr(t, 'A', "answer: write_copy(%" PRIu64 ") -> %d", t->answer_len, r);
+    check_write_ret(t, r, "lw_conn_write_copy");
+    if (r == 0 || r == 1)
+      t->queued += t->answer_len;
+    free(buf);
+    r = lw_close(c, 3000);
+    tr(t, 'A', "answer: lw_close(3000) -> %d", r);
+    note_close_call(t, K_CLOSE, r);
+    return;
   }
+  if (t->kind == TK_ACKWAIT) {
+    t->t_open = now_ms();
+    int sz = 400000, fd = lw_conn_fd(c);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    app_read_start(t);
+    do_write_n(t, 0, 96 * 1024);
+    int r = lw_close(c, 3000);
+    tr(t, 'A', "ack-wait: lw_close(3000) -> %d (stall %u)", r, t->o.stall_timeout_ms);
+    note_close_call(t, K_CLOSE, r);
+    return;
+  }
+  if (t->kind == TK_BURST) {
+    t->t_open = now_ms();
+    int r = app_read_start(t);
+    tr(t, 'A', "burst: read_start -> %d", r);
+    lw_timer_start(t->end_timer, on_burst_step, 300, 0);
+    return;
+  }
+  app_open(t);
 }
 
 static void on_accept(lw_listener *l, lw_conn *c, int status) {
@@ -1360,7 +1517,7 @@ static void app_random(tconn *ctx, unsigned permille) {
       act_on(o);
     }
   }
-  if (G.running && G.live < opt.max_conns && rng_chance(&G.r, permille / 10))
+  if (G.running && G.live - G.burst_open < opt.max_conns && rng_chance(&G.r, permille / 10))
     new_conn();
   if (G.running && rng_chance(&G.r, permille / 200))
     listener_cycle();
@@ -1377,8 +1534,13 @@ static void note_fault(int fd, const char *what, int fatal) {
   tr(t, 'F', "%s", what);
 }
 
-static void new_conn(void) {
-  unsigned x = (unsigned)rng_below(&G.r, 100);
+static void new_conn(void) { new_conn_x((unsigned)rng_below(&G.r, 100)); }
+
+/* An outbound connection of the random kind: its socket takes the lowest free fd
+ * number, often the one a close just gave back. */
+static void new_outbound(void) { new_conn_x((unsigned)rng_range(&G.r, 62, 96)); }
+
+static void new_conn_x(unsigned x) {
   if (x < 50) {
     tconn *t = tconn_new(0);
     t->o = G.lopts;
@@ -1394,11 +1556,31 @@ static void new_conn(void) {
   }
   tconn *t = tconn_new(1);
   t->refused = x >= 97;
+  t->kind = x < 54 ? TK_SLOW : x < 58 ? TK_ANSWER : x < 62 ? TK_ACKWAIT : TK_RANDOM;
   random_opts(&t->arng, &t->o);
   t->o.first_byte_timeout_ms = 0;
+  if (t->kind == TK_ANSWER) {
+    memset(&t->o, 0, sizeof(t->o));
+    t->o.close_deadline_ms = 3000;
+    t->o.nodelay = rng_chance(&t->arng, 500);
+    /* One segment: an answer larger than the kernel's segment size goal leaves in
+     * full segments before the FIN, and a peer that closes once it has read it may
+     * close first (seen on both backends with 50-64 KB answers; tests/README-torture.md) */
+    t->answer_len = rng_range(&t->arng, 1, 16384);
+  }
+  if (t->kind == TK_ACKWAIT) {
+    memset(&t->o, 0, sizeof(t->o));
+    t->o.close_deadline_ms = 3000;
+    if (rng_chance(&t->arng, 500))
+      t->o.stall_timeout_ms = 500;
+  }
+  connect_one(t, t->refused ? G.refuse_port : t->kind == TK_SLOW ? G.slow_port : G.raw_port);
+}
+
+/* lw_conn_connect for an outbound model entry, and its registration. */
+static void connect_one(tconn *t, int port) {
   lw_conn *c = NULL;
-  int r = lw_conn_connect(G.loop, "127.0.0.1", t->refused ? G.refuse_port : G.raw_port, &t->o,
-                          on_connect, &c);
+  int r = lw_conn_connect(G.loop, "127.0.0.1", (uint16_t)port, &t->o, on_connect, &c);
   if (r < 0) {
     tr(t, 'A', "lw_conn_connect -> %s", lw_err_name(r));
     fail(t, "connect-call-failed", "lw_conn_connect returned %s", lw_err_name(r));
@@ -1428,15 +1610,76 @@ static void new_conn(void) {
     pthread_mutex_unlock(&map_mu);
   }
   tr(t, 'A', "lw_conn_connect fd=%d port=%u%s", fd, t->port,
-     t->refused ? " (refused port)" : "");
+     t->refused             ? " (refused port)"
+     : t->kind == TK_SLOW   ? " (slow listener)"
+     : t->kind == TK_ANSWER ? " (answer + close)"
+     : t->kind == TK_BURST  ? " (burst)"
+                            : "");
   live_add(t);
   if (lw_timer_new(G.loop, &t->end_timer) == 0) {
     lw_timer_set_data(t->end_timer, t);
-    lw_timer_start(t->end_timer, on_end_timer, rng_range(&t->arng, 5, 3000), 0);
+    /* the targeted kinds end by their own schedule; this is the fallback */
+    lw_timer_start(t->end_timer, on_end_timer,
+                   t->kind >= TK_ANSWER ? 9500 : rng_range(&t->arng, 5, 3000), 0);
   }
   /* calls made before the connect completes */
-  if (rng_chance(&t->arng, 300))
+  if (t->kind == TK_SLOW && rng_chance(&t->arng, 600)) {
+    /* the SYN waits in a full accept queue: lw_shutdown must defer its FIN (14.4) */
+    if (rng_chance(&t->arng, 500))
+      do_write(t, rng_chance(&t->arng, 300));
+    r = lw_shutdown(c);
+    tr(t, 'A', "lw_shutdown while connecting -> %d", r);
+    note_close_call(t, K_SHUT, r);
+  } else if (t->kind <= TK_SLOW && rng_chance(&t->arng, 300)) {
     act_on(t);
+  }
+}
+
+/* TK_BURST: opt.burst connections at once (see TK_BURST). */
+static void burst(void) {
+  G.nbursts++;
+  for (unsigned i = 0; i < opt.burst; i++) {
+    tconn *t = tconn_new(1);
+    t->kind = TK_BURST;
+    G.burst_open++;
+    t->o.close_deadline_ms = 3000;
+    connect_one(t, G.raw_port);
+  }
+}
+
+/* TK_BURST steps, on end_timer: stop reading (a recv is pending), read again once the
+ * peer's 100 bytes have arrived, close; then the ordinary end's last resort. */
+static void on_burst_step(lw_timer *tm) {
+  tconn *t = lw_timer_get_data(tm);
+  G.cbs++;
+  if (t->state == 3) {
+    fail(t, "callback-after-close", "a timer of a closed connection fired");
+    return;
+  }
+  if (!live(t))
+    return;
+  int r;
+  switch (t->end_tries++) {
+  case 0:
+    r = lw_conn_read_stop(t->c);
+    tr(t, 'A', "burst: read_stop -> %d", r);
+    if (r == 0)
+      t->reading = 0;
+    lw_timer_start(tm, on_burst_step, 1500, 0);
+    break;
+  case 1:
+    r = app_read_start(t);
+    tr(t, 'A', "burst: read_start -> %d", r);
+    lw_timer_start(tm, on_burst_step, 300, 0);
+    break;
+  default:
+    r = lw_close(t->c, 2000);
+    tr(t, 'A', "burst: lw_close(2000) -> %d", r);
+    note_close_call(t, K_CLOSE, r);
+    t->end_tries = 3;
+    lw_timer_start(tm, on_end_timer, 4000, 0);
+    break;
+  }
 }
 
 static void listener_cycle(void) {
@@ -1585,7 +1828,10 @@ static void check_final(tconn *t) {
            in->os_error ? lw_err_name(in->os_error) : "0");
     break;
   case LW_REASON_PEER_RESET:
-    if (!f && (!peer || (!p->t_rst && !p->closed_full)))
+    /* (a TK_SLOW connection the peer thread never accepted: the listener's kernel was
+     * its peer, and may reset it -- a handshake whose last ACK met a full queue) */
+    if (!f && (!peer || (!p->t_rst && !p->closed_full)) &&
+        !(t->kind == TK_SLOW && !atomic_load(&t->peer_started)))
       fail(t, "peer-reset-without-reset",
            "reason peer-reset, but the peer neither reset nor closed (%s)",
            t->connect_status ? "the connect failed: lw_shutdown while connecting, issue 14.4?"
@@ -1606,7 +1852,7 @@ static void check_final(tconn *t) {
         t->o.allow_half_close)
       fail(t, "deadline-without-close", "reason deadline with no close begun");
     if (peer && !f && p->t_rst && t->t_first_close && p->t_rst > t->t_first_close &&
-        p->t_rst + 150 < t->t_on_close)
+        p->t_rst + 400 < t->t_on_close) /* ACK_WAIT polls SO_ERROR every <= 200 ms */
       fail(t, "peer-reset-reported-as-deadline",
            "the peer reset %" PRIu64 " ms before on_close, during the close: reason must be "
            "peer-reset, not deadline (issue 14.1)",
@@ -1665,6 +1911,42 @@ static void check_final(tconn *t) {
            p->act_state);
   }
 
+  /* ---- the ACK wait (our FIN behind unacknowledged bytes, the peer's FIN in): a
+   * reset ends it at once as peer-reset, a peer that acknowledges nothing ends it as
+   * stalled when stall_timeout_ms is set -- never the close deadline (14.1, 14.2) ---- */
+  /* (the final snapshot reads SO_ERROR, so a reset the ACK wait missed still ends as
+   * peer-reset -- at the deadline: the time tells) */
+  if (t->kind == TK_ACKWAIT && peer && opened && !f && p->rst_at && p->t_rst &&
+      t->t_close_call && t->t_close_call < p->t_rst && p->t_rst + 600 < t->t_on_close)
+    fail(t, "ackwait-reset-seen-late",
+         "the peer reset in the ACK wait; on_close (%s) came %" PRIu64 " ms later (the ACK "
+         "wait polls SO_ERROR every <= 200 ms; issue 14.1)",
+         lw_reason_name(reason), t->t_on_close - p->t_rst);
+  if (t->kind == TK_ACKWAIT && peer && opened && !f && reason == LW_REASON_DEADLINE) {
+    if (p->rst_at && p->t_rst && p->t_rst < t->t_on_close)
+      fail(t, "ackwait-reset-as-deadline",
+           "the peer reset %" PRIu64 " ms before on_close, in the ACK wait: reason deadline "
+           "(issue 14.1: the ACK wait must watch for errors)",
+           t->t_on_close - p->t_rst);
+    else if (t->o.stall_timeout_ms)
+      fail(t, "ackwait-stall-ignored",
+           "stall_timeout_ms=%u, the peer acknowledged nothing, and the close ended at its "
+           "deadline %" PRIu64
+           " ms after lw_close (issue 14.2: the stall clock runs in the ACK "
+           "wait)",
+           t->o.stall_timeout_ms, t->t_on_close - t->t_close_call);
+  }
+
+  /* ---- write_copy + lw_close: the FIN rides on the answer's last segment, so a peer
+   * that closes once it has read the answer closes second, every time (14.6) ---- */
+  if (t->kind == TK_ANSWER && peer && opened && !f && p->close_at &&
+      p->recv_off >= p->close_at && !p->err && reason != LW_REASON_GRACEFUL)
+    fail(t, "write-copy-close-not-graceful",
+         "write_copy(%" PRIu64 ") then lw_close in one callback, the peer closed once it had "
+         "read the answer: reason %s, must be graceful (our FIN left with the answer; the "
+         "reason flips run to run when the bytes leave before the FIN: issue 14.6)",
+         t->answer_len, lw_reason_name(reason));
+
   /* ---- the headline promise: a graceful close delivers everything to a peer that
    * reads it all, then EOF ---- */
   int well = peer && p->read_mode == RM_ALL && p->after_eof != PA_RST &&
@@ -1688,6 +1970,8 @@ static void finalize(tconn *t) {
     port_map[t->port] = NULL;
   pthread_mutex_unlock(&map_mu);
   G.n_done++;
+  if (t->kind == TK_BURST)
+    G.burst_open--;
   G.live--;
   free(t);
 }
@@ -1742,8 +2026,12 @@ static void on_sched(lw_timer *tm) {
   if (G.running) {
     if (!G.target || rng_chance(&G.r, 5))
       G.target = (unsigned)rng_range(&G.r, 4, opt.max_conns);
-    for (int k = 0; k < 4 && G.live < G.target; k++)
+    for (int k = 0; k < 4 && G.live - G.burst_open < G.target; k++)
       new_conn();
+    if (opt.burst && now >= G.next_burst && G.burst_open == 0) {
+      burst();
+      G.next_burst = now + rng_range(&G.r, 20000, 40000);
+    }
     if (rng_chance(&G.r, 2))
       listener_cycle();
   }
@@ -1769,7 +2057,8 @@ static int raw_listen(int do_listen, int *port) {
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   socklen_t al = sizeof(a);
   if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-      (do_listen && listen(fd, 1024) < 0) || getsockname(fd, (struct sockaddr *)&a, &al) < 0) {
+      (do_listen && listen(fd, do_listen == 2 ? 0 : 1024) < 0) ||
+      getsockname(fd, (struct sockaddr *)&a, &al) < 0) {
     perror("torture: raw listener");
     exit(2);
   }
@@ -1781,7 +2070,7 @@ static void usage(void) {
   fprintf(
       stderr,
       "usage: torture [--seed S] [--seconds N] [--backend epoll|uring] [--faults PERMILLE]\n"
-      "               [--conns N] [--keep-going] [--quiet]\n"
+      "               [--conns N] [--burst N] [--keep-going] [--quiet]\n"
       "env: LW_BACKEND, TORTURE_SEED, TORTURE_SECONDS, TORTURE_KNOWN=check,check\n");
   exit(2);
 }
@@ -1817,6 +2106,8 @@ int main(int argc, char **argv) {
       opt.faults = (unsigned)atoi(v), i++;
     else if (!strcmp(a, "--conns") && v)
       opt.max_conns = (unsigned)atoi(v), i++;
+    else if (!strcmp(a, "--burst") && v)
+      opt.burst = (unsigned)atoi(v), i++;
     else if (!strcmp(a, "--keep-going"))
       opt.keep_going = 1;
     else if (!strcmp(a, "--quiet"))
@@ -1826,6 +2117,21 @@ int main(int argc, char **argv) {
   }
   if (opt.max_conns < 4)
     opt.max_conns = 4;
+  if (opt.burst) {
+    /* two fds per connection (ours and the peer's), for the burst and the rest */
+    struct rlimit rl;
+    rlim_t need = (rlim_t)(opt.burst + opt.max_conns) * 2 + 512;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+      rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+      setrlimit(RLIMIT_NOFILE, &rl);
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need) {
+      printf("torture: --burst %u needs %lu fds (RLIMIT_NOFILE): bursts off\n", opt.burst,
+             (unsigned long)need);
+      opt.burst = 0;
+    }
+  }
   int fd_base = fd_count();
   G.t0 = now_ms();
   G.r = rng_derive(opt.seed, 0, 0);
@@ -1841,8 +2147,8 @@ int main(int argc, char **argv) {
     return 77;
   }
   snprintf(bname, sizeof(bname), "%s", lw_loop_backend(G.loop));
-  printf("torture: backend=%s seed=%" PRIu64 " seconds=%u faults=%u conns<=%u%s%s\n",
-         lw_loop_backend(G.loop), opt.seed, opt.seconds, opt.faults, opt.max_conns,
+  printf("torture: backend=%s seed=%" PRIu64 " seconds=%u faults=%u conns<=%u burst=%u%s%s\n",
+         lw_loop_backend(G.loop), opt.seed, opt.seconds, opt.faults, opt.max_conns, opt.burst,
          *opt.known ? " TORTURE_KNOWN=" : "", opt.known);
   printf("torture: replay with: torture --seed %" PRIu64
          " --backend %s --seconds %u --faults %u\n",
@@ -1850,6 +2156,7 @@ int main(int argc, char **argv) {
   printf("torture: peer vanish (nft drop in a netns) is not exercised by this program\n");
   fflush(stdout);
   G.raw_lfd = raw_listen(1, &G.raw_port);
+  G.slow_lfd = raw_listen(2, &G.slow_port);    /* backlog 0: TK_SLOW */
   G.refuse_fd = raw_listen(0, &G.refuse_port); /* bound, not listening: connect refused */
   listener_cycle();
   pthread_create(&G.peer_thread, NULL, peer_main, NULL);
@@ -1867,6 +2174,7 @@ int main(int argc, char **argv) {
   lw_timer_start(sched, on_sched, 1, 5);
   G.running = 1;
   G.t_end = G.t0 + (uint64_t)opt.seconds * 1000u;
+  G.next_burst = G.t0 + rng_range(&G.r, 2000, 6000);
   uint64_t drain_end = G.t_end + 45000;
   G.win_t = now_ms();
   double cpu0 = cpu_s();
@@ -1935,6 +2243,7 @@ int main(int argc, char **argv) {
     fail(NULL, "loop-not-empty", "lw_loop_run=%d lw_loop_close=%s: handles left", lr,
          lw_err_name(cr));
   close(G.raw_lfd);
+  close(G.slow_lfd);
   close(G.refuse_fd);
   for (tconn *t = G.all, *n; t; t = n) {
     n = t->next;
