@@ -254,13 +254,27 @@ int lw__conn_wants_write(const lw_conn *c) {
   return !c->detached && !c->connecting && !lw__list_empty(&c->wq);
 }
 
-int lw__conn_last_before_fin(const lw_conn *c, const lw__iov *iov, int n) {
+int lw__conn_last_before_fin(const lw_conn *c, lw__iov *iov, int *n) {
   if (c->sm.state != LW__CS_FLUSHING && c->sm.state != LW__CS_SHUT_PENDING)
     return 0;
   size_t total = 0;
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i < *n; i++)
     total += iov[i].iov_len;
-  return total == c->wq_bytes;
+  if (total != c->wq_bytes)
+    return 0;
+  if (total <= LW__FIN_TAIL)
+    return 1;
+  /* Everything but the tail now, pushed as usual; the tail in the next send. */
+  size_t keep = total - LW__FIN_TAIL, acc = 0;
+  for (int i = 0; i < *n; i++) {
+    if (acc + iov[i].iov_len >= keep) {
+      iov[i].iov_len = keep - acc;
+      *n = i + 1;
+      break;
+    }
+    acc += iov[i].iov_len;
+  }
+  return 0;
 }
 
 int lw__conn_wants_errors(const lw_conn *c) {

@@ -337,11 +337,18 @@ int lw__conn_wants_write(const lw_conn *c);
 /* Neither read nor write wanted, but socket errors must still end the connection (a
  * keepalive or user timeout while the application is not reading). */
 int lw__conn_wants_errors(const lw_conn *c);
-/* 1 when these n iovecs (from lw__conn_fill_iov) hold everything queued and our FIN
+/* 1 when these *n iovecs (from lw__conn_fill_iov) hold everything queued and our FIN
  * follows once they are sent (lw_close / lw_shutdown with bytes queued): the backend
  * then sends them with MSG_MORE, so that the kernel holds the last partial segment and
- * the shutdown(SHUT_WR) right after (tcp_send_fin) sets FIN on it and pushes it. */
-int lw__conn_last_before_fin(const lw_conn *c, const lw__iov *iov, int n);
+ * the shutdown(SHUT_WR) right after (tcp_send_fin) sets FIN on it and pushes it.
+ * MSG_MORE holds only a segment smaller than a full one: a big last send ends on full
+ * segments that leave at once, and the FIN then follows alone -- a peer that reads the
+ * answer and closes could close first (the reason would flip: issue 14.6). So when
+ * more than LW__FIN_TAIL bytes are left, it trims the iovecs (*n and the last length)
+ * to all but the last LW__FIN_TAIL bytes and returns 0: those go now, the tail with
+ * MSG_MORE in the next send. */
+#define LW__FIN_TAIL 1024u
+int lw__conn_last_before_fin(const lw_conn *c, lw__iov *iov, int *n);
 /* Fills up to max iovecs from the write queue; returns the count. */
 int lw__conn_fill_iov(const lw_conn *c, lw__iov *iov, int max);
 

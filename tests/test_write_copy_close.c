@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define RUNS 30
-#define RESP 1000
+#define RESP (200 * 1024)
 
 typedef struct ctx {
   int closes;

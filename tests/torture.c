@@ -1563,10 +1563,11 @@ static void new_conn_x(unsigned x) {
     memset(&t->o, 0, sizeof(t->o));
     t->o.close_deadline_ms = 3000;
     t->o.nodelay = rng_chance(&t->arng, 500);
-    /* One segment: an answer larger than the kernel's segment size goal leaves in
-     * full segments before the FIN, and a peer that closes once it has read it may
-     * close first (seen on both backends with 50-64 KB answers; tests/README-torture.md) */
-    t->answer_len = rng_range(&t->arng, 1, 16384);
+    /* Up to 256 KiB: an answer that ended on full segments used to leave before a
+     * FIN of its own, and a peer that closed once it had read it closed first (seen on
+     * both backends with 50-64 KB answers); the last send now keeps a small tail for
+     * the FIN to ride on (lw__conn_last_before_fin, LW__FIN_TAIL). */
+    t->answer_len = rng_range(&t->arng, 1, 256 * 1024);
   }
   if (t->kind == TK_ACKWAIT) {
     memset(&t->o, 0, sizeof(t->o));

@@ -87,11 +87,12 @@ static void ep_do_write(lw_conn *c) {
   struct iovec iov[EP_MAX_IOV];
   for (int rounds = 0; rounds < 16 && lw__conn_wants_write(c); rounds++) {
     int n = lw__conn_fill_iov(c, iov, EP_MAX_IOV);
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     /* MSG_NOSIGNAL: an RST'd peer must give EPIPE, not kill the process (SIGPIPE).
-     * MSG_MORE: the FIN rides on the last segment (lw__conn_last_before_fin). If not
-     * everything is taken, the rest goes the same way on EPOLLOUT. */
-    int flags = MSG_NOSIGNAL | (lw__conn_last_before_fin(c, iov, n) ? MSG_MORE : 0);
+     * MSG_MORE: the FIN rides on the last segment (lw__conn_last_before_fin, which may
+     * keep a small tail for the next round). If not everything is taken, the rest goes
+     * the same way on EPOLLOUT. */
+    int flags = MSG_NOSIGNAL | (lw__conn_last_before_fin(c, iov, &n) ? MSG_MORE : 0);
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(c->io.fd, &msg, flags);
     if (w < 0) {
       if (errno == EINTR)

@@ -334,14 +334,15 @@ static void ur_submit_send(lw_conn *c) {
     return;
   }
   int n = lw__conn_fill_iov(c, u->iov, UR_MAX_IOV);
+  /* MSG_NOSIGNAL: EPIPE instead of SIGPIPE, as on every other path. MSG_MORE: the FIN
+   * rides on the last segment (lw__conn_last_before_fin, which may keep a small tail
+   * for the next send); the shutdown follows this send's completion within the same
+   * loop iteration. */
+  int more = lw__conn_last_before_fin(c, u->iov, &n);
   memset(&u->msg, 0, sizeof(u->msg));
   u->msg.msg_iov = u->iov;
   u->msg.msg_iovlen = (size_t)n;
-  /* MSG_NOSIGNAL: EPIPE instead of SIGPIPE, as on every other path. MSG_MORE: the FIN
-   * rides on the last segment (lw__conn_last_before_fin); the shutdown follows this
-   * send's completion within the same loop iteration. */
-  io_uring_prep_sendmsg(sqe, c->io.fd, &u->msg,
-                        MSG_NOSIGNAL | (lw__conn_last_before_fin(c, u->iov, n) ? MSG_MORE : 0));
+  io_uring_prep_sendmsg(sqe, c->io.fd, &u->msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
   io_uring_sqe_set_data(sqe, &u->send);
   u->send_inflight = 1;
   u->inflight++;
