@@ -244,7 +244,9 @@ typedef void (*lw_timer_cb)(lw_timer *t);
  * ---------------------------------------------------------------------------------- */
 typedef enum {
   LW_RUN_DEFAULT = 0, /* until lw_loop_stop() or nothing is left alive */
-  LW_RUN_ONCE,        /* one iteration, waiting for events if needed */
+  LW_RUN_ONCE,        /* one iteration: runs what is due; waits for events only if
+                         nothing was (unlike uv_run(UV_RUN_ONCE), a due timer alone
+                         does not make it sleep until the next one) */
   LW_RUN_NOWAIT       /* one iteration, no waiting */
 } lw_run_mode;
 
@@ -389,8 +391,9 @@ typedef struct lw_conn_options {
    *   from the moment everything was seen acknowledged, whichever is later.
    *   Default (0): 5000.
    * linger_time_ms (nginx lingering_time): once every byte we wrote is acknowledged, a
-   *   peer still sending this long after the close began is reset: reason
-   *   LW_REASON_LINGER_TIMEOUT, rst 1. Default (0): 30000.
+   *   peer still sending (input since then) this long after the close began is reset:
+   *   reason LW_REASON_LINGER_TIMEOUT, rst 1; a silent one is closed plainly then (rst
+   *   0), as linger_timeout_ms would. Default (0): 30000.
    * The close deadline (close_deadline_ms / lw_close's deadline_ms) bounds the whole
    * close in every case, acknowledged or not (reason DEADLINE, RST), and
    * stall_timeout_ms a peer that stops acknowledging: so a peer that floods without

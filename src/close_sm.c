@@ -64,7 +64,10 @@ static unsigned common_fatal(lw__cs *m, lw__cs_event ev, int arg, int *handled) 
                       LW__CA_CLOSE_FD);
   case LW__CE_ERROR:
     /* Our TCP gave up (ETIMEDOUT) or failed: the end is this side's -- except a
-     * refused connect, which is the peer's RST. */
+     * refused connect, which is the peer's RST, whatever was asked before it: nothing
+     * of ours ever left (a FIN lw_shutdown asked for waits for the handshake). */
+    if (arg == LW_ECONNREFUSED)
+      m->initiator = LW_INITIATOR_PEER;
     return to_closing(m, reason_for_error(arg),
                       arg == LW_ECONNREFUSED ? LW_INITIATOR_PEER : LW_INITIATOR_LOCAL, 0,
                       arg ? arg : LW_EIO, LW__CA_CLOSE_FD);

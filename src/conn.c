@@ -825,7 +825,11 @@ static int linger_step(lw_conn *c, uint64_t *next) {
     return 1;
   }
   if (now >= total_due) {
-    conn_event(c, LW__CE_LINGER_END, 1);
+    /* Reset only a peer still sending (input since everything was acknowledged); a
+     * silent one -- linger_time_ms shorter than linger_timeout_ms -- gets the plain
+     * close its silence would have got: nothing is unread, an RST would only destroy
+     * what its kernel holds for it. */
+    conn_event(c, LW__CE_LINGER_END, c->linger_discarded > 0 ? 1 : 0);
     return 1;
   }
   *next = LW__MIN(*next, LW__MIN(quiet_due, total_due));
@@ -935,8 +939,10 @@ static int final_snapshot(lw_conn *c, int resetting) {
    * order of the FINs, confirmed by the state. */
   int fins_done = c->sm.fin_sent && c->sm.peer_fin && c->sm.initiator == LW_INITIATOR_LOCAL &&
                   !c->peer_fin_first;
+  /* (A reset ends in CLOSE, never TIME_WAIT: one received -- in the ACK wait, after
+   * both FINs -- counts as much as one sent.) */
   c->time_wait =
-      !resetting && fins_done &&
+      !resetting && !c->sm.rst && fins_done &&
       (s.state == LW__TCP_TIME_WAIT || s.state == LW__TCP_CLOSE || s.state == LW__TCP_CLOSING);
   c->u.end.bytes_acked = acked;
   c->u.end.cancelled = 0;

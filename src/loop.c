@@ -140,9 +140,10 @@ void lw__loop_pending_add(lw_conn *c) {
   lw__list_push(&c->loop->pending, &c->node);
 }
 
-static void run_pending(lw_loop *loop) {
+static int run_pending(lw_loop *loop) {
   /* Callbacks may queue more pending work; take the list as it is now and leave the
    * rest for the next round so a callback that writes in a loop cannot starve I/O. */
+  int ran = !lw__list_empty(&loop->pending);
   lw__list batch;
   lw__list_move_all(&batch, &loop->pending);
   while (!lw__list_empty(&batch)) {
@@ -152,9 +153,11 @@ static void run_pending(lw_loop *loop) {
     c->in_pending = 0;
     lw__conn_run_pending(c);
   }
+  return ran;
 }
 
-static void run_endgame(lw_loop *loop) {
+static int run_endgame(lw_loop *loop) {
+  int ran = !lw__list_empty(&loop->endgame) || !lw__list_empty(&loop->endgame_listeners);
   while (!lw__list_empty(&loop->endgame)) {
     lw__list *n = loop->endgame.next;
     lw__list_remove(n);
@@ -165,6 +168,7 @@ static void run_endgame(lw_loop *loop) {
     lw__list_remove(n);
     lw__listener_endgame(LW__CONTAINER_OF(n, lw_listener, endgame_node));
   }
+  return ran;
 }
 
 static int loop_alive(const lw_loop *loop) {
@@ -179,14 +183,18 @@ int lw_loop_run(lw_loop *loop, lw_run_mode mode) {
   int r = 0;
   for (;;) {
     loop->now = lw__now_ms();
-    lw__timers_run(loop);
-    run_pending(loop);
-    run_endgame(loop);
+    int ran = lw__timers_run(loop) > 0;
+    ran |= run_pending(loop);
+    ran |= run_endgame(loop);
     if (loop->stop || !loop_alive(loop))
       break;
 
+    /* LW_RUN_ONCE that already ran callbacks (due timers, deferred callbacks) only
+     * collects what is ready and returns: it waits only when it had nothing to run,
+     * so the caller sees the effect of a due timer at once. */
     int timeout = -1;
-    if (mode == LW_RUN_NOWAIT || !lw__list_empty(&loop->pending) ||
+    if (mode == LW_RUN_NOWAIT || (mode == LW_RUN_ONCE && ran) ||
+        !lw__list_empty(&loop->pending) ||
         !lw__list_empty(&loop->endgame) || !lw__list_empty(&loop->endgame_listeners))
       timeout = 0;
     else
