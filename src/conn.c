@@ -880,7 +880,8 @@ static int final_snapshot(lw_conn *c, int resetting) {
   lw__sock_snapshot(fd, &s);
   long outq = lw__sock_outq(fd);
   long inq = lw__sock_inq(fd);
-  size_t held = held_input(c, NULL);
+  int held_fin = 0;
+  size_t held = held_input(c, &held_fin);
   int force_rst = 0;
   if (held > 0) {
     force_rst = !resetting && inq <= 0 && s.state != LW__TCP_CLOSE;
@@ -906,7 +907,7 @@ static int final_snapshot(lw_conn *c, int resetting) {
     silent = c->loop->now - c->u.live.last_io;
   /* The peer's FIN already in our kernel, unread, when we reset or close without a FIN
    * of ours: the peer ended first (the initiator rule, close_sm.h). */
-  if (!c->sm.fin_sent && !c->sm.peer_fin && s.state == LW__TCP_CLOSE_WAIT)
+  if (!c->sm.fin_sent && !c->sm.peer_fin && (s.state == LW__TCP_CLOSE_WAIT || held_fin))
     c->peer_fin_first = 1;
   /* The connection died before this close -- the peer's RST, or its TCP giving up --
    * and nothing was reading to hear of it (reading stopped, or nothing asked): the
@@ -975,9 +976,14 @@ static void close_fd(lw_conn *c, int reset) {
 static void shut_wr_now(lw_conn *c) {
   /* The state machine knows of the peer's FIN only once it is read; the kernel may
    * already hold it (CLOSE_WAIT). Then the peer closed first, whatever the order of
-   * our reads: no TIME_WAIT here, and the reason must say so. */
-  if (!c->sm.peer_fin && lw__sock_peer_fin_queued(c->io.fd))
-    c->peer_fin_first = 1;
+   * our reads: no TIME_WAIT here, and the reason must say so. So it is when a
+   * completion backend holds it (reading stopped, or its completion not reaped). */
+  int held_fin = 0;
+  if (!c->sm.peer_fin) {
+    (void)held_input(c, &held_fin);
+    if (held_fin || lw__sock_peer_fin_queued(c->io.fd))
+      c->peer_fin_first = 1;
+  }
   lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
 }
 

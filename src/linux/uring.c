@@ -113,7 +113,8 @@ typedef struct ur_conn {
   unsigned stash_eof : 1;
   unsigned delivering : 1; /* input is being handed over: no nested delivery, no recv */
   unsigned close_wait_recv : 1; /* detached: its close waits for the recv's CQE (rule 6) */
-  unsigned inq_counted; /* SIOCINQ at detach, counted by the core: a late recv took it */
+  unsigned inq_counted;       /* SIOCINQ at detach, counted by the core: a late recv took it */
+  unsigned recv_seen_detach : 1; /* its recv's CQE was posted at detach: held_input counted it */
   struct iovec iov[UR_MAX_IOV];
   struct msghdr msg;
   lw__list retry_node; /* in ur_state.retry while a submission is owed */
@@ -123,6 +124,13 @@ typedef struct ur_conn {
   unsigned starved : 1;     /* its recv got -ENOBUFS: re-armed after the dispatch */
   lw__list starved_node;
 } ur_conn;
+
+/* A completion copied out of the CQ, waiting for its dispatch (ur_poll). */
+typedef struct ur_ev {
+  void *data;
+  int res;
+  unsigned flags;
+} ur_ev;
 
 typedef struct ur_state {
   struct io_uring ring;
@@ -139,6 +147,10 @@ typedef struct ur_state {
   unsigned char buf_out[UR_BUFS];
   unsigned bufs_out;
   char *scratch; /* UR_DISCARD_LEN bytes, never read (discarding recvs, MSG_TRUNC) */
+  /* The batch being dispatched (ur_poll): entries from batch_next on are completions
+   * the kernel has posted but this file has not yet handed on (ur_recv_pending). */
+  const ur_ev *batch;
+  unsigned batch_n, batch_next;
   /* Listener fds whose IORING_OP_CLOSE found no SQE (rule 1): queued at the next wait. */
   int *close_owed;
   unsigned nclose_owed, close_owed_cap;
@@ -394,10 +406,44 @@ static void ur_deliver_held(lw_conn *c) {
   ur_conn_update(c); /* the next recv, once nothing is held */
 }
 
+/* Rule 6's eyes: c's recv has completed in the kernel but its CQE has not been handed
+ * on yet -- it waits in the batch being dispatched or in the CQ. Its bytes (or its FIN)
+ * left the kernel's queue: SIOCINQ no longer shows them, and only this can. The scan
+ * is bounded by the completions not yet reaped, and is made only where the answer
+ * matters (a close's final snapshot, a first-byte timeout). */
+static int ur_recv_pending(const lw_conn *c, int *res) {
+  ur_state *s = ur(c->loop);
+  const ur_conn *u = c->backend_data;
+  if (!u->recv_inflight)
+    return 0;
+  for (unsigned i = s->batch_next; i < s->batch_n; i++)
+    if (s->batch[i].data == &u->recv) {
+      *res = s->batch[i].res;
+      return 1;
+    }
+  unsigned head;
+  struct io_uring_cqe *cqe;
+  io_uring_for_each_cqe(&s->ring, head, cqe) {
+    if (io_uring_cqe_get_data(cqe) == &u->recv) {
+      *res = cqe->res;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static size_t ur_held_input(const lw_conn *c, int *fin) {
   const ur_conn *u = c->backend_data;
+  size_t n = (size_t)(u->stash_len - u->stash_off) + (size_t)(u->cqe_len - u->cqe_off);
   *fin = u->stash_eof;
-  return (size_t)(u->stash_len - u->stash_off) + (size_t)(u->cqe_len - u->cqe_off);
+  int res;
+  if (ur_recv_pending(c, &res)) {
+    if (res > 0)
+      n += (size_t)res;
+    else if (res == 0)
+      *fin = 1;
+  }
+  return n;
 }
 
 static void ur_conn_update(lw_conn *c) {
@@ -489,7 +535,11 @@ static void ur_conn_detach(lw_conn *c) {
     u->starved = 0;
   }
   if (u->recv_inflight) {
-    long q = lw__sock_inq(c->io.fd); /* what the final snapshot just counted */
+    /* What the final snapshot just counted: the kernel's queue, or the recv's
+     * completion if it was already posted (ur_held_input). */
+    int res;
+    u->recv_seen_detach = ur_recv_pending(c, &res);
+    long q = lw__sock_inq(c->io.fd);
     u->inq_counted = q > 0 ? (unsigned)q : 0;
   }
   if (u->inflight)
@@ -557,8 +607,12 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
     /* Rule 6: the close overtook this completion; its bytes are unread input. The
      * close waited for it, so SO_LINGER{1,0} still reaches the socket. */
     if (res > 0) {
-      size_t counted = LW__MIN((size_t)res, (size_t)u->inq_counted);
-      u->inq_counted -= (unsigned)counted;
+      /* Counted already if it was posted at the detach (held input); else its bytes
+       * came from the queue the snapshot measured, or arrived since. */
+      size_t counted = u->recv_seen_detach ? (size_t)res
+                                           : LW__MIN((size_t)res, (size_t)u->inq_counted);
+      if (!u->recv_seen_detach)
+        u->inq_counted -= (unsigned)counted;
       if (lw__conn_read_late(c, (size_t)res, counted))
         lw__sock_set_linger0(c->io.fd);
     }
@@ -829,18 +883,17 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
       break;
     /* Copy out and release the CQ slots before dispatching: handlers submit SQEs and
      * call user code, which must not see a half-consumed completion queue. */
-    struct {
-      void *data;
-      int res;
-      unsigned flags;
-    } ev[UR_BATCH];
+    ur_ev ev[UR_BATCH];
     for (unsigned i = 0; i < n; i++) {
       ev[i].data = io_uring_cqe_get_data(batch[i]);
       ev[i].res = batch[i]->res;
       ev[i].flags = batch[i]->flags;
     }
     io_uring_cq_advance(&s->ring, n);
+    s->batch = ev;
+    s->batch_n = n;
     for (unsigned i = 0; i < n; i++) {
+      s->batch_next = i + 1;
       ur_op *op = ev[i].data;
       if (!op)
         continue; /* a cancel request's own completion */
@@ -870,6 +923,7 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
         assert(0 && "unknown io_uring op");
       }
     }
+    s->batch_n = s->batch_next = 0;
     total += (int)n;
     if (n < UR_BATCH)
       break;

@@ -80,6 +80,7 @@ typedef struct iocp_sock {
   unsigned delivering : 1;    /* a read callback holds rbuf: no WSARecv into it */
   unsigned held_eof : 1;      /* the peer's FIN came while the application did not read */
   size_t inq_counted; /* FIONREAD at detach, counted by the core: a late WSARecv took it */
+  unsigned recv_seen_detach : 1; /* its WSARecv had completed at detach: held_input counted it */
   unsigned uses;              /* connections served by this socket */
   char *rbuf;
   size_t stash_off, stash_len; /* input received but not yet delivered (held) */
@@ -467,12 +468,29 @@ static void deliver_held(lw_conn *c) {
 }
 
 /* lw__backend.held_input: the bytes received but not delivered, and a held FIN. */
+/* The posted WSARecv has completed (its OVERLAPPED says so: HasOverlappedIoCompleted)
+ * but its completion packet is still in the port: its bytes (or the FIN) left the
+ * stack's queue, so FIONREAD no longer shows them. *bytes gets the count. */
+static int recv_completed_unreaped(const iocp_sock *ws, size_t *bytes) {
+  if (!ws->recv_inflight || ws->recv_zero || !HasOverlappedIoCompleted(&ws->recv.ov) ||
+      ws->recv.ov.Internal != 0 /* STATUS_SUCCESS */)
+    return 0;
+  *bytes = (size_t)ws->recv.ov.InternalHigh;
+  return 1;
+}
+
 static size_t iocp_held_input(const lw_conn *c, int *fin) {
   const iocp_sock *ws = c->backend_data;
   if (!ws || ws->detached)
     return 0;
+  size_t n = ws->stash_len - ws->stash_off, got;
   *fin = ws->held_eof;
-  return ws->stash_len - ws->stash_off;
+  if (recv_completed_unreaped(ws, &got)) {
+    n += got;
+    if (got == 0)
+      *fin = 1;
+  }
+  return n;
 }
 
 static void iocp_conn_update(lw_conn *c);
@@ -527,7 +545,11 @@ static void iocp_conn_detach(lw_conn *c) {
   ws->held_eof = 0;
   tls_detached = ws; /* the core's lw__sock_close(fd) follows at once */
   if (ws->recv_inflight && !ws->recv_zero) {
-    long q = lw__sock_inq(c->io.fd); /* what the final snapshot just counted */
+    /* What the final snapshot just counted: the stack's queue, or the WSARecv's
+     * result if it had completed (iocp_held_input). */
+    size_t got;
+    ws->recv_seen_detach = recv_completed_unreaped(ws, &got);
+    long q = lw__sock_inq(c->io.fd);
     ws->inq_counted = q > 0 ? (size_t)q : 0;
   }
   if (ws->inflight) {
@@ -652,8 +674,10 @@ static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
     /* The close overtook this completion: its bytes are unread input, and a naive
      * close over them resets, as the stack would have with them still queued. The
      * closesocket waits for this completion (lw__sock_close), so the linger lands. */
-    size_t counted = LW__MIN((size_t)bytes, ws->inq_counted);
-    ws->inq_counted -= counted;
+    size_t counted =
+        ws->recv_seen_detach ? (size_t)bytes : LW__MIN((size_t)bytes, ws->inq_counted);
+    if (!ws->recv_seen_detach)
+      ws->inq_counted -= counted;
     if (lw__conn_read_late(c, bytes, counted))
       linger0_set(ws->s);
   }
