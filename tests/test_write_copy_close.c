@@ -13,8 +13,8 @@
 #define RUNS 30
 /* 200 KiB on Linux: more than full segments, so the FIN rides only on the small tail the
  * last send keeps (LW__FIN_TAIL). Windows has no MSG_MORE: its FIN follows the WSASend's
- * completion, so only an answer the stack sends in one piece keeps the order there
- * (src/win/README.md). */
+ * completion, so a fast peer may close first whatever the size (src/win/README.md):
+ * there each run must end without an RST, as graceful or as the truth, peer-closed-first. */
 #ifdef _WIN32
 #define RESP 1000
 #else
@@ -73,9 +73,17 @@ static void test_copy_then_close(void **state) {
     lwt_peer_join(&p);
     assert_int_equal(p.received, RESP);
     assert_true(p.pattern_ok);
+    assert_int_equal(x.last.rst, 0);
     if (x.last.reason == LW_REASON_GRACEFUL)
       graceful++;
     else {
+      /* Windows: our FIN follows the WSASend's completion (no MSG_MORE), and a peer
+       * that reads the answer and closes may be first; then that is the truth. */
+#ifdef _WIN32
+      assert_int_equal(x.last.reason, LW_REASON_PEER_CLOSED_FIRST);
+      assert_int_equal(x.last.initiator, LW_INITIATOR_PEER);
+      assert_int_equal(x.last.time_wait, 0);
+#endif
       other++;
       print_message("run %d: %s initiator %d\n", run, lw_reason_name(x.last.reason),
                     x.last.initiator);
@@ -86,9 +94,11 @@ static void test_copy_then_close(void **state) {
   lw_listener_close(l);
   assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
   assert_int_equal(lw_loop_close(loop), 0);
+#ifndef _WIN32
   assert_int_equal(graceful, RUNS);
   assert_int_equal(x.last.initiator, LW_INITIATOR_LOCAL);
   assert_int_equal(x.last.bytes_acked, RESP);
+#endif
   assert_int_equal(lwt_fd_count(), fds);
 }
 
