@@ -5,6 +5,8 @@
 #     source package (no mingw cmocka in Debian); tests/win/cmocka-skip.txt lists the
 #     programs not built for Windows, tests/win/posix/lwt_posix.c the single cases
 #     skipped (each printed with its reason)
+#   - tests/torture.c on IOCP (torture_iocp, 15 s, new seed each run; what is off under
+#     Windows/Wine is printed at its start: src/win/README.md, the torture section)
 #   - FIN-not-RST: a close with a WSARecv pending, captured on lo from the Linux side
 #   - `lastword.exe lab` (tools/, built without libpcap): runs to the end, a verdict for
 #     every claim, no lab error, the Wine banner; the verdicts themselves are the host's
@@ -95,7 +97,7 @@ timeout 60 wine "$T/test_win_echo.exe" >/dev/null 2>&1 </dev/null
 
 fail=0
 # Everything registered with ctest (the toolchain file makes wine the emulator).
-echo "== ctest under Wine: test_win_echo, test_win_close, test_win_reuse, lab_script_parser, the cmocka suite (cm_*)"
+echo "== ctest under Wine: test_win_echo, test_win_close, test_win_reuse, lab_script_parser, the cmocka suite (cm_*), torture_iocp"
 (cd "$BUILD" && ctest -j "${LW_WIN_JOBS:-2}" --timeout 120 --output-on-failure </dev/null 2>&1) |
   quiet_wine | grep -v "^ *Start \|^Test project\|^$" >"$BUILD-ctest.log"
 grep -q "tests passed" "$BUILD-ctest.log" || { cat "$BUILD-ctest.log"; echo "win-test: ctest did not run"; fail=1; }
@@ -108,6 +110,10 @@ echo "-- skipped at run time, with the reason:"
 grep -h "^SKIP on W\|^SKIP test_win" "$BUILD/Testing/Temporary/LastTest.log" 2>/dev/null | grep -v '\$1' | sort -u | sed 's/^/  /'
 ncase=$(grep "^\[  SKIPPED \] [a-z_0-9]*$" "$BUILD/Testing/Temporary/LastTest.log" 2>/dev/null | sort -u | wc -l)
 echo "  ($ncase single cmocka cases reported SKIPPED by cmocka, reasons above)"
+echo "-- torture_iocp (seed, replay, what it ran; the checks off under Wine are in its log):"
+tr -d '\r' <"$BUILD/Testing/Temporary/LastTest.log" 2>/dev/null |
+  grep "^torture: \(backend=\|replay with\|iocp seed=\|Wine: [0-9]\|[0-9]* failures of the kinds\|OK\|FAILED\)" |
+  sed 's/^/  /'
 
 # FIN, not RST, when a connection with a WSARecv pending is closed (naive and graceful):
 # under Wine the TCP is Linux's, so lo is captured here and the server's segments checked.
