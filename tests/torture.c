@@ -1919,9 +1919,11 @@ static void check_final(tconn *t) {
     break;
   case LW_REASON_PEER_RESET:
     /* (a TK_SLOW connection the peer thread never accepted: the listener's kernel was
-     * its peer, and may reset it -- a handshake whose last ACK met a full queue) */
+     * its peer, and may reset it -- a handshake whose last ACK met a full queue; and an
+     * accepted connection whose getpeername failed (port 0): it was reset while queued,
+     * and the abort of a dead connection rightly reports the peer's reset) */
     if (!f && (!peer || (!p->t_rst && !p->closed_full)) &&
-        !(t->kind == TK_SLOW && !atomic_load(&t->peer_started)))
+        !(t->kind == TK_SLOW && !atomic_load(&t->peer_started)) && !(!peer && t->port == 0))
       fail(t, "peer-reset-without-reset",
            "reason peer-reset, but the peer neither reset nor closed (%s)",
            t->connect_status ? "the connect failed: lw_shutdown while connecting, issue 14.4?"
