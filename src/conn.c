@@ -123,6 +123,14 @@ static size_t held_input(const lw_conn *c, int *fin) {
                                                        : 0;
 }
 
+/* The peer's FIN has arrived but has not been read: still in the kernel (CLOSE_WAIT,
+ * POLLRDHUP), or held by a completion backend. */
+static int peer_fin_waiting(const lw_conn *c) {
+  int fin = 0;
+  (void)held_input(c, &fin);
+  return fin || lw__sock_peer_fin_queued(c->io.fd);
+}
+
 void lw__conn_deliver_due(lw_conn *c) {
   if (c->deliver_due || c->detached)
     return;
@@ -978,12 +986,8 @@ static void shut_wr_now(lw_conn *c) {
    * already hold it (CLOSE_WAIT). Then the peer closed first, whatever the order of
    * our reads: no TIME_WAIT here, and the reason must say so. So it is when a
    * completion backend holds it (reading stopped, or its completion not reaped). */
-  int held_fin = 0;
-  if (!c->sm.peer_fin) {
-    (void)held_input(c, &held_fin);
-    if (held_fin || lw__sock_peer_fin_queued(c->io.fd))
-      c->peer_fin_first = 1;
-  }
+  if (!c->sm.peer_fin && peer_fin_waiting(c))
+    c->peer_fin_first = 1;
   lw__sock_shutdown_wr(c->io.fd); /* ENOTCONN after a reset: the read side reports it */
 }
 
@@ -1161,15 +1165,10 @@ static int first_byte_check(lw_conn *c, uint64_t *next) {
   /* Sent, not read yet (the application stopped reading): bytes or a FIN in the
    * kernel, or held by the backend. A peer that reset has spoken too: it ends as what
    * it is (SO_ERROR, read once here), not as a first-byte timeout. */
-  int held_fin = 0;
-  if (lw__sock_inq(c->io.fd) > 0 || held_input(c, &held_fin) > 0 || held_fin ||
-      lw__sock_peer_fin_queued(c->io.fd))
+  if (lw__sock_inq(c->io.fd) > 0 || held_input(c, NULL) > 0 || peer_fin_waiting(c))
     return 0;
-  int err = lw__sock_so_error(c->io.fd);
-  if (err) {
-    lw__conn_read_done(c, NULL, err);
+  if (socket_died(c))
     return 1;
-  }
   conn_event(c, LW__CE_TIMEOUT, LW_REASON_FIRST_BYTE_TIMEOUT);
   return 1;
 }

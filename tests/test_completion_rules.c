@@ -474,83 +474,100 @@ static void test_stopped_readers_no_starve(void **state) {
 #endif
 
 /* ---------------------------------------------------------------------------------
- * 4. The peer's FIN while reading is stopped.
+ * 4-6: one accepted connection whose reading is stopped from a timer while its receive
+ * is pending (on a completion backend); then the peer acts.
  * --------------------------------------------------------------------------------- */
 static struct {
   lw_conn *a;
-  int eofs, closes, start_rc;
+  int eofs, closes, got, start_rc;
   lw_close_info info;
-} r4;
-static void r4_read(lw_conn *c, long n, const char *buf) {
+} hs;
+static void hs_read(lw_conn *c, long n, const char *buf) {
   (void)buf;
+  if (n > 0)
+    hs.got += (int)n;
   if (n == LW_EOF) {
-    r4.eofs++;
+    hs.eofs++;
     assert_int_equal(lw_conn_write(c, "response!", 9, NULL, NULL), 0);
   }
 }
-static void r4_close(lw_conn *c, const lw_close_info *in) {
+static void hs_close(lw_conn *c, const lw_close_info *in) {
   (void)c;
-  r4.closes++;
-  r4.info = *in;
+  hs.closes++;
+  hs.info = *in;
 }
-static void r4_accept(lw_listener *l, lw_conn *c, int status) {
+static void hs_accept(lw_listener *l, lw_conn *c, int status) {
   (void)l;
   assert_int_equal(status, 0);
-  r4.a = c;
-  lw_conn_on_close(c, r4_close);
-  lw_conn_read_start(c, r4_read);
+  hs.a = c;
+  lw_conn_on_close(c, hs_close);
+  lw_conn_read_start(c, hs_read);
 }
-static void r4_stop(lw_timer *t) {
+static void hs_stop(lw_timer *t) {
   (void)t;
-  lw_conn_read_stop(r4.a);
+  lw_conn_read_stop(hs.a);
 }
-static void r4_start(lw_timer *t) {
+static void hs_start(lw_timer *t) {
   (void)t;
-  r4.start_rc = lw_conn_read_start(r4.a, r4_read);
+  hs.start_rc = lw_conn_read_start(hs.a, hs_read);
 }
 
+/* The connection accepted and reading (a receive pending), then stopped from a timer
+ * (*t, left for the caller to reuse and free). */
+static void hs_setup(const lw_conn_options *o, lw_loop **loop, lw_listener **l, int *peer,
+                     lw_timer **t) {
+  memset(&hs, 0, sizeof(hs));
+  assert_int_equal(lw_loop_new(loop, NULL), 0);
+  lwt_check_backend(*loop);
+  assert_int_equal(lw_listener_new(*loop, "127.0.0.1", 0, 4, o, hs_accept, l), 0);
+  *peer = raw_connect(lw_listener_port(*l), 0);
+  while (!hs.a)
+    lw_loop_run(*loop, LW_RUN_ONCE);
+  run_for(*loop, 10);
+  lw_timer_new(*loop, t);
+  lw_timer_start(*t, hs_stop, 1, 0);
+  run_for(*loop, 10);
+}
+
+/* The peer reads n bytes into buf while the loop runs (2 s at most); returns the count. */
+static size_t hs_peer_read(lw_loop *loop, int peer, char *buf, size_t n) {
+  size_t got = 0;
+  uint64_t end = lwt_now_ms() + 2000;
+  while (got < n && lwt_now_ms() < end) {
+    lw_loop_run(loop, LW_RUN_NOWAIT);
+    ssize_t r = recv(peer, buf + got, n - got, MSG_DONTWAIT);
+    if (r > 0)
+      got += (size_t)r;
+    else
+      usleep(1000);
+  }
+  return got;
+}
+
+/* 4. The peer's FIN while reading is stopped. */
 static void test_eof_held_while_stopped(void **state) {
   (void)state;
   for (int round = 0; round < 5; round++) {
-    memset(&r4, 0, sizeof(r4));
     lw_loop *loop;
-    assert_int_equal(lw_loop_new(&loop, NULL), 0);
-    lwt_check_backend(loop);
     lw_listener *l;
-    assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, r4_accept, &l), 0);
-    int peer = raw_connect(lw_listener_port(l), 0);
-    while (!r4.a)
-      lw_loop_run(loop, LW_RUN_ONCE);
-    run_for(loop, 10);
     lw_timer *t;
-    lw_timer_new(loop, &t);
-    lw_timer_start(t, r4_stop, 1, 0);
-    run_for(loop, 10);
+    int peer;
+    hs_setup(NULL, &loop, &l, &peer, &t);
     shutdown(peer, SHUT_WR); /* FIN while reading is stopped */
     run_for(loop, 50);
-    assert_int_equal(r4.closes, 0); /* nothing ends before the application saw EOF */
-    assert_int_equal(r4.eofs, 0);
-    lw_timer_start(t, r4_start, 1, 0);
+    assert_int_equal(hs.closes, 0); /* nothing ends before the application saw EOF */
+    assert_int_equal(hs.eofs, 0);
+    lw_timer_start(t, hs_start, 1, 0);
     run_for(loop, 20);
-    assert_int_equal(r4.start_rc, 0);
-    assert_int_equal(r4.eofs, 1);
-    int err;
+    assert_int_equal(hs.start_rc, 0);
+    assert_int_equal(hs.eofs, 1);
     char buf[16];
-    size_t got = 0;
-    uint64_t end = lwt_now_ms() + 2000;
-    while (got < 9 && lwt_now_ms() < end) {
-      lw_loop_run(loop, LW_RUN_NOWAIT);
-      ssize_t n = recv(peer, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
-      if (n > 0)
-        got += (size_t)n;
-      else
-        usleep(1000);
-    }
-    assert_int_equal(got, 9);
+    assert_int_equal(hs_peer_read(loop, peer, buf, 9), 9);
     assert_memory_equal(buf, "response!", 9);
-    lwt_run_until(loop, NULL, &r4.closes, 1, 3000);
-    assert_int_equal(r4.info.reason, LW_REASON_PEER_CLOSED_FIRST);
-    assert_int_equal(r4.info.rst, 0);
+    lwt_run_until(loop, NULL, &hs.closes, 1, 3000);
+    assert_int_equal(hs.info.reason, LW_REASON_PEER_CLOSED_FIRST);
+    assert_int_equal(hs.info.rst, 0);
+    int err;
     assert_int_equal(raw_drain(peer, 500, &err, NULL, 0), 0);
     assert_int_equal(err, 0);
     lw_timer_free(t);
@@ -559,86 +576,47 @@ static void test_eof_held_while_stopped(void **state) {
   }
 }
 
-/* ---------------------------------------------------------------------------------
- * 5. Input that arrived while reading was stopped is unread input.
- * --------------------------------------------------------------------------------- */
+/* 5. Input that arrived while reading was stopped is unread input. */
 enum { R5_ABORT, R5_NAIVE, R5_FIRST_BYTE };
-static struct {
-  lw_conn *a;
-  int mode, closes, got;
-  lw_close_info info;
-} r5;
-static void r5_read(lw_conn *c, long n, const char *buf) {
-  (void)c;
-  (void)buf;
-  if (n > 0)
-    r5.got += (int)n;
-}
-static void r5_close(lw_conn *c, const lw_close_info *in) {
-  (void)c;
-  r5.closes++;
-  r5.info = *in;
-}
-static void r5_accept(lw_listener *l, lw_conn *c, int status) {
-  (void)l;
-  assert_int_equal(status, 0);
-  r5.a = c;
-  lw_conn_on_close(c, r5_close);
-  lw_conn_read_start(c, r5_read);
-}
-static void r5_stop(lw_timer *t) {
-  (void)t;
-  lw_conn_read_stop(r5.a);
-}
 
 static void r5_case(int mode) {
-  memset(&r5, 0, sizeof(r5));
-  r5.mode = mode;
-  lw_loop *loop;
-  assert_int_equal(lw_loop_new(&loop, NULL), 0);
-  lwt_check_backend(loop);
   lw_conn_options o;
   memset(&o, 0, sizeof(o));
   if (mode == R5_FIRST_BYTE)
     o.first_byte_timeout_ms = 200;
+  lw_loop *loop;
   lw_listener *l;
-  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, &o, r5_accept, &l), 0);
-  int peer = raw_connect(lw_listener_port(l), 0);
-  while (!r5.a)
-    lw_loop_run(loop, LW_RUN_ONCE);
-  run_for(loop, 10);
   lw_timer *t;
-  lw_timer_new(loop, &t);
-  lw_timer_start(t, r5_stop, 1, 0);
-  run_for(loop, 10);
+  int peer;
+  hs_setup(&o, &loop, &l, &peer, &t);
   char hundred[100];
   memset(hundred, 'y', sizeof(hundred));
   assert_int_equal(send(peer, hundred, sizeof(hundred), 0), 100);
   run_for(loop, 50);
   int err = 0;
   if (mode == R5_ABORT) {
-    assert_int_equal(lw_abort(r5.a), 0);
-    lwt_run_until(loop, NULL, &r5.closes, 1, 2000);
-    assert_int_equal(r5.info.reason, LW_REASON_ABORT);
-    assert_int_equal(r5.info.unread_discarded, 100);
+    assert_int_equal(lw_abort(hs.a), 0);
+    lwt_run_until(loop, NULL, &hs.closes, 1, 2000);
+    assert_int_equal(hs.info.reason, LW_REASON_ABORT);
+    assert_int_equal(hs.info.unread_discarded, 100);
   } else if (mode == R5_NAIVE) {
-    assert_int_equal(lw_close_naive(r5.a), 0);
-    lwt_run_until(loop, NULL, &r5.closes, 1, 2000);
-    assert_int_equal(r5.info.reason, LW_REASON_NAIVE);
-    assert_int_equal(r5.info.unread_discarded, 100);
-    assert_int_equal(r5.info.rst, 1); /* as the kernel does with unread input (B13) */
+    assert_int_equal(lw_close_naive(hs.a), 0);
+    lwt_run_until(loop, NULL, &hs.closes, 1, 2000);
+    assert_int_equal(hs.info.reason, LW_REASON_NAIVE);
+    assert_int_equal(hs.info.unread_discarded, 100);
+    assert_int_equal(hs.info.rst, 1); /* as the kernel does with unread input (B13) */
     raw_drain(peer, 1000, &err, NULL, 0);
     if (LWT_RST_RELIABLE) /* Wine's recv may read an RST as EOF (helper.h) */
       assert_int_equal(err, ECONNRESET);
   } else {
     run_for(loop, 400); /* past the first-byte timeout: the peer did speak */
-    assert_int_equal(r5.closes, 0);
-    assert_int_equal(lw_conn_read_start(r5.a, r5_read), 0);
+    assert_int_equal(hs.closes, 0);
+    assert_int_equal(lw_conn_read_start(hs.a, hs_read), 0);
     run_for(loop, 50);
-    assert_int_equal(r5.got, 100);
-    lw_abort(r5.a);
-    lwt_run_until(loop, NULL, &r5.closes, 1, 2000);
-    assert_int_equal(r5.info.reason, LW_REASON_ABORT);
+    assert_int_equal(hs.got, 100);
+    lw_abort(hs.a);
+    lwt_run_until(loop, NULL, &hs.closes, 1, 2000);
+    assert_int_equal(hs.info.reason, LW_REASON_ABORT);
   }
   lw_timer_free(t);
   close(peer);
@@ -661,40 +639,21 @@ static void test_held_input_first_byte(void **state) {
 /* 6. Input held while reading is stopped does not hold back our writes. */
 static void test_write_while_input_held(void **state) {
   (void)state;
-  memset(&r5, 0, sizeof(r5));
   lw_loop *loop;
-  assert_int_equal(lw_loop_new(&loop, NULL), 0);
-  lwt_check_backend(loop);
   lw_listener *l;
-  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, NULL, r5_accept, &l), 0);
-  int peer = raw_connect(lw_listener_port(l), 0);
-  while (!r5.a)
-    lw_loop_run(loop, LW_RUN_ONCE);
-  run_for(loop, 10);
   lw_timer *t;
-  lw_timer_new(loop, &t);
-  lw_timer_start(t, r5_stop, 1, 0);
-  run_for(loop, 10);
+  int peer;
+  hs_setup(NULL, &loop, &l, &peer, &t);
   assert_int_equal(send(peer, "request", 7, 0), 7);
   run_for(loop, 50); /* held (io_uring) or left in the kernel (epoll) */
-  assert_int_equal(lw_conn_write(r5.a, "reply", 5, NULL, NULL), 0);
+  assert_int_equal(lw_conn_write(hs.a, "reply", 5, NULL, NULL), 0);
   char buf[8];
-  size_t got = 0;
-  uint64_t end = lwt_now_ms() + 2000;
-  while (got < 5 && lwt_now_ms() < end) {
-    lw_loop_run(loop, LW_RUN_NOWAIT);
-    ssize_t n = recv(peer, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
-    if (n > 0)
-      got += (size_t)n;
-    else
-      usleep(1000);
-  }
-  assert_int_equal(got, 5);
+  assert_int_equal(hs_peer_read(loop, peer, buf, 5), 5);
   assert_memory_equal(buf, "reply", 5);
-  assert_int_equal(lw_conn_read_start(r5.a, r5_read), 0);
+  assert_int_equal(lw_conn_read_start(hs.a, hs_read), 0);
   run_for(loop, 20);
-  assert_int_equal(r5.got, 7);
-  lw_abort(r5.a);
+  assert_int_equal(hs.got, 7);
+  lw_abort(hs.a);
   lw_timer_free(t);
   close(peer);
   finish(loop, l);
