@@ -162,12 +162,6 @@ typedef struct lw__backend {
   void (*close_fd)(lw_loop *loop, lw__io *io);
   /* Frees the backend's per-connection data (NULL if it keeps none). */
   void (*conn_free)(lw_conn *c);
-  /* Optional (NULL: unsupported): send now, without queueing, when nothing is queued or
-   * in flight. Returns bytes taken (0 if none could be), or an LW_E code. Not called by
-   * the core since lw_conn_write_copy stopped sending from inside the call (issue 14:
-   * a close right after must put its FIN on the same segment); epoll no longer sets
-   * it; io_uring and IOCP still do, for their rewrites to drop. */
-  ssize_t (*try_write)(lw_conn *c, const void *buf, size_t len);
   /* Optional (NULL: holds none). Input bytes the backend has taken from the kernel but
    * not delivered: a receive that completed after lw_conn_read_stop (io_uring's stash,
    * an IOCP WSARecv buffer). THE RULE, for every backend: while reading is stopped, any
@@ -361,9 +355,10 @@ int lw__sock_nonblock_cloexec(int fd);
  * just detached, the IOCP backend's close: at once for an abort (SO_LINGER{1,0} set),
  * else after the cancelled WSARecv completes (src/win/iocp.c, libuv #3034). */
 int lw__sock_close(int fd);
-/* One non-blocking send (MSG_NOSIGNAL): bytes taken, 0 if none could be (EAGAIN,
- * EINTR), or an LW_E code. The try_write of the readiness and io_uring backends. */
-ssize_t lw__sock_send_now(int fd, const void *buf, size_t len);
+/* One non-blocking sendmsg of n iovecs (MSG_NOSIGNAL, and MSG_MORE if more): bytes
+ * taken, 0 if none could be (EAGAIN, EINTR), or an LW_E code. epoll's every send, and
+ * io_uring's last send before a FIN (uring.c ur_submit_send). */
+ssize_t lw__sock_send_now(int fd, const lw__iov *iov, int n, int more);
 int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port);
 /* SO_ACCEPTCONN + SOCK_STREAM, made non-blocking; *port from getsockname. */
 int lw__sock_check_listening(int fd, int *port);

@@ -4,12 +4,12 @@
  * What is injected, and why each is a fault the real OS can produce:
  *   recv       EINTR (signal), EAGAIN (a spurious wakeup), a short read, ECONNRESET
  *   sendmsg    EINTR, EAGAIN (buffer full), a short write, ENOBUFS/ENOMEM, ECONNRESET
+ *              (lw__sock_send_now's: every epoll send, io_uring's last one before a FIN)
  *   accept4    EINTR, EMFILE (fd exhaustion: the library must shed, not spin)
- *   lw__sock_send_now  (the try_write of both Linux backends) nothing taken, a short
- *              send, ECONNRESET
  *   io_uring_submit_and_wait[_timeout]  -EINTR before anything is submitted
  * EAGAIN on recv/sendmsg is safe to fake because epoll is level-triggered for both
- * (src/linux/epoll.c): the event comes again. Faults that end a connection are
+ * (src/linux/epoll.c): the event comes again; io_uring's direct send falls back to the
+ * ring. Faults that end a connection are
  * reported through tf_config.note so the model knows its ending was ours.
  */
 #include "torture_fault.h"
@@ -26,7 +26,6 @@
 ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
 ssize_t __real_sendmsg(int fd, const struct msghdr *msg, int flags);
 int __real_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags);
-ssize_t __real_lw__sock_send_now(int fd, const void *buf, size_t len);
 int __real_lw__sock_accept_shed(int lfd, int *reserve);
 #ifdef LW_HAVE_URING
 int __real_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
@@ -38,7 +37,6 @@ int __real_io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uri
 ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags);
 ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags);
 int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags);
-ssize_t __wrap_lw__sock_send_now(int fd, const void *buf, size_t len);
 int __wrap_lw__sock_accept_shed(int lfd, int *reserve);
 #ifdef LW_HAVE_URING
 int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
@@ -190,25 +188,6 @@ int __wrap_lw__sock_accept_shed(int lfd, int *reserve) {
   return r;
 }
 
-ssize_t __wrap_lw__sock_send_now(int fd, const void *buf, size_t len) {
-  switch (tf_pick(len)) {
-  case TF_EINTR:
-  case TF_EAGAIN:
-    tf_n.eagain++;
-    return 0; /* the contract of lw__sock_send_now for EAGAIN/EINTR: nothing taken */
-  case TF_SHORT:
-    tf_n.short_io++;
-    len = 1 + (size_t)(tf_next() % (len - 1));
-    break;
-  case TF_FATAL:
-    tf_n.fatal++;
-    tf_note(fd, "lw__sock_send_now: injected ECONNRESET", 1);
-    return LW_ECONNRESET;
-  default:
-    break;
-  }
-  return __real_lw__sock_send_now(fd, buf, len);
-}
 
 #ifdef LW_HAVE_URING
 /* A signal during the wait: nothing is submitted, the SQEs stay queued for the next

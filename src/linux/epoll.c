@@ -87,25 +87,21 @@ static void ep_do_write(lw_conn *c) {
   struct iovec iov[EP_MAX_IOV];
   for (int rounds = 0; rounds < 16 && lw__conn_wants_write(c); rounds++) {
     int n = lw__conn_fill_iov(c, iov, EP_MAX_IOV);
-    /* MSG_NOSIGNAL: an RST'd peer must give EPIPE, not kill the process (SIGPIPE).
-     * MSG_MORE: the FIN rides on the last segment (lw__conn_last_before_fin, which may
-     * keep a small tail for the next round). If not everything is taken, the rest goes
-     * the same way on EPOLLOUT. */
-    int flags = MSG_NOSIGNAL | (lw__conn_last_before_fin(c, iov, &n) ? MSG_MORE : 0);
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(c->io.fd, &msg, flags);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        c->io.wblocked = 1;
-        ep_set(c->loop, &c->io, c->io.registered | EPOLLOUT);
-        return;
-      }
-      lw__conn_write_done(c, lw__err_from_errno(errno));
+    /* MSG_NOSIGNAL (lw__sock_send_now): an RST'd peer must give EPIPE, not kill the
+     * process (SIGPIPE). MSG_MORE: the FIN rides on the last segment
+     * (lw__conn_last_before_fin, which may keep a small tail for the next round). If not
+     * everything is taken, the rest goes the same way on EPOLLOUT (level-triggered: an
+     * EINTR, also 0 here, is retried at once). */
+    int more = lw__conn_last_before_fin(c, iov, &n);
+    ssize_t w = lw__sock_send_now(c->io.fd, iov, n, more);
+    if (w == 0) {
+      c->io.wblocked = 1;
+      ep_set(c->loop, &c->io, c->io.registered | EPOLLOUT);
       return;
     }
     lw__conn_write_done(c, w);
+    if (w < 0)
+      return;
   }
   /* The rounds are bounded so one connection cannot hold the loop; if bytes are left
    * although the socket took everything offered (thousands of small writes queued in

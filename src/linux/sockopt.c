@@ -81,8 +81,9 @@ uint64_t lw__now_ms(void) {
 
 int lw__sock_close(int fd) { return close(fd); }
 
-ssize_t lw__sock_send_now(int fd, const void *buf, size_t len) {
-  ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+ssize_t lw__sock_send_now(int fd, const lw__iov *iov, int n_iov, int more) {
+  struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n_iov};
+  ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
                ? 0

@@ -10,7 +10,7 @@
  *   poll     POLLOUT, for a non-blocking connect() in progress; POLLERR alone, to watch
  *            for errors (liveness) while nothing else is in flight; POLLIN on a
  *            listener that hit EMFILE (see ur_arm_poll)
- *   send     a plain send() when nothing is queued or in flight (ur_try_write)
+ *   (send)   the last bytes before a FIN go by a direct sendmsg (ur_submit_send)
  *   cancel   IORING_OP_ASYNC_CANCEL of each op still in flight, by user_data, when the
  *            connection is detached (never by fd: see ur_submit_cancels)
  *   close    IORING_OP_CLOSE of a detached connection's or listener's fd (rule 1)
@@ -340,17 +340,32 @@ static void ur_submit_recv(lw_conn *c) {
 static void ur_submit_send(lw_conn *c) {
   ur_state *s = ur(c->loop);
   ur_conn *u = urc(c);
+  int n = lw__conn_fill_iov(c, u->iov, UR_MAX_IOV);
+  /* MSG_NOSIGNAL: EPIPE instead of SIGPIPE, as on every other path. MSG_MORE: the FIN
+   * rides on the last segment (lw__conn_last_before_fin, which may keep a small tail
+   * for the next send). That last send is made here, directly (nothing else is in
+   * flight, so nothing can be overtaken): the shutdown then follows it at once, inside
+   * lw__conn_write_done, as on epoll. Through the ring it would follow only once the
+   * CQE was reaped, and an ACK arriving meanwhile pushes the corked tail out alone
+   * (MSG_MORE holds it only until the next push): a peer that closes on reading the
+   * answer would close first (torture: a 92670-byte answer, peer-closed-first). What
+   * the socket does not take now goes by the ring. */
+  int more = lw__conn_last_before_fin(c, u->iov, &n);
+  if (more) {
+    ssize_t w = lw__sock_send_now(c->io.fd, u->iov, n, 1);
+    if (w != 0) {
+      lw__conn_write_done(c, w); /* may shut down, or end the connection */
+      if (c->detached || !lw__conn_wants_write(c) || u->send_inflight)
+        return;
+      n = lw__conn_fill_iov(c, u->iov, UR_MAX_IOV);
+      more = lw__conn_last_before_fin(c, u->iov, &n);
+    }
+  }
   struct io_uring_sqe *sqe = ur_sqe(s);
   if (!sqe) {
     ur_defer(c);
     return;
   }
-  int n = lw__conn_fill_iov(c, u->iov, UR_MAX_IOV);
-  /* MSG_NOSIGNAL: EPIPE instead of SIGPIPE, as on every other path. MSG_MORE: the FIN
-   * rides on the last segment (lw__conn_last_before_fin, which may keep a small tail
-   * for the next send); the shutdown follows this send's completion within the same
-   * loop iteration. */
-  int more = lw__conn_last_before_fin(c, u->iov, &n);
   memset(&u->msg, 0, sizeof(u->msg));
   u->msg.msg_iov = u->iov;
   u->msg.msg_iovlen = (size_t)n;
@@ -574,13 +589,6 @@ static void ur_close_fd(lw_loop *loop, lw__io *io) {
     ur_lis_close_fd(ur(loop), io->fd);
 }
 
-/* A direct send() when no sendmsg is in flight: bytes cannot overtake queued ones, and
- * a small reply then costs one syscall instead of an SQE, a CQE and a callback. */
-static ssize_t ur_try_write(lw_conn *c, const void *buf, size_t len) {
-  if (urc(c)->send_inflight)
-    return 0;
-  return lw__sock_send_now(c->io.fd, buf, len);
-}
 
 /* The end of every connection completion: one op fewer in flight, then either the
  * last CQE of a closed connection (ops done) or a live one asking for its next ops.
@@ -980,7 +988,6 @@ const lw__backend lw__backend_uring = {
     .conn_detach = ur_conn_detach,
     .close_fd = ur_close_fd,
     .conn_free = ur_conn_free,
-    .try_write = ur_try_write,
     .held_input = ur_held_input,
     .deliver_held = ur_deliver_held,
 };
