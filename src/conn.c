@@ -120,7 +120,7 @@ static size_t held_input(const lw_conn *c, int *fin) {
     fin = &dummy;
   *fin = 0;
   return c->loop->backend->held_input && !c->detached ? c->loop->backend->held_input(c, fin)
-                                                       : 0;
+                                                      : 0;
 }
 
 /* The peer's FIN has arrived but has not been read: still in the kernel (CLOSE_WAIT,

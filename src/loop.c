@@ -194,8 +194,8 @@ int lw_loop_run(lw_loop *loop, lw_run_mode mode) {
      * so the caller sees the effect of a due timer at once. */
     int timeout = -1;
     if (mode == LW_RUN_NOWAIT || (mode == LW_RUN_ONCE && ran) ||
-        !lw__list_empty(&loop->pending) ||
-        !lw__list_empty(&loop->endgame) || !lw__list_empty(&loop->endgame_listeners))
+        !lw__list_empty(&loop->pending) || !lw__list_empty(&loop->endgame) ||
+        !lw__list_empty(&loop->endgame_listeners))
       timeout = 0;
     else
       timeout = lw__timers_next_ms(loop);

@@ -468,7 +468,8 @@ static void test_stopped_readers_no_starve(void **state) {
   (void)state;
   /* 1200 loopback sockets and a CPU measure (getrusage): the provided-buffer ring it
    * guards is io_uring's; IOCP gives each socket its own buffer. */
-  print_message("SKIP on Windows: io_uring's shared buffer ring; IOCP buffers are per socket\n");
+  print_message(
+      "SKIP on Windows: io_uring's shared buffer ring; IOCP buffers are per socket\n");
   skip();
 }
 #endif

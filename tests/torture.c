@@ -1333,7 +1333,8 @@ static void on_read(lw_conn *c, long n, const char *buf) {
           __atomic_load_n(&t->p.t_rst, __ATOMIC_ACQUIRE)) {
         /* Wine: the peer's RST read as EOF (src/win/README.md), what it discarded lost */
         G_wine_rst_eof++;
-        tr(t, 'A', "Wine: EOF after the peer's RST (%" PRIu64 " of %" PRIu64 " bytes): not checked",
+        tr(t, 'A',
+           "Wine: EOF after the peer's RST (%" PRIu64 " of %" PRIu64 " bytes): not checked",
            t->in_off, fin_at);
       } else if (t->in_off != fin_at)
         fail(t, "eof-before-all-data",
@@ -1848,8 +1849,8 @@ static void check_final(tconn *t) {
     /* (close_ms > 0: the library had begun a lingering close of its own before -- an
      * idle timeout, the peer's FIN -- and its discarding reads emptied the kernel's
      * queue, so the naive close that cut it short rightly sent a FIN.) */
-    if (t->first_close == K_NAIVE && d > in->bytes_received && !in->rst &&
-        in->close_ms == 0 && (!p->t_act || p->t_act > t->t_abort_call))
+    if (t->first_close == K_NAIVE && d > in->bytes_received && !in->rst && in->close_ms == 0 &&
+        (!p->t_act || p->t_act > t->t_abort_call))
       fail(t, "naive-unread-not-rst",
            "lw_close_naive with %" PRIu64 " unread bytes reported rst=0 (B13: it is an RST)",
            d - in->bytes_received);

@@ -188,7 +188,6 @@ int __wrap_lw__sock_accept_shed(int lfd, int *reserve) {
   return r;
 }
 
-
 #ifdef LW_HAVE_URING
 /* A signal during the wait: nothing is submitted, the SQEs stay queued for the next
  * call (liburing returns -EINTR from io_uring_enter before or while waiting). */

@@ -111,10 +111,11 @@ typedef struct ur_conn {
    * what is left of it is held input too (a read callback may close naively). */
   unsigned cqe_off, cqe_len;
   unsigned stash_eof : 1;
-  unsigned delivering : 1; /* input is being handed over: no nested delivery, no recv */
+  unsigned delivering : 1;      /* input is being handed over: no nested delivery, no recv */
   unsigned close_wait_recv : 1; /* detached: its close waits for the recv's CQE (rule 6) */
-  unsigned inq_counted;       /* SIOCINQ at detach, counted by the core: a late recv took it */
-  unsigned recv_seen_detach : 1; /* its recv's CQE was posted at detach: held_input counted it */
+  unsigned inq_counted; /* SIOCINQ at detach, counted by the core: a late recv took it */
+  unsigned
+      recv_seen_detach : 1; /* its recv's CQE was posted at detach: held_input counted it */
   struct iovec iov[UR_MAX_IOV];
   struct msghdr msg;
   lw__list retry_node; /* in ur_state.retry while a submission is owed */
@@ -589,7 +590,6 @@ static void ur_close_fd(lw_loop *loop, lw__io *io) {
     ur_lis_close_fd(ur(loop), io->fd);
 }
 
-
 /* The end of every connection completion: one op fewer in flight, then either the
  * last CQE of a closed connection (ops done) or a live one asking for its next ops.
  * c is freed only in the endgame, after this batch: safe to look at it here. */
@@ -617,8 +617,8 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
     if (res > 0) {
       /* Counted already if it was posted at the detach (held input); else its bytes
        * came from the queue the snapshot measured, or arrived since. */
-      size_t counted = u->recv_seen_detach ? (size_t)res
-                                           : LW__MIN((size_t)res, (size_t)u->inq_counted);
+      size_t counted =
+          u->recv_seen_detach ? (size_t)res : LW__MIN((size_t)res, (size_t)u->inq_counted);
       if (!u->recv_seen_detach)
         u->inq_counted -= (unsigned)counted;
       if (lw__conn_read_late(c, (size_t)res, counted))

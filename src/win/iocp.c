@@ -80,8 +80,9 @@ typedef struct iocp_sock {
   unsigned delivering : 1;    /* a read callback holds rbuf: no WSARecv into it */
   unsigned held_eof : 1;      /* the peer's FIN came while the application did not read */
   size_t inq_counted; /* FIONREAD at detach, counted by the core: a late WSARecv took it */
-  unsigned recv_seen_detach : 1; /* its WSARecv had completed at detach: held_input counted it */
-  unsigned uses;              /* connections served by this socket */
+  unsigned
+      recv_seen_detach : 1; /* its WSARecv had completed at detach: held_input counted it */
+  unsigned uses;            /* connections served by this socket */
   char *rbuf;
   size_t stash_off, stash_len; /* input received but not yet delivered (held) */
   WSABUF wbufs[LW__IOCP_MAX_BUFS];

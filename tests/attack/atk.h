@@ -16,14 +16,14 @@
 #include <unistd.h>
 
 static int atk_fails;
-#define CHECK(cond, ...)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      atk_fails++;                                                                         \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                 \
-      fprintf(stderr, __VA_ARGS__);                                                        \
-      fprintf(stderr, "\n");                                                               \
-    }                                                                                      \
+#define CHECK(cond, ...)                                                                       \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      atk_fails++;                                                                             \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                     \
+      fprintf(stderr, __VA_ARGS__);                                                            \
+      fprintf(stderr, "\n");                                                                   \
+    }                                                                                          \
   } while (0)
 
 static inline uint64_t atk_now(void) {

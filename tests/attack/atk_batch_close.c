@@ -13,18 +13,39 @@ static lw_conn *ca, *cb;
 static int pa, pb, mode, a_seen, a_closed;
 static lw_close_info a_info;
 static int nacc;
-static void a_read(lw_conn *c, long n, const char *b) { (void)c; (void)b; if (n > 0) a_seen += (int)n; }
+static void a_read(lw_conn *c, long n, const char *b) {
+  (void)c;
+  (void)b;
+  if (n > 0)
+    a_seen += (int)n;
+}
 static void b_read(lw_conn *c, long n, const char *b) {
-  (void)c; (void)b;
+  (void)c;
+  (void)b;
   if (n > 0 && ca) {
-    if (mode == 'n') lw_close_naive(ca); else lw_abort(ca);
+    if (mode == 'n')
+      lw_close_naive(ca);
+    else
+      lw_abort(ca);
   }
 }
-static void a_close(lw_conn *c, const lw_close_info *in) { (void)c; a_info = *in; a_closed = 1; }
+static void a_close(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  a_info = *in;
+  a_closed = 1;
+}
 static void on_accept(lw_listener *l, lw_conn *c, int st) {
-  (void)l; if (st) return;
-  if (nacc++ == 0) { ca = c; lw_conn_on_close(c, a_close); lw_conn_read_start(c, a_read); }
-  else { cb = c; lw_conn_read_start(c, b_read); }
+  (void)l;
+  if (st)
+    return;
+  if (nacc++ == 0) {
+    ca = c;
+    lw_conn_on_close(c, a_close);
+    lw_conn_read_start(c, a_read);
+  } else {
+    cb = c;
+    lw_conn_read_start(c, b_read);
+  }
 }
 static void fire(lw_timer *t) {
   (void)t;
@@ -37,14 +58,16 @@ static void fire(lw_timer *t) {
 int main(int argc, char **argv) {
   mode = argc > 1 ? argv[1][0] : 'n';
   lw_loop *loop;
-  if (lw_loop_new(&loop, NULL) < 0) return 2;
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
   lw_listener *l;
   lw_listener_new(loop, "127.0.0.1", 0, 16, NULL, on_accept, &l);
   pa = atk_connect(lw_listener_port(l));
   atk_run_for(loop, 30);
   pb = atk_connect(lw_listener_port(l));
   atk_run_for(loop, 30);
-  lw_timer *t; lw_timer_new(loop, &t);
+  lw_timer *t;
+  lw_timer_new(loop, &t);
   lw_timer_start(t, fire, 1, 0);
   atk_run_until(loop, &a_closed, 500);
   char buf[16];
@@ -63,7 +86,8 @@ int main(int argc, char **argv) {
   if (mode == 'n' && a_seen == 0)
     CHECK(a_info.rst == 1 && perr == ECONNRESET, "naive close with unread input: no RST");
   lw_timer_free(t);
-  close(pa); close(pb);
+  close(pa);
+  close(pb);
   lw_abort(cb);
   lw_listener_close(l);
   lw_loop_run(loop, LW_RUN_DEFAULT);

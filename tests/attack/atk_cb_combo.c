@@ -34,7 +34,8 @@ static void scb(lw_conn *c, const lw_close_info *in) {
 }
 static void rd(lw_conn *c, long n, const char *b) {
   (void)b;
-  if (n <= 0) return;
+  if (n <= 0)
+    return;
   if (!strcmp(scen, "close_abort")) {
     lw_conn_write(c, blob, 256 * 1024, NULL, NULL);
     rets[0] = lw_close(c, 5000);
@@ -53,15 +54,25 @@ static void rd(lw_conn *c, long n, const char *b) {
 }
 static void acc(lw_listener *l, lw_conn *c, int st) {
   (void)l;
-  if (st) return;
-  if (!strncmp(scen, "conn_", 5)) { lw_conn_read_start(c, rd); return; } /* not counted */
+  if (st)
+    return;
+  if (!strncmp(scen, "conn_", 5)) {
+    lw_conn_read_start(c, rd);
+    return;
+  } /* not counted */
   srv = c;
   lw_conn_on_close(c, scb);
   lw_conn_read_start(c, rd);
 }
-static void ccb(lw_conn *c, int st) { (void)c; connst = st; }
+static void ccb(lw_conn *c, int st) {
+  (void)c;
+  connst = st;
+}
 static int fired;
-static void tcb(lw_timer *t) { (void)t; fired++; }
+static void tcb(lw_timer *t) {
+  (void)t;
+  fired++;
+}
 
 static void show(void) {
   printf("%s: closes=%d reason=%s init=%d rst=%d q=%llu s=%llu a=%llu ud=%llu rd=%llu "
@@ -78,9 +89,11 @@ static void show(void) {
 
 int main(int argc, char **argv) {
   scen = argc > 1 ? argv[1] : "close_abort";
-  if (lw_loop_new(&loop, NULL) < 0) return 2;
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
   lw_listener *l;
-  if (lw_listener_new(loop, "127.0.0.1", 0, 16, NULL, acc, &l) < 0) return 2;
+  if (lw_listener_new(loop, "127.0.0.1", 0, 16, NULL, acc, &l) < 0)
+    return 2;
   int port = lw_listener_port(l);
   if (!strcmp(scen, "close_abort") || !strcmp(scen, "shut_close") ||
       !strcmp(scen, "abort_close")) {
@@ -94,20 +107,30 @@ int main(int argc, char **argv) {
     while (atk_now() < end && !(closes && eof)) {
       lw_loop_run(loop, LW_RUN_NOWAIT);
       ssize_t n = recv(p, b, sizeof(b), 0);
-      if (n > 0) got += (uint64_t)n;
-      else if (n == 0) { if (!eof) close(p), p = -1; eof = 1; }
-      else if (errno != EAGAIN) eof = 1;
-      if (eof && p >= 0) { close(p); p = -1; }
+      if (n > 0)
+        got += (uint64_t)n;
+      else if (n == 0) {
+        if (!eof)
+          close(p), p = -1;
+        eof = 1;
+      } else if (errno != EAGAIN)
+        eof = 1;
+      if (eof && p >= 0) {
+        close(p);
+        p = -1;
+      }
       struct timespec ts = {0, 500000};
       nanosleep(&ts, NULL);
     }
-    if (p >= 0) close(p);
+    if (p >= 0)
+      close(p);
     atk_run_for(loop, 50);
     show();
     CHECK(closes == 1, "on_close ran %d times", closes);
     if (!strcmp(scen, "close_abort")) {
       CHECK(rets[0] == 0 && rets[1] == 0, "lw_close %d lw_abort %d", rets[0], rets[1]);
-      CHECK(info.reason == LW_REASON_ABORT && info.rst, "reason %s", lw_reason_name(info.reason));
+      CHECK(info.reason == LW_REASON_ABORT && info.rst, "reason %s",
+            lw_reason_name(info.reason));
     } else if (!strcmp(scen, "shut_close")) {
       CHECK(rets[0] == 0 && rets[1] == 0 && rets[2] == LW_ECLOSING, "rets");
       CHECK(got == 5 && eof, "peer got %llu eof %d", (unsigned long long)got, eof);
@@ -129,7 +152,8 @@ int main(int argc, char **argv) {
       lw_loop_run(loop, LW_RUN_NOWAIT);
     }
     rets[0] = lw_close_naive(srv);
-    for (int i = 0; i < 20; i++) send(p, blob, 65536, MSG_NOSIGNAL);
+    for (int i = 0; i < 20; i++)
+      send(p, blob, 65536, MSG_NOSIGNAL);
     atk_run_for(loop, 50);
     show();
     CHECK(closes == 1, "on_close ran %d times", closes);
@@ -141,7 +165,8 @@ int main(int argc, char **argv) {
     int r = lw_conn_connect(loop, "127.0.0.1", port, NULL, ccb, &c);
     CHECK(r == 0, "connect %s", lw_err_name(r));
     lw_conn_on_close(c, scb);
-    if (!strcmp(scen, "conn_shut_close")) rets[0] = lw_shutdown(c);
+    if (!strcmp(scen, "conn_shut_close"))
+      rets[0] = lw_shutdown(c);
     rets[1] = lw_close(c, 1000);
     rets[2] = lw_close(c, 1000);
     atk_run_for(loop, 100);
@@ -149,7 +174,9 @@ int main(int argc, char **argv) {
     CHECK(closes == 1, "on_close ran %d times", closes);
     CHECK(info.reason == LW_REASON_ABORT, "reason %s", lw_reason_name(info.reason));
     CHECK(rets[2] == LW_EALREADY, "second close %s", lw_err_name(rets[2]));
-    if (srv) { atk_run_for(loop, 50); }
+    if (srv) {
+      atk_run_for(loop, 50);
+    }
   } else if (!strcmp(scen, "timer_max")) {
     lw_timer *t1, *t2;
     lw_timer_new(loop, &t1);
@@ -187,11 +214,13 @@ int main(int argc, char **argv) {
     lw_conn_write(srv, blob, sizeof(blob), NULL, NULL);
     uint64_t t0 = atk_now();
     lw_close(srv, 1);
-    atk_run_until(loop, &closes, 3000); /* a guard timer 3 s out: on_close must not wait for it */
+    atk_run_until(loop, &closes,
+                  3000); /* a guard timer 3 s out: on_close must not wait for it */
     show();
     uint64_t took = close_at - t0, ret = atk_now() - t0;
-    printf("deadline_1: on_close after %llu ms; lw_loop_run(LW_RUN_ONCE) returned after %llu ms\n",
-           (unsigned long long)took, (unsigned long long)ret);
+    printf(
+        "deadline_1: on_close after %llu ms; lw_loop_run(LW_RUN_ONCE) returned after %llu ms\n",
+        (unsigned long long)took, (unsigned long long)ret);
     CHECK(took <= 100, "on_close %llu ms after lw_close(c, 1) though close_ms is %llu",
           (unsigned long long)took, (unsigned long long)info.close_ms);
     CHECK(closes == 1 && info.reason == LW_REASON_DEADLINE && info.close_ms <= 20,
@@ -202,7 +231,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "unknown scenario\n");
     return 2;
   }
-  if (srv && !closes) lw_abort(srv);
+  if (srv && !closes)
+    lw_abort(srv);
   lw_listener_close(l);
   atk_run_for(loop, 20);
   lw_loop_run(loop, LW_RUN_DEFAULT);

@@ -51,16 +51,29 @@ static void show(const char *who, const lw_close_info *in) {
          in->time_wait, (unsigned long long)in->close_ms);
 }
 
-static void scb(lw_conn *c, const lw_close_info *in) { (void)c; info = *in; closed = 1; }
-static void ccb(lw_conn *c, const lw_close_info *in) { (void)c; cinfo = *in; cclosed = 1; }
+static void scb(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  info = *in;
+  closed = 1;
+}
+static void ccb(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  cinfo = *in;
+  cclosed = 1;
+}
 static void rd_count(lw_conn *c, long n, const char *b) {
-  (void)c; (void)b;
-  if (n > 0) rcvd += (uint64_t)n;
+  (void)c;
+  (void)b;
+  if (n > 0)
+    rcvd += (uint64_t)n;
 }
 static char big[1 << 20];
 static void rd_eof_write(lw_conn *c, long n, const char *b) {
   (void)b;
-  if (n > 0) { rcvd += (uint64_t)n; return; }
+  if (n > 0) {
+    rcvd += (uint64_t)n;
+    return;
+  }
   int r = lw_conn_write(c, big, sizeof(big), NULL, NULL);
   CHECK(r >= 0, "write from EOF callback: %s", lw_err_name(r));
   lw_close(c, 5000);
@@ -68,12 +81,17 @@ static void rd_eof_write(lw_conn *c, long n, const char *b) {
 static lw_read_cb acc_rd;
 static void acc(lw_listener *l, lw_conn *c, int st) {
   (void)l;
-  if (st) return;
+  if (st)
+    return;
   srv = c;
   lw_conn_on_close(c, scb);
-  if (acc_rd) lw_conn_read_start(c, acc_rd);
+  if (acc_rd)
+    lw_conn_read_start(c, acc_rd);
 }
-static void conn_cb(lw_conn *c, int st) { (void)c; connst = st; }
+static void conn_cb(lw_conn *c, int st) {
+  (void)c;
+  connst = st;
+}
 
 static void linger0_close(int fd) {
   struct linger lg = {1, 0};
@@ -90,11 +108,13 @@ static int sc_rst_unseen(lw_listener *l) {
   linger0_close(p);
   atk_run_for(loop, 50);
   CHECK(srv && !closed, "accepted and not closed yet");
-  if (!srv || closed) return 0;
+  if (!srv || closed)
+    return 0;
   int r = lw_close(srv, 2000);
   atk_run_until(loop, &closed, 3000);
   CHECK(closed, "no on_close within 3 s (lw_close returned %s)", lw_err_name(r));
-  if (!closed) return 0;
+  if (!closed)
+    return 0;
   show("server", &info);
   invariants("server", &info);
   CHECK(info.reason == LW_REASON_PEER_RESET, "reason %s, expected peer-reset",
@@ -113,13 +133,17 @@ static int sc_shut_refused(void) {
   close(lfd); /* a port nobody listens on */
   lw_conn *c;
   int r = lw_conn_connect(loop, "127.0.0.1", port, NULL, conn_cb, &c);
-  if (r < 0) { CHECK(0, "connect: %s", lw_err_name(r)); return 0; }
+  if (r < 0) {
+    CHECK(0, "connect: %s", lw_err_name(r));
+    return 0;
+  }
   lw_conn_on_close(c, ccb);
   r = lw_shutdown(c);
   CHECK(r == 0, "lw_shutdown while connecting: %s", lw_err_name(r));
   atk_run_until(loop, &cclosed, 2000);
   CHECK(cclosed, "no on_close");
-  if (!cclosed) return 0;
+  if (!cclosed)
+    return 0;
   show("client", &cinfo);
   invariants("client", &cinfo);
   CHECK(connst == LW_ECONNREFUSED, "connect status %s", lw_err_name(connst));
@@ -133,7 +157,10 @@ static int sc_linger_quiet(lw_listener *l) {
   acc_rd = rd_count;
   int p = atk_connect(lw_listener_port(l));
   atk_run_for(loop, 30);
-  if (!srv) { CHECK(0, "no accept"); return 0; }
+  if (!srv) {
+    CHECK(0, "no accept");
+    return 0;
+  }
   lw_conn_write(srv, "hello", 5, NULL, NULL);
   uint64_t t0 = atk_now();
   lw_close(srv, 10000);
@@ -144,7 +171,8 @@ static int sc_linger_quiet(lw_listener *l) {
   atk_run_until(loop, &closed, 6000);
   uint64_t took = atk_now() - t0;
   CHECK(closed, "no on_close in 6 s");
-  if (!closed) return 0;
+  if (!closed)
+    return 0;
   show("server", &info);
   invariants("server", &info);
   /* what the peer sees after our FIN: nothing more (plain close) or an RST */
@@ -172,7 +200,10 @@ static int sc_shut_connect(lw_listener *l) {
   acc_rd = rd_count;
   lw_conn *c;
   int r = lw_conn_connect(loop, "127.0.0.1", lw_listener_port(l), NULL, conn_cb, &c);
-  if (r < 0) { CHECK(0, "connect: %s", lw_err_name(r)); return 0; }
+  if (r < 0) {
+    CHECK(0, "connect: %s", lw_err_name(r));
+    return 0;
+  }
   lw_conn_on_close(c, ccb);
   r = lw_shutdown(c);
   CHECK(r == 0, "lw_shutdown while connecting: %s", lw_err_name(r));
@@ -184,18 +215,20 @@ static int sc_shut_connect(lw_listener *l) {
   atk_run_until(loop, &cclosed, 3000);
   CHECK(connst == 0, "connect status %s", lw_err_name(connst));
   CHECK(closed && cclosed, "closed srv %d cli %d", closed, cclosed);
-  if (!closed || !cclosed) return 0;
+  if (!closed || !cclosed)
+    return 0;
   show("server", &info);
   show("client", &cinfo);
   invariants("server", &info);
   invariants("client", &cinfo);
-  CHECK(info.bytes_received == 0, "server received %llu", (unsigned long long)info.bytes_received);
+  CHECK(info.bytes_received == 0, "server received %llu",
+        (unsigned long long)info.bytes_received);
   CHECK(info.reason == LW_REASON_PEER_CLOSED_FIRST && info.initiator == LW_INITIATOR_PEER,
         "server reason %s init %d", lw_reason_name(info.reason), info.initiator);
   CHECK(cinfo.reason == LW_REASON_GRACEFUL && cinfo.initiator == LW_INITIATOR_LOCAL &&
             cinfo.time_wait == 1 && cinfo.rst == 0,
-        "client reason %s init %d tw %d rst %d", lw_reason_name(cinfo.reason),
-        cinfo.initiator, cinfo.time_wait, cinfo.rst);
+        "client reason %s init %d tw %d rst %d", lw_reason_name(cinfo.reason), cinfo.initiator,
+        cinfo.time_wait, cinfo.rst);
   CHECK(info.time_wait == 0, "server time_wait %d", info.time_wait);
   return 0;
 }
@@ -212,15 +245,23 @@ static int sc_eof_write(lw_listener *l) {
   while (!eof && atk_now() < end) {
     lw_loop_run(loop, LW_RUN_NOWAIT);
     ssize_t n = recv(p, b, sizeof(b), 0);
-    if (n > 0) got += (uint64_t)n;
-    else if (n == 0) eof = 1;
-    else if (errno != EAGAIN) { CHECK(0, "peer recv: %s", strerror(errno)); break; }
-    else { struct pollfd pf = {p, POLLIN, 0}; poll(&pf, 1, 1); }
+    if (n > 0)
+      got += (uint64_t)n;
+    else if (n == 0)
+      eof = 1;
+    else if (errno != EAGAIN) {
+      CHECK(0, "peer recv: %s", strerror(errno));
+      break;
+    } else {
+      struct pollfd pf = {p, POLLIN, 0};
+      poll(&pf, 1, 1);
+    }
   }
   close(p);
   atk_run_until(loop, &closed, 3000);
   CHECK(closed, "no on_close");
-  if (!closed) return 0;
+  if (!closed)
+    return 0;
   show("server", &info);
   invariants("server", &info);
   printf("eof_write: peer got %llu eof=%d\n", (unsigned long long)got, eof);
@@ -237,7 +278,8 @@ static int sc_eof_write(lw_listener *l) {
 
 int main(int argc, char **argv) {
   scen = argc > 1 ? argv[1] : "rst_unseen";
-  if (lw_loop_new(&loop, NULL) < 0) return 2;
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
   lw_conn_options o;
   memset(&o, 0, sizeof(o));
   if (!strcmp(scen, "linger_quiet")) {
@@ -245,14 +287,24 @@ int main(int argc, char **argv) {
     o.linger_timeout_ms = 3000;
   }
   lw_listener *l;
-  if (lw_listener_new(loop, "127.0.0.1", 0, 16, &o, acc, &l) < 0) return 2;
-  if (!strcmp(scen, "rst_unseen")) sc_rst_unseen(l);
-  else if (!strcmp(scen, "shut_refused")) sc_shut_refused();
-  else if (!strcmp(scen, "linger_quiet")) sc_linger_quiet(l);
-  else if (!strcmp(scen, "shut_connect")) sc_shut_connect(l);
-  else if (!strcmp(scen, "eof_write")) sc_eof_write(l);
-  else { fprintf(stderr, "unknown scenario %s\n", scen); return 2; }
-  if (srv && !closed) lw_abort(srv);
+  if (lw_listener_new(loop, "127.0.0.1", 0, 16, &o, acc, &l) < 0)
+    return 2;
+  if (!strcmp(scen, "rst_unseen"))
+    sc_rst_unseen(l);
+  else if (!strcmp(scen, "shut_refused"))
+    sc_shut_refused();
+  else if (!strcmp(scen, "linger_quiet"))
+    sc_linger_quiet(l);
+  else if (!strcmp(scen, "shut_connect"))
+    sc_shut_connect(l);
+  else if (!strcmp(scen, "eof_write"))
+    sc_eof_write(l);
+  else {
+    fprintf(stderr, "unknown scenario %s\n", scen);
+    return 2;
+  }
+  if (srv && !closed)
+    lw_abort(srv);
   lw_listener_close(l);
   atk_run_for(loop, 50);
   lw_loop_run(loop, LW_RUN_DEFAULT);

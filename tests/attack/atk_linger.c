@@ -57,12 +57,15 @@ static void scb(lw_conn *c, const lw_close_info *in) {
   closed_at = atk_now();
 }
 static void rd(lw_conn *c, long n, const char *b) {
-  (void)c; (void)b;
-  if (n > 0) srv_rcvd += (uint64_t)n;
+  (void)c;
+  (void)b;
+  if (n > 0)
+    srv_rcvd += (uint64_t)n;
 }
 static void acc(lw_listener *l, lw_conn *c, int st) {
   (void)l;
-  if (st) return;
+  if (st)
+    return;
   srv = c;
   lw_conn_on_close(c, scb);
   lw_conn_read_start(c, rd);
@@ -70,10 +73,14 @@ static void acc(lw_listener *l, lw_conn *c, int st) {
 
 static int peer_connect(int port, int rcvbuf) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  if (rcvbuf)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) { perror("connect"); exit(2); }
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    perror("connect");
+    exit(2);
+  }
   fcntl(fd, F_SETFL, O_NONBLOCK);
   return fd;
 }
@@ -94,9 +101,15 @@ static uint64_t peer_drain(int fd, size_t max, int *eof, int *err) {
   uint64_t got = 0;
   while (max > 0) {
     ssize_t n = recv(fd, b, max < sizeof(b) ? max : sizeof(b), 0);
-    if (n > 0) { got += (uint64_t)n; max -= (size_t)n; continue; }
-    if (n == 0) *eof = 1;
-    else if (errno != EAGAIN) *err = errno;
+    if (n > 0) {
+      got += (uint64_t)n;
+      max -= (size_t)n;
+      continue;
+    }
+    if (n == 0)
+      *eof = 1;
+    else if (errno != EAGAIN)
+      *err = errno;
     break;
   }
   return got;
@@ -111,8 +124,12 @@ static void spin(int ms) { /* the loop, without blocking for long */
 }
 static void accept_wait(void) {
   uint64_t end = atk_now() + 1000;
-  while (!srv && atk_now() < end) spin(1);
-  if (!srv) { fprintf(stderr, "no accept\n"); exit(2); }
+  while (!srv && atk_now() < end)
+    spin(1);
+  if (!srv) {
+    fprintf(stderr, "no accept\n");
+    exit(2);
+  }
 }
 
 static void sc_flood_noread(int port) {
@@ -123,11 +140,13 @@ static void sc_flood_noread(int port) {
   uint64_t t0 = atk_now(), sent = 0;
   while (!closed && atk_now() < t0 + 4000) {
     ssize_t n = send(p, blob, 65536, MSG_NOSIGNAL);
-    if (n > 0) sent += (uint64_t)n;
+    if (n > 0)
+      sent += (uint64_t)n;
     spin(1);
   }
   CHECK(closed, "no on_close within 4 s");
-  if (!closed) return;
+  if (!closed)
+    return;
   show(&info);
   printf("flood_noread: peer sent %llu; on_close after %llu ms\n", (unsigned long long)sent,
          (unsigned long long)(closed_at - t0));
@@ -148,18 +167,22 @@ static void sc_flood_slow(int port) {
   int eof = 0, err = 0;
   while (atk_now() < t0 + 8000 && !err) {
     ssize_t n = send(p, blob, 65536, MSG_NOSIGNAL);
-    if (n > 0) sent += (uint64_t)n;
+    if (n > 0)
+      sent += (uint64_t)n;
     if (atk_now() >= last_read + 20) {
       got += peer_drain(p, 65536, &eof, &err);
       last_read = atk_now();
     }
     spin(1);
-    if (closed && atk_now() > closed_at + 200) break;
+    if (closed && atk_now() > closed_at + 200)
+      break;
   }
   /* what the peer's kernel still holds for it */
-  for (int i = 0; i < 100 && !eof && !err; i++) got += peer_drain(p, 1 << 20, &eof, &err);
+  for (int i = 0; i < 100 && !eof && !err; i++)
+    got += peer_drain(p, 1 << 20, &eof, &err);
   CHECK(closed, "no on_close");
-  if (!closed) return;
+  if (!closed)
+    return;
   show(&info);
   printf("flood_slow: peer got %llu of %u (eof %d err %s), sent %llu; on_close after %llu ms\n",
          (unsigned long long)got, 2u << 20, eof, err ? strerror(err) : "-",
@@ -181,14 +204,19 @@ static void sc_drip(int port) {
   while (!closed && atk_now() < t0 + 3000) {
     peer_drain(p, 65536, &eof, &err);
     if (atk_now() >= next) {
-      if (send(p, "d", 1, MSG_NOSIGNAL) == 1) sent++;
+      if (send(p, "d", 1, MSG_NOSIGNAL) == 1)
+        sent++;
       next = atk_now() + 190 + (uint64_t)(i++ % 3) * 10;
     }
     spin(1);
   }
   spin(50);
   int st = peer_state(p);
-  if (!closed) { printf("drip: still lingering after 3 s (sent %d)\n", sent); close(p); return; }
+  if (!closed) {
+    printf("drip: still lingering after 3 s (sent %d)\n", sent);
+    close(p);
+    return;
+  }
   show(&info);
   printf("drip: peer sent %d bytes, peer state %d (7 = CLOSE: reset)\n", sent, st);
   CHECK((st == 7) == (info.rst != 0), "rst=%d but the peer's socket is %s", info.rst,
@@ -216,13 +244,16 @@ static void sc_rst_stage(int port, const char *stage) {
   CHECK(!closed, "closed before the reset (%s)", closed ? lw_reason_name(info.reason) : "");
   uint64_t t0 = atk_now();
   peer_rst(p);
-  while (!closed && atk_now() < t0 + 3000) spin(1);
+  while (!closed && atk_now() < t0 + 3000)
+    spin(1);
   CHECK(closed, "no on_close within 3 s of the peer's RST");
-  if (!closed) return;
+  if (!closed)
+    return;
   show(&info);
   printf("rst_%s: on_close %llu ms after the peer's RST\n", stage,
          (unsigned long long)(closed_at - t0));
-  CHECK(closed_at - t0 <= 300, "on_close %llu ms after the RST", (unsigned long long)(closed_at - t0));
+  CHECK(closed_at - t0 <= 300, "on_close %llu ms after the RST",
+        (unsigned long long)(closed_at - t0));
   CHECK(info.reason == LW_REASON_PEER_RESET && info.rst, "reason %s rst %d",
         lw_reason_name(info.reason), info.rst);
   lw_initiator want = !strcmp(stage, "flush") ? LW_INITIATOR_PEER : LW_INITIATOR_LOCAL;
@@ -240,22 +271,29 @@ static void sc_halfclose_send(int port) {
   uint64_t t0 = atk_now(), sent = 0;
   int eof = 0, err = 0;
   while (sent < (1u << 20) && atk_now() < t0 + 3000) {
-    ssize_t n = send(p, blob, (1u << 20) - sent < 65536 ? (1u << 20) - sent : 65536, MSG_NOSIGNAL);
-    if (n > 0) sent += (uint64_t)n;
+    ssize_t n =
+        send(p, blob, (1u << 20) - sent < 65536 ? (1u << 20) - sent : 65536, MSG_NOSIGNAL);
+    if (n > 0)
+      sent += (uint64_t)n;
     peer_drain(p, 65536, &eof, &err);
     spin(1);
   }
   shutdown(p, SHUT_WR);
-  while (!closed && atk_now() < t0 + 4000) { peer_drain(p, 65536, &eof, &err); spin(1); }
+  while (!closed && atk_now() < t0 + 4000) {
+    peer_drain(p, 65536, &eof, &err);
+    spin(1);
+  }
   CHECK(closed, "no on_close");
-  if (!closed) return;
+  if (!closed)
+    return;
   show(&info);
   CHECK(eof, "peer saw no FIN");
   CHECK(info.reason == LW_REASON_GRACEFUL && info.initiator == LW_INITIATOR_LOCAL &&
             info.time_wait == 1 && !info.rst,
         "reason %s init %d tw %d rst %d", lw_reason_name(info.reason), info.initiator,
         info.time_wait, info.rst);
-  CHECK(info.bytes_received == (1u << 20) && srv_rcvd == (1u << 20) && info.unread_discarded == 0,
+  CHECK(info.bytes_received == (1u << 20) && srv_rcvd == (1u << 20) &&
+            info.unread_discarded == 0,
         "received %llu (cb %llu) unread %llu", (unsigned long long)info.bytes_received,
         (unsigned long long)srv_rcvd, (unsigned long long)info.unread_discarded);
   close(p);
@@ -264,23 +302,38 @@ static void sc_halfclose_send(int port) {
 int main(int argc, char **argv) {
   scen = argc > 1 ? argv[1] : "flood_noread";
   memset(blob, 'z', sizeof(blob));
-  if (lw_loop_new(&loop, NULL) < 0) return 2;
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
   lw_conn_options o;
   memset(&o, 0, sizeof(o));
-  if (!strcmp(scen, "flood_slow")) o.linger_time_ms = 1000;
-  if (!strcmp(scen, "drip")) o.linger_timeout_ms = 200;
+  if (!strcmp(scen, "flood_slow"))
+    o.linger_time_ms = 1000;
+  if (!strcmp(scen, "drip"))
+    o.linger_timeout_ms = 200;
   lw_listener *l;
-  if (lw_listener_new(loop, "127.0.0.1", 0, 16, &o, acc, &l) < 0) return 2;
+  if (lw_listener_new(loop, "127.0.0.1", 0, 16, &o, acc, &l) < 0)
+    return 2;
   int port = lw_listener_port(l);
-  if (!strcmp(scen, "flood_noread")) sc_flood_noread(port);
-  else if (!strcmp(scen, "flood_slow")) sc_flood_slow(port);
-  else if (!strcmp(scen, "drip")) sc_drip(port);
-  else if (!strcmp(scen, "rst_flush")) sc_rst_stage(port, "flush");
-  else if (!strcmp(scen, "rst_linger")) sc_rst_stage(port, "linger");
-  else if (!strcmp(scen, "rst_ackwait")) sc_rst_stage(port, "ackwait");
-  else if (!strcmp(scen, "halfclose_send")) sc_halfclose_send(port);
-  else { fprintf(stderr, "unknown scenario\n"); return 2; }
-  if (srv && !closed) lw_abort(srv);
+  if (!strcmp(scen, "flood_noread"))
+    sc_flood_noread(port);
+  else if (!strcmp(scen, "flood_slow"))
+    sc_flood_slow(port);
+  else if (!strcmp(scen, "drip"))
+    sc_drip(port);
+  else if (!strcmp(scen, "rst_flush"))
+    sc_rst_stage(port, "flush");
+  else if (!strcmp(scen, "rst_linger"))
+    sc_rst_stage(port, "linger");
+  else if (!strcmp(scen, "rst_ackwait"))
+    sc_rst_stage(port, "ackwait");
+  else if (!strcmp(scen, "halfclose_send"))
+    sc_halfclose_send(port);
+  else {
+    fprintf(stderr, "unknown scenario\n");
+    return 2;
+  }
+  if (srv && !closed)
+    lw_abort(srv);
   lw_listener_close(l);
   spin(20);
   lw_loop_run(loop, LW_RUN_DEFAULT);

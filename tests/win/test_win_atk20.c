@@ -486,8 +486,8 @@ static int case_poison(int how) {
   char tag[64];
   snprintf(tag, sizeof(tag), "poison %s", nm[how]);
   print_info(tag, &sc_info);
-  printf("poison peer: got=%lld err=%d poison=%d; write cbs %d (ok %d, cancelled %d)\n",
-         ca.got, ca.err, ca.poison_seen, pz_cbs, pz_ok, pz_cancel);
+  printf("poison peer: got=%lld err=%d poison=%d; write cbs %d (ok %d, cancelled %d)\n", ca.got,
+         ca.err, ca.poison_seen, pz_cbs, pz_ok, pz_cancel);
   check_accounting(tag, &sc_info);
   if (ca.poison_seen)
     DEFECT("the peer received %d poison bytes", ca.poison_seen);
@@ -644,8 +644,7 @@ static int case_churn(int rounds) {
     char tag[64];
     snprintf(tag, sizeof(tag), "churn %d half=%d", k, ch_half);
     if (ch_bad || ch_eof != 1 || ch_after_eof || ch_after_close || ca.got != 9 ||
-        memcmp(ca.head, "OK-ANSWER", 9) != 0 ||
-        sc_info.reason != LW_REASON_PEER_CLOSED_FIRST) {
+        memcmp(ca.head, "OK-ANSWER", 9) != 0 || sc_info.reason != LW_REASON_PEER_CLOSED_FIRST) {
       print_info(tag, &sc_info);
       DEFECT("%s: bad=%d eof=%d after_eof=%d after_close=%d got=%lld '%.9s' off=%llu", tag,
              ch_bad, ch_eof, ch_after_eof, ch_after_close, ca.got, ca.head,
@@ -896,7 +895,8 @@ int main(int argc, char **argv) {
     else if (strcmp(c, "cross") == 0)
       case_cross(argc > 2 ? atoi(v) : 10);
     else {
-      fprintf(stderr, "usage: %s fbt|abortcount|heldfin|poison|churn|cross|lisclose [variant]\n",
+      fprintf(stderr,
+              "usage: %s fbt|abortcount|heldfin|poison|churn|cross|lisclose [variant]\n",
               argv[0]);
       return 2;
     }
