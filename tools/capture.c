@@ -32,6 +32,7 @@ struct lw_cap {
   size_t nsegs, cap;
   int oom;
 };
+#define LW_CAP_SNAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN */
 #else
 /* The link types lw_cap_parse knows (pcap/dlt.h), for a build without libpcap. */
 #define DLT_NULL 0
@@ -169,8 +170,12 @@ lw_cap *lw_cap_start(const char *ifname, uint16_t server_port, double t0_real_ms
   /* Immediate mode: deliver each packet at once instead of waiting for a full buffer
    * (TPACKET_V3 blocks otherwise wait for the buffer timeout). */
   pcap_set_immediate_mode(c->p, 1);
-  pcap_set_snaplen(c->p, 256);
-  pcap_set_buffer_size(c->p, 4 << 20);
+  /* The whole frame: lo's MTU is 65536, and a pcap file with payloads cut at a few hundred
+   * bytes cannot be dissected (Wireshark shows "[Packet size limited during capture]"). */
+  pcap_set_snaplen(c->p, LW_CAP_SNAPLEN);
+  /* Full frames on lo are up to 64 KiB: 32 MiB of buffer holds a burst of ~500 of them
+   * (the RST-loss workload's 4 MiB) while the thread catches up. */
+  pcap_set_buffer_size(c->p, 32 << 20);
   int ar = pcap_activate(c->p);
   if (ar < 0) {
     snprintf(err, errlen, "pcap_activate(%s): %s", ifname, pcap_geterr(c->p));
@@ -235,7 +240,7 @@ void lw_cap_free(lw_cap *c) {
 void *lw_cap_dump_open(const char *path, char *err, size_t errlen) {
   /* A dead handle with the link type of lo (Ethernet header on Linux) lets the file be
    * opened before any scenario, and in a namespace-independent way. */
-  pcap_t *dead = pcap_open_dead(DLT_EN10MB, 256);
+  pcap_t *dead = pcap_open_dead(DLT_EN10MB, LW_CAP_SNAPLEN);
   if (!dead) {
     snprintf(err, errlen, "pcap_open_dead failed");
     return NULL;
@@ -284,6 +289,40 @@ void *lw_cap_dump_open(const char *path, char *err, size_t errlen) {
 
 void lw_cap_dump_close(void *dump) { (void)dump; }
 #endif
+
+void lw_cap_mark_retrans(lw_cap_seg *segs, size_t n) {
+  /* One high-water mark per sender (source and destination port); a capture holds few
+   * flows, so a small table searched linearly is enough. */
+  enum { LW_FLOWS = 256 };
+  struct {
+    uint16_t sport, dport;
+    uint32_t high;
+  } fl[LW_FLOWS];
+  size_t nfl = 0;
+  for (size_t i = 0; i < n; i++) {
+    lw_cap_seg *g = &segs[i];
+    g->retrans = 0;
+    uint32_t span = g->len + !!(g->flags & LW_TH_SYN) + !!(g->flags & LW_TH_FIN);
+    if (span == 0 || (g->flags & LW_TH_RST))
+      continue;
+    uint32_t end = g->seq + span;
+    size_t k = 0;
+    while (k < nfl && !(fl[k].sport == g->sport && fl[k].dport == g->dport))
+      k++;
+    if (k == nfl) {
+      if (nfl == LW_FLOWS)
+        continue; /* too many flows to track: leave unmarked rather than guess */
+      fl[nfl].sport = g->sport, fl[nfl].dport = g->dport, fl[nfl].high = end;
+      nfl++;
+      continue;
+    }
+    /* Sequence numbers wrap: compare as a signed 32-bit distance (RFC 793 arithmetic). */
+    if ((int32_t)(end - fl[k].high) <= 0)
+      g->retrans = 1;
+    else
+      fl[k].high = end;
+  }
+}
 
 const char *lw_cap_flags_str(uint8_t flags, char *buf, size_t len) {
   static const struct {

@@ -31,6 +31,7 @@ typedef struct lw_cap_seg {
   uint32_t len; /* TCP payload bytes (from the IP lengths, not the snap length) */
   uint16_t sport, dport;
   uint32_t win;
+  uint8_t retrans; /* set by lw_cap_mark_retrans: carries no sequence space not sent before */
 } lw_cap_seg;
 
 typedef struct lw_cap lw_cap;
@@ -55,6 +56,15 @@ void lw_cap_dump_close(void *dump);
 /* Why there is no capture in a build without libpcap (Windows: no Npcap linked). */
 #define LW_CAP_NONE "no capture (Npcap not linked)"
 #endif
+
+/*
+ * Marks the retransmissions among n segments in capture order: a segment whose data (or
+ * SYN/FIN) ends at or before the highest sequence number already seen from the same
+ * sender (same ports) carries nothing new. Bare ACKs and zero-window probes (no sequence
+ * space) are never marked. Lets reports count new data once (a peer that vanished makes
+ * the sender retransmit the same bytes several times).
+ */
+void lw_cap_mark_retrans(lw_cap_seg *segs, size_t n);
 
 /* "SYN ACK", "FIN ACK", "RST" ... into buf. */
 const char *lw_cap_flags_str(uint8_t flags, char *buf, size_t len);

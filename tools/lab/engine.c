@@ -692,6 +692,7 @@ static void lw_lab_run_inner(lw_lab_ctx *x) {
     if (r->segs) {
       memcpy(r->segs, segs, n * sizeof *segs);
       r->nsegs = n;
+      lw_cap_mark_retrans(r->segs, n);
     }
     r->captured = 1;
     lw_cap_free(cap);

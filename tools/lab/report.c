@@ -63,6 +63,8 @@ static void lw_print_seg(const lw_lab_opts *o, const lw_cap_seg *g) {
     fprintf(o->out, "  %9.3f          client ← %s%-12s%s", g->t_ms, col, fl, RESET(o));
   if (g->len)
     fprintf(o->out, " %s%u bytes%s", DIM(o), g->len, RESET(o));
+  if (g->retrans)
+    fprintf(o->out, " %s(retransmission)%s", C(o, "\033[33m"), RESET(o));
   fputc('\n', o->out);
 }
 
@@ -73,16 +75,27 @@ static void lw_print_plain_run(const lw_lab_opts *o, const lw_cap_seg *s, size_t
       lw_print_seg(o, &s[i]);
     return;
   }
-  unsigned long n[2] = {0, 0};
-  unsigned long long bytes[2] = {0, 0};
+  /* New data and retransmissions apart: a retransmitted segment carries bytes already
+   * counted, and summing it again would overstate what was sent. */
+  unsigned long n[2] = {0, 0}, rn[2] = {0, 0};
+  unsigned long long bytes[2] = {0, 0}, rbytes[2] = {0, 0};
   for (size_t i = a; i < b; i++) {
-    n[s[i].dir]++;
-    bytes[s[i].dir] += s[i].len;
+    if (s[i].retrans) {
+      rn[s[i].dir]++;
+      rbytes[s[i].dir] += s[i].len;
+    } else {
+      n[s[i].dir]++;
+      bytes[s[i].dir] += s[i].len;
+    }
   }
-  fprintf(o->out,
-          "  %9.3f          %s… until %.3f: client → %lu segments (%llu bytes), "
-          "client ← %lu segments (%llu bytes)%s\n",
-          s[a].t_ms, DIM(o), s[b - 1].t_ms, n[0], bytes[0], n[1], bytes[1], RESET(o));
+  fprintf(o->out, "  %9.3f          %s… until %.3f:", s[a].t_ms, DIM(o), s[b - 1].t_ms);
+  for (int d = 0; d < 2; d++) {
+    fprintf(o->out, "%s client %s %lu segments (%llu bytes)", d ? "," : "", d ? "←" : "→", n[d],
+            bytes[d]);
+    if (rn[d])
+      fprintf(o->out, " + %lu retransmissions (%llu bytes again)", rn[d], rbytes[d]);
+  }
+  fprintf(o->out, "%s\n", RESET(o));
 }
 
 static void lw_print_timeline(const lw_lab_opts *o, const lw_lab_result *r) {
@@ -151,6 +164,8 @@ static void lw_human_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_v
     lw_print_timeline(o, r);
     if (!r->captured)
       fprintf(f, "  %s(no capture%s%s)%s\n", DIM(o), r->note[0] ? ": " : "", r->note, RESET(o));
+    else if (!r->nsegs)
+      fprintf(f, "  %s(captured: no segment on port %u)%s\n", DIM(o), r->port, RESET(o));
     for (int k = 0; k < r->nchecks; k++) {
       const lw_lab_check *ck = &r->checks[k];
       const char *mark = ck->res == LW_RES_PASS ? "✔" : ck->res == LW_RES_FAIL ? "✘" : "·";
@@ -185,8 +200,13 @@ static void lw_json_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ve
     lw_json_str(f, r->sc->name);
     fputs(",\"title\":", f);
     lw_json_str(f, r->sc->title);
-    fprintf(f, ",\"port\":%u,\"netns\":%s,\"captured\":%s,\"skipped\":%s,\"note\":", r->port,
-            r->sc->netns ? "true" : "false", r->captured ? "true" : "false",
+    /* "captured": segments were captured; "capture_ran": the capture was on (a scenario
+     * with no traffic has it on and captured nothing). */
+    fprintf(f,
+            ",\"port\":%u,\"netns\":%s,\"captured\":%s,\"capture_ran\":%s,\"skipped\":%s,"
+            "\"note\":",
+            r->port, r->sc->netns ? "true" : "false",
+            r->captured && r->nsegs ? "true" : "false", r->captured ? "true" : "false",
             r->skipped ? "true" : "false");
     lw_json_str(f, r->note);
     fprintf(f, ",\"bytes_sent\":{\"client\":%lld,\"server\":%lld}}", r->sent[0], r->sent[1]);
@@ -219,9 +239,10 @@ static void lw_json_claim(const lw_lab_opts *o, const lw_lab_claim *c, lw_lab_ve
       lw_json_str(f, rs[i].sc->name);
       fprintf(f,
               ",\"t_ms\":%.3f,\"from\":\"%s\",\"flags\":\"%s\",\"seq\":%u,\"ack\":%u,"
-              "\"len\":%u}",
+              "\"len\":%u,\"retrans\":%s}",
               g->t_ms, g->dir == LW_DIR_C2S ? "client" : "server",
-              lw_cap_flags_str(g->flags, fl, sizeof fl), g->seq, g->ack, g->len);
+              lw_cap_flags_str(g->flags, fl, sizeof fl), g->seq, g->ack, g->len,
+              g->retrans ? "true" : "false");
     }
   fputs("],\"states\":[", f);
   first = 1;

@@ -281,7 +281,7 @@ static int lw_rst_server_respond(int lfd, uint16_t port, lw_rst_row *row) {
 }
 #endif
 
-static int lw_rst_run_row(lw_rst_server_fn fn, lw_rst_row *row) {
+static int lw_rst_run_row(const lw_lab_opts *o, lw_rst_server_fn fn, lw_rst_row *row) {
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (lfd < 0)
     return -1;
@@ -293,9 +293,26 @@ static int lw_rst_run_row(lw_rst_server_fn fn, lw_rst_row *row) {
     return -1;
   }
   lw_rst_client cl = {.port = ntohs(a.sin_port)};
+  /* With --pcap the comparison's traffic goes to the file too (nothing is parsed from
+   * it here: the rows are measured by the client and the server themselves). */
+  lw_cap *cap = NULL;
+  if (o->dump && o->capture_ok) {
+    struct timespec now;
+    char err[256];
+    clock_gettime(CLOCK_REALTIME, &now);
+    cap = lw_cap_start("lo", cl.port, (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6,
+                       o->dump, err, sizeof err);
+    if (!cap)
+      fprintf(stderr, "lastword lab: rstloss: no capture: %s\n", err);
+  }
   pthread_t t;
   if (pthread_create(&t, NULL, lw_rst_client_thread, &cl) != 0) {
     close(lfd);
+    if (cap) {
+      size_t n;
+      lw_cap_stop(cap, &n);
+      lw_cap_free(cap);
+    }
     return -1;
   }
   int r = fn(lfd, cl.port, row);
@@ -308,6 +325,11 @@ static int lw_rst_run_row(lw_rst_server_fn fn, lw_rst_row *row) {
   pthread_join(t, NULL);
   if (lfd >= 0)
     close(lfd);
+  if (cap) {
+    size_t n;
+    lw_cap_stop(cap, &n);
+    lw_cap_free(cap);
+  }
   if (r == 0) {
     row->ran = 1;
     row->received = cl.received;
@@ -389,7 +411,7 @@ int lw_lab_rstloss(const lw_lab_opts *o) {
       continue;
     }
 #endif
-    if (lw_rst_run_row(rows[i].fn, &res[i]) < 0) {
+    if (lw_rst_run_row(o, rows[i].fn, &res[i]) < 0) {
       fprintf(stderr, "lastword lab: rstloss: cannot set up sockets: %s\n", strerror(errno));
       return -1;
     }
