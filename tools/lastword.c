@@ -1,6 +1,7 @@
 /*
  * lastword.c - the `lastword` command: dispatch to its subcommands.
  */
+#include "check.h"
 #include "inspect.h"
 #include "lab/lab.h"
 
@@ -19,6 +20,8 @@ static void lw_usage(FILE *f) {
         "  lab       run every claim of the seed documents on real sockets and show\n"
         "            what went on the wire, what each call returned, and a verdict\n"
         "            (lastword lab --help)\n"
+        "  check     HOST:PORT: does this server end connections right? Ten client\n"
+        "            behaviours, a verdict each (lastword check --help)\n"
         "  inspect   TCP sockets on a port by state, with warnings (CLOSE_WAIT,\n"
         "            TIME_WAIT pile-ups, orphaned FIN_WAIT_2) (lastword inspect --help)\n"
         "  help      this text\n",
@@ -44,6 +47,10 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (strcmp(cmd, "lab") == 0)
     return lw_lab_main(argc - 1, argv + 1);
+#ifndef _WIN32
+  if (strcmp(cmd, "check") == 0)
+    return lw_check_main(argc - 1, argv + 1);
+#endif
   if (strcmp(cmd, "inspect") == 0)
     return lw_inspect_main(argc - 1, argv + 1);
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
