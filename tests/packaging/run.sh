@@ -86,10 +86,10 @@ if grep -q "uring" "$PC"; then
   LW_BACKEND=uring "$W/consumer_pc_static" || fail "consumer_pc_static on io_uring"
 fi
 
-echo "== 2c. find_package(lastword CONFIG) from the moved prefix"
+echo "== 2c. find_package(lastword CONFIG) from the moved prefix (and pkg_check_modules)"
 runq cmake -S "$HERE/find_package" -B "$W/fp" -DCMAKE_PREFIX_PATH="$P"
 runq cmake --build "$W/fp" -j2
-for t in consumer_default consumer_static consumer_shared; do
+for t in consumer_default consumer_static consumer_shared consumer_pkgconfig; do
   run "$W/fp/$t"
 done
 readelf -d "$W/fp/consumer_shared" | grep -q "NEEDED.*liblastword.so" || fail "consumer_shared not shared"
