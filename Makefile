@@ -4,13 +4,16 @@ BUILD    ?= build
 ASANDIR  ?= build-asan
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
+# Every optional part on, and a missing dependency an error rather than a part quietly
+# left out (scripts/deps.sh installs them first).
+LW_FLAGS  = -DLW_REQUIRE_ALL=ON
 
 .PHONY: all build test test-asan lab fuzz clean bench bench-quick
 
 all: build
 
 $(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(LW_FLAGS) $(CMAKE_FLAGS)
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
@@ -23,7 +26,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
 
 test-asan: deps
-	cmake -S . -B $(ASANDIR) -DCMAKE_BUILD_TYPE=Debug -DLW_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(ASANDIR) -DCMAKE_BUILD_TYPE=Debug -DLW_SANITIZE=ON $(LW_FLAGS) $(CMAKE_FLAGS)
 	cmake --build $(ASANDIR) -j $(JOBS)
 	cd $(ASANDIR) && ctest --output-on-failure -j 2 --timeout 300
 

@@ -102,7 +102,13 @@ static void on_read(lw_conn *c, long nread, const char *buf) {
     /* The request line is complete. Stop reading: everything after it stays in the
      * kernel, which is what makes a naive close send RST (B13). */
     lw_conn_read_stop(c);
-    lw_conn_write(c, srv->payload, srv->bytes, on_written, srv);
+    /* The whole response is queued at once, so LW_ABOVE_HIGH_WATER (queued, the queue
+     * at or above write_high_water) is the usual answer for large --bytes: with one
+     * response per connection there is nothing to hold back until drain_cb. Below 0,
+     * nothing was queued (the connection is already ending) and on_close tells why. */
+    int r = lw_conn_write(c, srv->payload, srv->bytes, on_written, srv);
+    if (r < 0 && srv->log)
+      fprintf(stderr, "respond: write: %s\n", lw_strerror(r));
     if (srv->close_mode == CLOSE_GRACEFUL)
       lw_close(c, srv->deadline_ms);
     return;
@@ -220,11 +226,18 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < srv.bytes; i++)
     srv.payload[i] = (char)(i % 251);
 
+#ifdef _WIN32
+  /* The C runtime's signal(): SIGINT comes from Ctrl-C (a console control event);
+   * SIGTERM is never raised by Windows itself. */
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+#else
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+#endif
 
   int r = lw_loop_new(&srv.loop, backend);
   if (r < 0) {

@@ -97,9 +97,24 @@
 extern "C" {
 #endif
 
+/* ----------------------------------------------------------------------------------
+ * Version. These three lines are the only place the version is written: CMake's
+ * project(), the shared library's version, lastword.pc and the CMake package's version
+ * file are all read from them at configure time.
+ * ---------------------------------------------------------------------------------- */
 #define LW_VERSION_MAJOR 0
 #define LW_VERSION_MINOR 1
 #define LW_VERSION_PATCH 0
+/* The same number as lw_version() returns, for the header a program was compiled with. */
+#define LW_VERSION_HEX ((LW_VERSION_MAJOR << 16) | (LW_VERSION_MINOR << 8) | LW_VERSION_PATCH)
+
+/* The version of the library the program is RUNNING with (which may differ from the
+ * header it was compiled with, for the shared library): (major << 16) | (minor << 8) |
+ * patch, so versions compare as integers; e.g. 0.1.0 is 0x000100. A program that needs
+ * the calls of minor version N of 0.N checks lw_version() >= (N << 8) at start. */
+unsigned int lw_version(void);
+/* The same as "MAJOR.MINOR.PATCH", e.g. "0.1.0". A static string; never NULL. */
+const char *lw_version_string(void);
 
 /* ----------------------------------------------------------------------------------
  * Errors: negative codes, one table. The values are the library's own (not errno), so
@@ -143,9 +158,17 @@ typedef enum {
 #undef LW__ERR_ENUM
 } lw_errno;
 
-/* Message for an error code ("unknown error" for anything else). Never NULL. */
+/* lw_conn_write / lw_conn_write_copy's one positive result: the bytes ARE queued (this
+ * is not an error), and the write queue is now at or above write_high_water. The
+ * application should stop producing until drain_cb fires. The errors above are all
+ * negative, so `r < 0` tests for failure and `r >= 0` for "queued". */
+#define LW_ABOVE_HIGH_WATER 1
+
+/* Message for an error code or LW_ABOVE_HIGH_WATER ("unknown error" for anything
+ * else). Never NULL. */
 const char *lw_strerror(int err);
-/* Symbolic name, e.g. "ECONNRESET". Never NULL. */
+/* Symbolic name, e.g. "ECONNRESET"; "OK" for 0, "ABOVE_HIGH_WATER" for
+ * LW_ABOVE_HIGH_WATER, "EUNKNOWN" for anything else. Never NULL. */
 const char *lw_err_name(int err);
 
 /* ----------------------------------------------------------------------------------
@@ -475,8 +498,9 @@ int lw_conn_read_stop(lw_conn *c);
 int lw_conn_set_read_size(lw_conn *c, size_t size);
 
 /* Queues len bytes WITHOUT copying: buf must stay valid until cb fires (cb may be NULL
- * for static data). Returns 0 when queued below the high-water mark, 1 when queued
- * with the queue at or above it (drain_cb will fire when it falls to low water), or
+ * for static data). Returns 0 when queued below the high-water mark,
+ * LW_ABOVE_HIGH_WATER (1) when queued with the queue at or above it (drain_cb will fire
+ * when it falls to low water), or
  * LW_ESHUTDOWN / LW_ECLOSING / LW_EINVAL (nothing queued, cb not called).
  * The bytes leave once the calling callback returns (before the loop waits again), so
  * writes queued together go out in one send, and a close right after them puts our FIN

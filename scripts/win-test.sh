@@ -8,6 +8,8 @@
 #   - tests/torture.c on IOCP (torture_iocp, 15 s, new seed each run; what is off under
 #     Windows/Wine is printed at its start: src/win/README.md, the torture section)
 #   - FIN-not-RST: a close with a WSARecv pending, captured on lo from the Linux side
+#   - respond.exe (examples/respond.c) serving Linux clients with the Linux command line
+#     (tests/win/respond_wine.py: a Python socket and curl get the whole answer)
 #   - `lastword.exe lab` (tools/, built without libpcap): runs to the end, a verdict for
 #     every claim, no lab error, the Wine banner; the verdicts themselves are the host's
 #     (Linux) TCP facts under Wine and are printed, not checked
@@ -78,7 +80,7 @@ else
 fi
 
 cmake -S . -B "$BUILD" -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchain-mingw64.cmake" \
-  -DLW_BUILD_TESTS=ON -DLW_CMOCKA_SRC="$CMOCKA_DIR" >"$BUILD-cmake.log" 2>&1 ||
+  -DLW_BUILD_TESTS=ON -DLW_BUILD_TOOLS=ON -DLW_BUILD_EXAMPLES=ON -DLW_CMOCKA_SRC="$CMOCKA_DIR" >"$BUILD-cmake.log" 2>&1 ||
   { cat "$BUILD-cmake.log"; exit 1; }
 cmake --build "$BUILD" -j2 >"$BUILD-build.log" 2>&1 || { tail -40 "$BUILD-build.log"; exit 1; }
 echo "win-test: cross-built $(ls "$BUILD"/tests/win/*.exe | wc -l) test programs and $(ls "$BUILD"/tools/*.exe 2>/dev/null | wc -l) tool programs ($(( $(date +%s) - start )) s)"
@@ -145,6 +147,20 @@ if command -v tcpdump >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   fi
 else
   echo "  SKIP: needs tcpdump and root to capture lo"
+fi
+
+# respond.exe (examples/respond.c) with the Linux command line, serving Linux clients
+# (a Python socket and curl) on 127.0.0.1: the whole answer, graceful, exit 0 on Ctrl-C.
+echo "== respond.exe under Wine, Linux clients (tests/win/respond_wine.py)"
+R="$BUILD/examples/respond.exe"
+if [ ! -f "$R" ]; then
+  echo "win-test: respond.exe FAILED: $R was not built"; fail=1
+elif ! command -v python3 >/dev/null 2>&1; then
+  echo "win-test: respond.exe FAILED: no python3 for the client"; fail=1
+else
+  timeout 120 python3 tests/win/respond_wine.py "$R" >"$BUILD-respond.txt" 2>&1; rc=$?
+  quiet_wine <"$BUILD-respond.txt" | grep -v "^respond: backend"
+  [ $rc -eq 0 ] || { echo "win-test: respond.exe FAILED (rc $rc)"; fail=1; }
 fi
 
 # `lastword lab` on Winsock. Under Wine the TCP stack is Linux's, so no verdict is

@@ -534,7 +534,7 @@ static int queue_write(lw_conn *c, lw__wreq *w) {
   }
   if (c->wq_bytes >= c->opts->write_high_water) {
     c->over_hwm = 1;
-    return 1;
+    return LW_ABOVE_HIGH_WATER;
   }
   return 0;
 }

@@ -5,6 +5,8 @@ const char *lw_strerror(int err) {
   switch (err) {
   case 0:
     return "success";
+  case LW_ABOVE_HIGH_WATER:
+    return "queued, and the write queue is at or above the high-water mark (not an error)";
 #define LW__ERR_MSG(name, val, msg)                                                            \
   case LW_##name:                                                                              \
     return msg;
@@ -19,6 +21,8 @@ const char *lw_err_name(int err) {
   switch (err) {
   case 0:
     return "OK";
+  case LW_ABOVE_HIGH_WATER:
+    return "ABOVE_HIGH_WATER";
 #define LW__ERR_NAME(name, val, msg)                                                           \
   case LW_##name:                                                                              \
     return #name;

@@ -200,12 +200,12 @@ static void srv_read(lw_conn *c, long nread, const char *buf) {
     lw_conn_read_stop(c);
     int r = 0;
     size_t chunk = s->write_chunk ? s->write_chunk : s->bytes;
-    for (size_t off = 0; off < s->bytes && (r == 0 || r == 1); off += chunk) {
+    for (size_t off = 0; off < s->bytes && (r == 0 || r == LW_ABOVE_HIGH_WATER); off += chunk) {
       size_t n = LWT_MIN(chunk, s->bytes - off);
       int last = off + n == s->bytes; /* one callback: write_ok counts responses */
       r = lw_conn_write(c, s->payload + off, n, last ? srv_written : NULL, s);
     }
-    assert_true(r == 0 || r == 1);
+    assert_true(r == 0 || r == LW_ABOVE_HIGH_WATER);
     if (s->close_mode == LWT_CLOSE_GRACEFUL) {
       /* EALREADY: the first write already met the peer's RST and ended it. */
       r = lw_close(c, s->deadline_ms);

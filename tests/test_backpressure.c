@@ -34,11 +34,11 @@ static void on_written(lw_conn *c, int status, void *arg) {
 static void fill(lw_conn *c) {
   while (st.queued < TOTAL) {
     int r = lw_conn_write(c, st.buf + st.queued, CHUNK, on_written, NULL);
-    assert_true(r == 0 || r == 1);
+    assert_true(r == 0 || r == LW_ABOVE_HIGH_WATER);
     st.queued += CHUNK;
     if (lw_conn_write_queue_size(c) > st.max_queue)
       st.max_queue = lw_conn_write_queue_size(c);
-    if (r == 1) {
+    if (r == LW_ABOVE_HIGH_WATER) {
       st.over++;
       return; /* wait for the drain callback */
     }
