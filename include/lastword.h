@@ -380,7 +380,10 @@ void *lw_wakeup_get_data(const lw_wakeup *w);
  * (LW_EPERM: always ready, as epoll refuses them). One watcher per fd per loop (a
  * second one: LW_EBUSY on epoll; do not rely on it elsewhere).
  * lw_watch_start on a started watcher changes its events/callback. On Windows: sockets
- * only (see src/win/README.md for how, and its limits). */
+ * only (see src/win/README.md for how, and its limits). Readiness consumed outside the
+ * callback may still be reported once (io_uring, IOCP: the poll re-armed after the last
+ * callback may have completed before that read): read/write non-blocking and take
+ * EAGAIN as "not ready", as with any poll loop. */
 #define LW_READABLE 1
 #define LW_WRITABLE 2
 #define LW_WATCH_ERROR 4 /* POLLERR/POLLHUP/POLLNVAL seen (also delivered unasked) */

@@ -393,6 +393,48 @@ static void test_wakeup_free_in_cb(void **state) {
   assert_int_equal(lw_loop_close(loop), 0);
 }
 
+/* lw_wakeup_send from the application's own signal handler (async-signal-safe): each
+ * raise() is followed by one callback (the loop runs in between: no merging). */
+static lw_wakeup *handler_wakeup;
+static int handler_wake_calls;
+static void app_handler(int signum) {
+  (void)signum;
+  int saved = errno;
+  lw_wakeup_send(handler_wakeup);
+  errno = saved;
+}
+static void handler_wake_cb(lw_wakeup *w) {
+  (void)w;
+  handler_wake_calls++;
+}
+
+static void test_wakeup_from_handler(void **state) {
+  (void)state;
+  lw_loop *loop = new_loop();
+  assert_int_equal(lw_wakeup_new(loop, handler_wake_cb, &handler_wakeup), 0);
+  lw_wakeup_unref(handler_wakeup);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = app_handler;
+  sigemptyset(&sa.sa_mask);
+  assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+  handler_wake_calls = 0;
+  lw_timer *guard = stop_after(loop, 5000);
+  uint64_t t0 = lwt_now_ms();
+  for (int i = 1; i <= 20; i++) {
+    raise(SIGUSR2);
+    while (handler_wake_calls < i) {
+      assert_true(lwt_now_ms() - t0 < 5000);
+      assert_int_equal(lw_loop_run(loop, LW_RUN_ONCE), 0);
+    }
+    assert_int_equal(handler_wake_calls, i);
+  }
+  sigaction(SIGUSR2, &old, NULL);
+  lw_timer_free(guard);
+  lw_wakeup_free(handler_wakeup);
+  assert_int_equal(lw_loop_close(loop), 0);
+}
+
 /* ---------------------------------------------------------------------------------
  * fd watchers
  * --------------------------------------------------------------------------------- */
@@ -885,6 +927,7 @@ int main(void) {
       cmocka_unit_test(test_signal_free_in_cb),
       cmocka_unit_test(test_wakeup_threads),
       cmocka_unit_test(test_wakeup_free_in_cb),
+      cmocka_unit_test(test_wakeup_from_handler),
       cmocka_unit_test(test_watch_pipe),
       cmocka_unit_test(test_watch_hup),
       cmocka_unit_test(test_watch_free_outstanding),
