@@ -15,7 +15,8 @@
  * --dead-after-ms, --idle-timeout-ms, --stall-timeout-ms set the liveness options of
  * the same names (lw_conn_options in lastword.h) on every accepted connection.
  * --log prints one line per ended connection (fields documented in README.md).
- * SIGTERM/SIGINT: stop accepting, close every connection gracefully, exit 0.
+ * SIGTERM/SIGINT: stop accepting, close every connection gracefully, exit 0 (lw_signal
+ * watchers; the drain is lw_loop_walk + lw_close).
  */
 #include <lastword.h>
 
@@ -30,7 +31,6 @@ enum { CLOSE_GRACEFUL, CLOSE_ABORT, CLOSE_NAIVE };
 typedef struct server {
   lw_loop *loop;
   lw_listener *listener;
-  lw_timer *sigtimer;
   char *payload;
   size_t bytes;
   int close_mode;
@@ -49,12 +49,6 @@ typedef struct session {
 } session;
 
 static session sessions = {.next = &sessions, .prev = &sessions};
-static volatile sig_atomic_t got_signal;
-
-static void on_signal(int sig) {
-  (void)sig;
-  got_signal = 1;
-}
 
 static void on_close(lw_conn *c, const lw_close_info *in) {
   session *s = lw_conn_get_data(c);
@@ -139,14 +133,23 @@ static void on_accept(lw_listener *l, lw_conn *c, int status) {
   lw_conn_read_start(c, on_read);
 }
 
-static void sig_check(lw_timer *t) {
-  server *srv = lw_timer_get_data(t);
-  if (!got_signal || srv->stopping)
+/* Drain: every connection still open ends gracefully (LW_EALREADY for those already
+ * closing); the loop then ends by itself once the last on_close has run. */
+static void drain_one(lw_conn *c, void *arg) {
+  server *srv = arg;
+  lw_close(c, srv->deadline_ms);
+}
+
+/* SIGTERM / SIGINT, delivered by the loop (lw_signal: the callback runs in the loop, so
+ * it may call anything). A second signal during the drain changes nothing. */
+static void on_signal(lw_signal *sg, int signum) {
+  (void)signum;
+  server *srv = lw_signal_get_data(sg);
+  if (srv->stopping)
     return;
   srv->stopping = 1;
   lw_listener_close(srv->listener);
-  lw_timer_free(t);
-  srv->sigtimer = NULL;
+  lw_loop_walk(srv->loop, drain_one, srv);
 }
 
 static int parse_hostport(const char *arg, char *host, size_t hostlen, int *port) {
@@ -226,19 +229,6 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < srv.bytes; i++)
     srv.payload[i] = (char)(i % 251);
 
-#ifdef _WIN32
-  /* The C runtime's signal(): SIGINT comes from Ctrl-C (a console control event);
-   * SIGTERM is never raised by Windows itself. */
-  signal(SIGTERM, on_signal);
-  signal(SIGINT, on_signal);
-#else
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-#endif
-
   int r = lw_loop_new(&srv.loop, backend);
   if (r < 0) {
     fprintf(stderr, "respond: loop: %s\n", lw_strerror(r));
@@ -257,27 +247,28 @@ int main(int argc, char **argv) {
   fprintf(stderr, "respond: backend %s\n", lw_loop_backend(srv.loop));
   fflush(stdout);
 
-  /* Signals are polled from a timer rather than handled in the handler: the loop is
-   * not async-signal-safe. 50 ms is plenty for a shutdown request. */
-  lw_timer_new(srv.loop, &srv.sigtimer);
-  lw_timer_set_data(srv.sigtimer, &srv);
-  lw_timer_start(srv.sigtimer, sig_check, 50, 50);
-
-  int drained = 0;
-  while (!srv.stopping || srv.live > 0) {
-    if (srv.stopping && !drained) {
-      /* Drain: every connection still open ends gracefully (LW_EALREADY for those
-       * already closing). on_close unlinks sessions, but only later, in the loop. */
-      drained = 1;
-      for (session *s = sessions.next; s != &sessions; s = s->next)
-        lw_close(s->conn, srv.deadline_ms);
+  /* SIGTERM and SIGINT start the drain. Unref'd: they do not keep the loop running
+   * by themselves, so lw_loop_run returns once the drain is over (listener closed, last
+   * connection reported), while a second signal still finds them watching. Windows has
+   * no SIGTERM event (LW_ENOSYS there): Ctrl-C (SIGINT) drains. */
+  static const int sigs[2] = {SIGTERM, SIGINT};
+  lw_signal *sw[2] = {NULL, NULL};
+  for (int i = 0; i < 2; i++) {
+    r = lw_signal_new(srv.loop, &sw[i]);
+    if (r == 0) {
+      lw_signal_set_data(sw[i], &srv);
+      r = lw_signal_start(sw[i], on_signal, sigs[i]);
+      lw_signal_unref(sw[i]);
     }
-    r = lw_loop_run(srv.loop, LW_RUN_ONCE);
-    if (r < 0)
-      break;
+    if (r < 0 && r != LW_ENOSYS) {
+      fprintf(stderr, "respond: signal %d: %s\n", sigs[i], lw_strerror(r));
+      return 1;
+    }
   }
-  if (srv.sigtimer)
-    lw_timer_free(srv.sigtimer);
+
+  r = lw_loop_run(srv.loop, LW_RUN_DEFAULT);
+  for (int i = 0; i < 2; i++)
+    lw_signal_free(sw[i]);
   if (!srv.stopping)
     lw_listener_close(srv.listener);
   lw_loop_run(srv.loop, LW_RUN_NOWAIT);

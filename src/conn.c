@@ -170,12 +170,18 @@ static lw_conn *conn_new(lw_loop *loop, int fd, lw__opts *opts) {
   if (c->opts->nodelay)
     lw__sock_set_nodelay(fd, 1);
   liveness_setup(c);
+  if (lw__loop_conn_add(c) < 0) {
+    lw__opts_unref(opts);
+    free(c);
+    return NULL;
+  }
   loop->nconns++;
   return c;
 }
 
 /* Undoes conn_new for a connection that never reached the application. */
 static void conn_unmake(lw_conn *c) {
+  lw__loop_conn_remove(c);
   c->loop->nconns--;
   lw__opts_unref(conn_opts(c));
   free(c);
@@ -1087,6 +1093,7 @@ void lw__conn_endgame(lw_conn *c) {
   /* A2: every write callback before on_close. */
   c->drain_due = 0;
   lw__conn_run_pending(c);
+  c->close_reported = 1; /* lw_loop_walk from on_close (or later) no longer sees it */
   if (c->close_cb) {
     lw_close_info info;
     close_info_fill(c, &info);

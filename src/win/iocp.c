@@ -19,6 +19,15 @@
  *   WSASend    one in flight per connection, gathering the head of the write queue.
  *   DisconnectEx(TF_REUSE_SOCKET)  when reuse is on and a connection ended gracefully.
  *   GetQueuedCompletionStatusEx    the wait, up to LW__IOCP_BATCH completions at once.
+ *   PostQueuedCompletionStatus     the loop's wake channel (lw_wakeup_send, the console
+ *              control handler of signal.c): a packet with the loop's own wake op.
+ *   IOCTL_AFD_POLL  lw_watch on a foreign SOCKET (wepoll's and libuv's way): one poll
+ *              per started watch, issued with DeviceIoControl on a socket of the loop's
+ *              own (afd_sock, associated with the port) and naming the watched socket's
+ *              base handle, so the application's socket is never associated with our
+ *              port (a handle can be associated with one port, for life). Single-shot,
+ *              re-armed after its callback: level-triggered. Stopped by CancelIoEx; the
+ *              lw_watch is freed only after the poll's completion. src/win/README.md.
  *
  * Closing (A2 and libuv #3034). The core detaches the connection, optionally sets
  * SO_LINGER{1,0}, and calls lw__sock_close(fd) (below) at once. Here:
@@ -53,7 +62,28 @@
 
 #define SOCK(fd) ((SOCKET)(intptr_t)(fd))
 
-enum { OP_RECV = 1, OP_SEND, OP_CONNECT, OP_DISCONNECT, OP_ACCEPT };
+enum { OP_RECV = 1, OP_SEND, OP_CONNECT, OP_DISCONNECT, OP_ACCEPT, OP_WAKE, OP_WATCH };
+
+/* AFD's poll, as ntifs/afd.h have it (not in mingw's headers; wepoll and libuv declare
+ * the same). Wine implements it (ws2_32's WSAPoll is built on it). */
+#define LW__IOCTL_AFD_POLL 0x00012024
+#define LW__AFD_POLL_RECEIVE 0x0001
+#define LW__AFD_POLL_SEND 0x0004
+#define LW__AFD_POLL_DISCONNECT 0x0008
+#define LW__AFD_POLL_ABORT 0x0010
+#define LW__AFD_POLL_LOCAL_CLOSE 0x0020
+#define LW__AFD_POLL_ACCEPT 0x0080
+#define LW__AFD_POLL_CONNECT_FAIL 0x0100
+typedef struct lw__afd_poll_info {
+  LARGE_INTEGER Timeout;
+  ULONG NumberOfHandles;
+  ULONG Exclusive;
+  struct {
+    HANDLE Handle;
+    ULONG Events;
+    LONG Status;
+  } Handles[1];
+} lw__afd_poll_info;
 
 typedef struct iocp_op {
   OVERLAPPED ov;
@@ -123,7 +153,18 @@ typedef struct iocp_state {
   unsigned orphans;  /* orphaned listener states */
   lw__list rearm;    /* listeners with a slot to post again */
   lw__iocp_stats st;
+  iocp_op wake;    /* the wake channel's packet (never in the kernel: only posted) */
+  SOCKET afd_sock; /* lw_watch: the socket its AFD polls are issued on (lazily) */
 } iocp_state;
+
+/* A started lw_watch's poll (lw_watch.backend_data, freed by the core). */
+typedef struct iocp_watch {
+  iocp_op op; /* owner: the lw_watch */
+  lw__afd_poll_info info;
+  HANDLE base; /* the watched socket's base handle (SIO_BASE_HANDLE) */
+  ULONG mask;  /* AFD events of the poll in flight */
+  unsigned inflight : 1, cancelled : 1;
+} iocp_watch;
 
 static iocp_state *st_of(lw_loop *loop) { return loop->backend_data; }
 /* Sockets held for reuse: pooled, in DisconnectEx, or recycled but still tied to an
@@ -213,6 +254,8 @@ static int iocp_init(lw_loop *loop) {
     return LW_ENOMEM;
   lw__list_init(&st->pool);
   lw__list_init(&st->rearm);
+  st->wake.kind = OP_WAKE;
+  st->afd_sock = INVALID_SOCKET;
   st->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
   if (!st->port) {
     free(st);
@@ -269,6 +312,10 @@ static void iocp_destroy(lw_loop *loop) {
     iocp_poll(loop, 10);
   }
   pool_drain(st);
+  /* Every watch was freed, and a freed watch waits for its poll's completion: no
+   * poll is left on afd_sock. */
+  if (st->afd_sock != INVALID_SOCKET)
+    closesocket(st->afd_sock);
   CloseHandle(st->port);
   free(st);
   loop->backend_data = NULL;
@@ -935,6 +982,141 @@ static void rearm_listeners(iocp_state *st, lw_loop *loop) {
 /* ---------------------------------------------------------------------------------
  * The wait
  * --------------------------------------------------------------------------------- */
+/* ---------------------------------------------------------------------------------
+ * Loop integration: the wake channel and foreign socket watchers
+ * --------------------------------------------------------------------------------- */
+static int iocp_wake_open(lw_loop *loop) {
+  (void)loop; /* the port is the channel */
+  return 0;
+}
+
+/* Any thread (the console control handler's too). The packet carries the loop's wake
+ * op; PostQueuedCompletionStatus does not touch the OVERLAPPED, and the core makes
+ * sends coalesce, so one op serves every packet. */
+static int iocp_wake(lw_loop *loop) {
+  iocp_state *st = st_of(loop);
+  if (!PostQueuedCompletionStatus(st->port, 0, 0, &st->wake.ov))
+    return lw__err_from_win(GetLastError());
+  return 0;
+}
+
+static ULONG watch_afd_mask(const lw_watch *w) {
+  ULONG m = LW__AFD_POLL_ABORT | LW__AFD_POLL_CONNECT_FAIL | LW__AFD_POLL_LOCAL_CLOSE;
+  if (w->events & LW_READABLE)
+    m |= LW__AFD_POLL_RECEIVE | LW__AFD_POLL_DISCONNECT | LW__AFD_POLL_ACCEPT;
+  if (w->events & LW_WRITABLE)
+    m |= LW__AFD_POLL_SEND;
+  return m;
+}
+
+static int watch_arm(lw_watch *w) {
+  iocp_state *st = st_of(w->loop);
+  iocp_watch *iw = w->backend_data;
+  memset(&iw->op.ov, 0, sizeof(iw->op.ov));
+  memset(&iw->info, 0, sizeof(iw->info));
+  iw->info.Timeout.QuadPart = INT64_MAX;
+  iw->info.NumberOfHandles = 1;
+  iw->info.Exclusive = FALSE;
+  iw->info.Handles[0].Handle = iw->base;
+  iw->info.Handles[0].Events = watch_afd_mask(w);
+  iw->mask = iw->info.Handles[0].Events;
+  if (!DeviceIoControl((HANDLE)st->afd_sock, LW__IOCTL_AFD_POLL, &iw->info, sizeof(iw->info),
+                       &iw->info, sizeof(iw->info), NULL, &iw->op.ov)) {
+    DWORD e = GetLastError();
+    if (e != ERROR_IO_PENDING)
+      return lw__err_from_win(e);
+  }
+  /* Pending, or done at once: either way its packet comes through the port. */
+  iw->inflight = 1;
+  iw->cancelled = 0;
+  w->busy = 1;
+  return 0;
+}
+
+static void watch_cancel(lw_watch *w) {
+  iocp_state *st = st_of(w->loop);
+  iocp_watch *iw = w->backend_data;
+  if (!iw->inflight || iw->cancelled)
+    return;
+  iw->cancelled = 1;
+  /* ERROR_NOT_FOUND: it completed already; its packet is on the way either way. */
+  CancelIoEx((HANDLE)st->afd_sock, &iw->op.ov);
+}
+
+static int iocp_watch_set(lw_watch *w) {
+  iocp_state *st = st_of(w->loop);
+  iocp_watch *iw = w->backend_data;
+  if (!iw) {
+    if (!w->events)
+      return 0;
+    SOCKET s = SOCK(w->io.fd);
+    int type;
+    int tl = sizeof(type);
+    if (getsockopt(s, SOL_SOCKET, SO_TYPE, (char *)&type, &tl) != 0)
+      return LW_EINVAL; /* not a socket: AFD polls sockets only */
+    if (st->afd_sock == INVALID_SOCKET) {
+      SOCKET a = WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+      if (a == INVALID_SOCKET)
+        return lw__err_from_win((unsigned long)WSAGetLastError());
+      if (!CreateIoCompletionPort((HANDLE)a, st->port, 0, 0)) {
+        int r = lw__err_from_win(GetLastError());
+        closesocket(a);
+        return r;
+      }
+      st->afd_sock = a;
+    }
+    iw = calloc(1, sizeof(*iw));
+    if (!iw)
+      return LW_ENOMEM;
+    iw->op.kind = OP_WATCH;
+    iw->op.owner = w;
+    /* A layered service provider wraps the socket: AFD knows only the base one. */
+    SOCKET base = INVALID_SOCKET;
+    DWORD got = 0;
+    if (WSAIoctl(s, SIO_BASE_HANDLE, NULL, 0, &base, sizeof(base), &got, NULL, NULL) != 0 ||
+        base == INVALID_SOCKET)
+      base = s;
+    iw->base = (HANDLE)base;
+    w->backend_data = iw;
+  }
+  if (!w->events) {
+    watch_cancel(w);
+    return 0;
+  }
+  if (iw->inflight) {
+    if (iw->mask != watch_afd_mask(w))
+      watch_cancel(w); /* its completion re-arms with the new events */
+    return 0;
+  }
+  return watch_arm(w);
+}
+
+static void watch_done(lw_watch *w, DWORD err) {
+  iocp_watch *iw = w->backend_data;
+  iw->inflight = 0;
+  iw->cancelled = 0;
+  if (w->freed) {
+    lw__watch_ops_done(w);
+    return;
+  }
+  w->busy = 0;
+  if (!err && iw->info.NumberOfHandles >= 1) {
+    ULONG ev = iw->info.Handles[0].Events;
+    int e = 0;
+    if (ev & (LW__AFD_POLL_RECEIVE | LW__AFD_POLL_DISCONNECT | LW__AFD_POLL_ACCEPT))
+      e |= LW_READABLE;
+    if (ev & LW__AFD_POLL_SEND)
+      e |= LW_WRITABLE;
+    if (ev & (LW__AFD_POLL_ABORT | LW__AFD_POLL_CONNECT_FAIL | LW__AFD_POLL_LOCAL_CLOSE))
+      e |= LW_WATCH_ERROR;
+    lw__watch_event(w, e); /* may stop, restart or free w: memory stays until endgame */
+  } else if (err && err != ERROR_OPERATION_ABORTED) {
+    lw__watch_event(w, LW_WATCH_ERROR);
+  }
+  if (!w->freed && w->events && !iw->inflight && watch_arm(w) < 0)
+    lw__watch_event(w, LW_WATCH_ERROR); /* the socket is gone: say so, do not spin */
+}
+
 static int iocp_poll(lw_loop *loop, int timeout_ms) {
   iocp_state *st = st_of(loop);
   /* Listeners waiting for an accept socket (fd/memory exhaustion) retry every 100 ms
@@ -973,6 +1155,12 @@ static int iocp_poll(lw_loop *loop, int timeout_ms) {
     case OP_ACCEPT:
       accept_done(st, loop, op->owner, err);
       break;
+    case OP_WAKE:
+      lw__loop_wake_run(loop);
+      break;
+    case OP_WATCH:
+      watch_done(op->owner, err);
+      break;
     default:
       assert(0 && "unknown IOCP op");
     }
@@ -996,4 +1184,7 @@ const lw__backend lw__backend_iocp = {
     .held_input = iocp_held_input,
     .deliver_held = iocp_deliver_held,
     .set_socket_reuse = lw__iocp_set_reuse,
+    .wake_open = iocp_wake_open,
+    .wake = iocp_wake,
+    .watch_set = iocp_watch_set,
 };
