@@ -145,6 +145,9 @@ typedef struct lw__backend {
   int (*poll)(lw_loop *loop, int timeout_ms);
   int (*listener_open)(lw_listener *l);
   void (*listener_close)(lw_listener *l);
+  /* Stops (paused 1) or restarts (0) taking connections from the listener's queue
+   * (lw_listener_pause); called only on a change, never on a closing listener. */
+  void (*listener_pause)(lw_listener *l, int paused);
   int (*conn_open)(lw_conn *c);
   /* Re-evaluates what the conn wants (reading, writing, connecting) and submits or
    * cancels operations to match. Called after every state change of the conn. */
@@ -203,8 +206,9 @@ struct lw_loop {
   lw__list pending; /* conns with deferred write/drain callbacks */
   lw__list endgame; /* conns waiting for on_close + free */
   lw__list endgame_listeners;
-  int reserve_fd; /* kept for EMFILE on accept (lw__sock_accept_shed) */
-  char *rbuf;     /* shared read buffer for readiness backends */
+  lw__list listeners; /* open listeners (not closing) */
+  int reserve_fd;     /* kept for EMFILE on accept (lw__sock_accept_shed) */
+  char *rbuf;         /* shared read buffer for readiness backends */
   size_t rbuf_size;
   void *data;
 };
@@ -216,7 +220,9 @@ struct lw_listener {
   lw__opts *opts;
   int port;
   int closing;
+  int paused;
   lw__list endgame_node;
+  lw__list node; /* in loop->listeners while open (lw_loop_drain pauses them all) */
   void *data;
   uint64_t shed; /* connections refused under fd exhaustion */
   void *backend_data;
@@ -362,6 +368,8 @@ ssize_t lw__sock_send_now(int fd, const lw__iov *iov, int n, int more);
 int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port);
 /* SO_ACCEPTCONN + SOCK_STREAM, made non-blocking; *port from getsockname. */
 int lw__sock_check_listening(int fd, int *port);
+/* Accept-queue length of a listening socket; LW_ENOSYS where the OS cannot tell. */
+int lw__sock_accept_queue(int fd);
 int lw__sock_connect_start(const char *host, int port, int *out_fd);
 int lw__sock_so_error(int fd);
 int lw__sock_shutdown_wr(int fd);
