@@ -488,6 +488,79 @@ int lw_listener_fd(const lw_listener *l);
 int lw_listener_queued(const lw_listener *l);
 
 /* ----------------------------------------------------------------------------------
+ * Drain: ending a whole server (a deploy, a restart, a scale-down) with the same care
+ * as one connection, and one report.
+ *
+ * lw_loop_drain(loop, opts) starts it and returns at once:
+ *   1. Every listener of the loop is paused (lw_listener_pause: the kernel's accept
+ *      queue keeps what arrives, for a successor sharing the socket or a resume); the
+ *      listeners are not closed -- that is the application's call, see
+ *      lw_listener_close and lw_listeners_handoff.
+ *   2. Every connection of the loop not yet reported to on_close (accepted or
+ *      connected; and one accepted later, io_uring/IOCP's already-accepted ones, as it
+ *      comes) is marked draining, and then, from the loop (never inside lw_loop_drain):
+ *      - with opts->conn_cb: conn_cb(c, arg) runs once for it. The application ends it
+ *        at its own safe point -- after the response in progress, or with
+ *        `Connection: close` on the next one -- by lw_close/lw_shutdown; or returns
+ *        LW_DRAIN_WHEN_IDLE to have the library's policy below applied to it;
+ *      - without conn_cb: the library's policy: the connection is closed gracefully
+ *        (lw_close) once it is IDLE: nothing queued to write, no input waiting
+ *        unread (the kernel's queue or the backend's), open in both directions, and no
+ *        byte read or written for at least idle_min_ms.
+ *   3. At deadline_ms after the start, every connection left is reset (RST).
+ *   4. When the last of them has been reported to on_close, done_cb gets the report
+ *      (once, from the loop), and the drain is over: lw_loop_draining() says 0 again.
+ * A connection the drain ends -- the policy's graceful close, the deadline's reset, and
+ * any lw_close() of a draining connection -- reports reason LW_REASON_DRAIN (rst 1 for
+ * the reset); one the peer or an error ended keeps its own reason (PEER_CLOSED_FIRST,
+ * PEER_RESET, ...). Liveness options and lw_close deadlines keep working meanwhile;
+ * the drain deadline bounds them all.
+ *
+ * THE RACE, and how it is bounded: closing an idle keep-alive connection races with a
+ * request the client may be sending at that moment (RFC 9112 section 9.6: a client
+ * must be ready to retry; nginx 1.27 keepalive_min_timeout, Node and Go lost requests
+ * here). Three things bound it: (a) a connection that moved a byte in the last
+ * idle_min_ms is never closed by the policy -- a client that answers a response with
+ * its next request does so within it, and that request is served; (b) our close is
+ * the lingering lw_close: a request that crosses our FIN is read and discarded, never
+ * answered with an RST, so the client sees a clean FIN before any response and may
+ * retry (an idempotent request at least); (c) with conn_cb, a protocol that can say
+ * so (HTTP's `Connection: close` on the next response) needs no idle close at all:
+ * only a client silent for idle_min_ms is closed, i.e. the race needs a client that
+ * waited idle_min_ms and then sent within one RTT of our FIN.
+ * ---------------------------------------------------------------------------------- */
+#define LW_DRAIN_WHEN_IDLE 1
+typedef int (*lw_drain_conn_cb)(lw_conn *c, void *arg);
+typedef struct lw_drain_report {
+  uint64_t conns;                       /* connections the drain covered */
+  uint64_t by_reason[LW_REASON__COUNT]; /* how each ended (index: lw_close_reason) */
+  uint64_t reset;                       /* of them, ended with an RST (sent or received) */
+  uint64_t reset_at_deadline;           /* reset by the drain deadline */
+  uint64_t bytes_acked;                 /* sums of their lw_close_info fields */
+  uint64_t unsent_discarded, unread_discarded;
+  uint64_t elapsed_ms;    /* from lw_loop_drain to the last on_close */
+  uint64_t accept_queued; /* connections waiting in the paused listeners' accept queues
+                             at the end (lw_listener_queued): served by whoever holds the
+                             socket next, reset if nobody does */
+} lw_drain_report;
+typedef void (*lw_drain_done_cb)(lw_loop *loop, const lw_drain_report *r, void *arg);
+typedef struct lw_drain_options {
+  uint32_t deadline_ms;     /* default (0): 10000 */
+  uint32_t idle_min_ms;     /* default (0): 1000; the policy's minimum idle window */
+  lw_drain_conn_cb conn_cb; /* NULL: the library's policy for every connection */
+  lw_drain_done_cb done_cb; /* may be NULL */
+  void *arg;
+} lw_drain_options;
+/* 0, LW_EALREADY if a drain is already running on this loop, LW_EINVAL, LW_ENOMEM.
+ * opts may be NULL (the defaults). The report is also the last word of a drain that
+ * covered no connection. The loop stays alive (a timer) until done_cb has run. */
+int lw_loop_drain(lw_loop *loop, const lw_drain_options *opts);
+/* 1 while a drain runs on the loop (from lw_loop_drain until done_cb returned). */
+int lw_loop_draining(const lw_loop *loop);
+/* 1 if c is covered by a running drain (e.g. a server adds `Connection: close`). */
+int lw_conn_draining(const lw_conn *c);
+
+/* ----------------------------------------------------------------------------------
  * Sockets passed from one process to the next: systemd socket activation, and a
  * restart that drops nothing (a successor takes the listening sockets over).
  * Unix only (LW_ENOSYS on Windows).

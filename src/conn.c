@@ -24,10 +24,12 @@
 #define LW__LINGER_POLL_FIRST_MS 10u
 
 /* An idle connection costs this struct and nothing else (bench/: RSS per idle
- * connection, target <= libuv's). Growing it past a 256-byte malloc chunk is a choice
- * to make knowingly, not by accident. */
+ * connection, target <= libuv's). Growing it past a malloc chunk is a choice to make
+ * knowingly, not by accident: it left the 256-byte chunk for the live-set link
+ * (all_node, 16 bytes: the drain covers every connection, and so must be able to find
+ * them; libuv's handles carry the same queue link). */
 #if defined(__linux__) && defined(__x86_64__)
-_Static_assert(sizeof(struct lw_conn) <= 248, "lw_conn outgrew its 256-byte malloc chunk");
+_Static_assert(sizeof(struct lw_conn) <= 264, "lw_conn outgrew its 272-byte malloc chunk");
 #endif
 
 static void conn_apply(lw_conn *c, unsigned acts);
@@ -164,6 +166,7 @@ static lw_conn *conn_new(lw_loop *loop, int fd, lw__opts *opts) {
   lw__list_init(&c->wq);
   lw__list_init(&c->wdone);
   lw__list_init(&c->node);
+  lw__list_push(&loop->conns, &c->all_node);
   c->tnode.heap_idx = LW__TIMER_IDLE;
   c->tnode.kind = LW__TN_CONN;
   c->u.live.last_io = loop->now;
@@ -176,6 +179,7 @@ static lw_conn *conn_new(lw_loop *loop, int fd, lw__opts *opts) {
 
 /* Undoes conn_new for a connection that never reached the application. */
 static void conn_unmake(lw_conn *c) {
+  lw__list_remove(&c->all_node);
   c->loop->nconns--;
   lw__opts_unref(conn_opts(c));
   free(c);
@@ -730,7 +734,9 @@ int lw_close(lw_conn *c, uint32_t deadline_ms) {
   if (lw__cs_live(&c->sm) && c->sm.state != LW__CS_FLUSHING && c->sm.state != LW__CS_LINGER &&
       c->sm.state != LW__CS_ACK_WAIT)
     c->deadline_ms = deadline_ms ? deadline_ms : c->opts->close_deadline_ms;
-  int r = conn_event(c, LW__CE_CLOSE, 0);
+  /* A connection covered by a drain that the application closes is ended by the
+   * drain (lastword.h: reason DRAIN). */
+  int r = conn_event(c, LW__CE_CLOSE, c->draining ? LW_REASON_DRAIN : 0);
   conn_update(c);
   return r;
 }
@@ -1087,15 +1093,61 @@ void lw__conn_endgame(lw_conn *c) {
   /* A2: every write callback before on_close. */
   c->drain_due = 0;
   lw__conn_run_pending(c);
-  if (c->close_cb) {
+  /* Out of the live set before on_close: a walk or a drain started from inside it
+   * does not see a connection already reported. */
+  lw__list_remove(&c->all_node);
+  lw_loop *loop = c->loop;
+  if (c->close_cb || c->draining) {
     lw_close_info info;
     close_info_fill(c, &info);
-    c->close_cb(c, &info);
+    if (c->draining)
+      lw__drain_conn_ended(loop, &info);
+    if (c->close_cb)
+      c->close_cb(c, &info);
   }
   /* A write queued from inside on_close was refused (ECLOSING), so nothing is left. */
   lw__conn_run_pending(c);
   conn_free(c);
+  if (loop->drain)
+    lw__drain_check(loop);
 }
+
+/* ---------------------------------------------------------------------------------
+ * The drain's hooks (drain.c holds the policy; these need the state machine).
+ * --------------------------------------------------------------------------------- */
+int lw__conn_drain_idle(lw_conn *c, uint64_t idle_min_ms) {
+  if (c->detached || c->connecting || !c->established || c->sm.state != LW__CS_OPEN)
+    return 0;
+  if (!lw__list_empty(&c->wq) || c->loop->now - c->u.live.last_io < idle_min_ms)
+    return 0;
+  /* Input waiting unread (the application stopped reading, or the backend holds a
+   * completion) is a request on its way: not idle. */
+  int fin = 0;
+  if (held_input(c, &fin) > 0 || fin)
+    return 0;
+  long inq = lw__sock_inq(c->io.fd);
+  return inq <= 0;
+}
+
+void lw__conn_drain_close(lw_conn *c) {
+  if (!lw__cs_live(&c->sm))
+    return;
+  if (c->sm.state == LW__CS_OPEN || c->sm.state == LW__CS_HALF_PEER ||
+      c->sm.state == LW__CS_HALF_LOCAL || c->sm.state == LW__CS_SHUT_PENDING)
+    c->deadline_ms = c->opts->close_deadline_ms;
+  conn_event(c, LW__CE_CLOSE, LW_REASON_DRAIN);
+  conn_update(c);
+}
+
+int lw__conn_drain_reset(lw_conn *c) {
+  if (!lw__cs_live(&c->sm))
+    return 0;
+  /* A connect in progress has nothing to reset yet: it is aborted, as lw_close does. */
+  conn_event(c, c->connecting && !c->detached ? LW__CE_ABORT : LW__CE_TIMEOUT, LW_REASON_DRAIN);
+  return 1;
+}
+
+int lw_conn_draining(const lw_conn *c) { return c && c->draining && c->loop->drain; }
 
 /* ---------------------------------------------------------------------------------
  * Bounds: what a misbehaving peer can cost (lastword.h, "Bounds").

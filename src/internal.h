@@ -206,9 +206,11 @@ struct lw_loop {
   lw__list pending; /* conns with deferred write/drain callbacks */
   lw__list endgame; /* conns waiting for on_close + free */
   lw__list endgame_listeners;
-  lw__list listeners; /* open listeners (not closing) */
-  int reserve_fd;     /* kept for EMFILE on accept (lw__sock_accept_shed) */
-  char *rbuf;         /* shared read buffer for readiness backends */
+  lw__list listeners;      /* open listeners (not closing) */
+  lw__list conns;          /* connections not yet reported to on_close */
+  struct lw__drain *drain; /* the running drain, or NULL (drain.c) */
+  int reserve_fd;          /* kept for EMFILE on accept (lw__sock_accept_shed) */
+  char *rbuf;              /* shared read buffer for readiness backends */
   size_t rbuf_size;
   void *data;
 };
@@ -246,9 +248,10 @@ struct lw_conn {
   void *data;
   void *backend_data;
 
-  lw__list wq;    /* queued writes, head first */
-  lw__list wdone; /* writes finished or cancelled, callbacks not yet run */
-  lw__list node;  /* in loop->pending, or (once in_endgame) in loop->endgame */
+  lw__list wq;       /* queued writes, head first */
+  lw__list wdone;    /* writes finished or cancelled, callbacks not yet run */
+  lw__list node;     /* in loop->pending, or (once in_endgame) in loop->endgame */
+  lw__list all_node; /* in loop->conns until its on_close runs */
   size_t wq_bytes;
   uint32_t read_size;
   uint32_t deadline_ms;    /* the close deadline in force */
@@ -277,6 +280,9 @@ struct lw_conn {
   unsigned established : 1;  /* accepted, or our connect completed */
   unsigned fin_deferred : 1; /* lw_shutdown while connecting: FIN once connected */
   unsigned linger_acked : 1; /* LINGER: every byte we wrote seen acknowledged */
+  unsigned draining : 1;     /* covered by the loop's drain (drain.c) */
+  unsigned drain_cb_due : 1; /* its drain conn_cb has not run yet */
+  unsigned drain_idle : 1;   /* the drain's idle-close policy applies to it */
   uint32_t ack_poll_ms;      /* ACK_WAIT / LINGER: SIOCOUTQ poll interval (backs off) */
 
   /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
@@ -353,6 +359,19 @@ int lw__conn_last_before_fin(const lw_conn *c, lw__iov *iov, int *n);
 int lw__conn_fill_iov(const lw_conn *c, lw__iov *iov, int max);
 
 void lw__loop_pending_add(lw_conn *c);
+
+/* ---- drain (drain.c) ---- */
+/* A connection accepted while a drain runs: covered too. */
+void lw__drain_accepted(lw_loop *loop, lw_conn *c);
+/* A draining connection's on_close is about to run (its info): counted in the report. */
+void lw__drain_conn_ended(lw_loop *loop, const lw_close_info *info);
+/* After an endgame: finishes the drain if nothing it covers is left. */
+void lw__drain_check(lw_loop *loop);
+/* conn.c, for the drain: the idle test of the policy; the policy's graceful close and
+ * the deadline's reset, both with reason DRAIN. */
+int lw__conn_drain_idle(lw_conn *c, uint64_t idle_min_ms);
+void lw__conn_drain_close(lw_conn *c);
+int lw__conn_drain_reset(lw_conn *c);
 
 /* ---- OS socket helpers (src/linux/sockopt.c; src/win/ on Windows) ---- */
 int lw__err_from_errno(int e);

@@ -122,5 +122,10 @@ void lw__listener_accept_done(lw_listener *l, int fd, int status) {
     l->cb(l, NULL, err);
     return;
   }
+  lw_loop *loop = l->loop;
   l->cb(l, c, 0);
+  /* Accepted while a drain runs (io_uring / IOCP: already accepted when the drain
+   * paused the listener; or the application resumed it): the drain covers it. */
+  if (loop->drain)
+    lw__drain_accepted(loop, c);
 }

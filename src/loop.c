@@ -41,6 +41,7 @@ static int loop_try(lw_loop **out, const lw__backend *be) {
   lw__list_init(&loop->endgame);
   lw__list_init(&loop->endgame_listeners);
   lw__list_init(&loop->listeners);
+  lw__list_init(&loop->conns);
   loop->rbuf_size = 64 * 1024;
   loop->rbuf = malloc(loop->rbuf_size);
   if (!loop->rbuf) {
