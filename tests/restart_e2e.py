@@ -11,8 +11,9 @@ import os, re, select, signal, socket, subprocess, sys, threading, time
 
 BIN = sys.argv[1]
 KIND = sys.argv[2] if len(sys.argv) > 2 else "respond"
-CASES = sys.argv[3:] or ["drain", "restart", "queue", "threads", "activate"]
+CASES = sys.argv[3:] or ["drain", "restart", "queue", "threads", "activate", "curl"]
 NBYTES = 100000
+BYTES = ["--bytes", str(NBYTES)] if KIND == "respond" else []
 failures = []
 
 def check(cond, what):
@@ -105,7 +106,7 @@ def drain_line(srv, count=1, timeout=15):
     return srv.wait_line(r"^drain ", count, timeout)
 
 def case_drain():
-    srv = Server(["--listen", "127.0.0.1:0", "--bytes", str(NBYTES), "--drain-ms", "2000"])
+    srv = Server(["--listen", "127.0.0.1:0", *BYTES, "--drain-ms", "2000"])
     port = srv.port()
     idle = IdleClient(port)  # connected, says nothing
     res = {}
@@ -140,11 +141,59 @@ def load(port_fn, stop, stats, conc=4):
         t.start()
     return ts
 
+def keepalive_load(port, stop, stats, conc=2):
+    """httpd: requests on persistent connections; a new connection only after the
+    server said "Connection: close". A request that gets EOF or a reset instead of its
+    whole response is a failure (the keep-alive race a drain must not lose)."""
+    def one():
+        s = None
+        while not stop.is_set():
+            try:
+                if s is None:
+                    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    buf = b""
+                s.sendall(f"GET /{NBYTES} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                while b"\r\n\r\n" not in buf:
+                    d = s.recv(65536)
+                    if not d:
+                        raise OSError("EOF before the response head")
+                    buf += d
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                while len(buf) < NBYTES:
+                    d = s.recv(65536)
+                    if not d:
+                        raise OSError("EOF inside the response body")
+                    buf += d
+                buf = buf[NBYTES:]
+                ok = head.startswith(b"HTTP/1.1 200")
+                with stats["lock"]:
+                    stats["n"] += 1
+                    stats["ka"] = stats.get("ka", 0) + 1
+                    if not ok:
+                        stats["fail"].append("bad status")
+                if b"Connection: close" in head:
+                    s.close(); s = None
+            except OSError as e:
+                with stats["lock"]:
+                    stats["n"] += 1
+                    stats["fail"].append(f"keep-alive: {e}")
+                if s:
+                    s.close()
+                s = None
+        if s:
+            s.close()
+    ts = [threading.Thread(target=one) for _ in range(conc)]
+    for t in ts:
+        t.start()
+    return ts
+
 def case_restart():
-    srv = Server(["--listen", "127.0.0.1:0", "--bytes", str(NBYTES), "--drain-ms", "3000"])
+    srv = Server(["--listen", "127.0.0.1:0", *BYTES, "--drain-ms", "3000"])
     port = srv.port()
     stop, stats = threading.Event(), {"n": 0, "fail": [], "lock": threading.Lock()}
     ts = load(lambda: port, stop, stats)
+    if KIND == "httpd":
+        ts += keepalive_load(port, stop, stats)
     time.sleep(0.3)
     for i in range(5):
         pid = srv.pids()[-1]
@@ -157,13 +206,14 @@ def case_restart():
         t.join()
     os.kill(srv.pids()[-1], signal.SIGTERM)
     last = drain_line(srv, 6)
-    print(f"restart: 5 x SIGHUP under load: {stats['n']} requests, "
+    print(f"restart: 5 x SIGHUP under load: {stats['n']} requests "
+          f"({stats.get('ka', 0)} on keep-alive connections), "
           f"{len(stats['fail'])} failed {stats['fail'][:3]} | last: {last}")
     check(stats["n"] > 50, "the load ran")
     check(not stats["fail"], f"zero failures over 5 restarts ({len(stats['fail'])})")
 
 def case_queue():
-    srv = Server(["--listen", "127.0.0.1:0", "--bytes", str(NBYTES), "--drain-ms", "3000"])
+    srv = Server(["--listen", "127.0.0.1:0", *BYTES, "--drain-ms", "3000"])
     port = srv.port()
     pid = srv.pids()[-1]
     os.kill(pid, signal.SIGSTOP)  # accepts nothing: the connections wait in the queue
@@ -185,7 +235,7 @@ def case_queue():
     drain_line(srv, 2)
 
 def case_threads():
-    srv = Server(["--listen", "127.0.0.1:0", "--bytes", str(NBYTES), "--threads", "2",
+    srv = Server(["--listen", "127.0.0.1:0", *BYTES, "--threads", "2",
                   "--log", "--drain-ms", "2000"])
     port = srv.port()
     stop, stats = threading.Event(), {"n": 0, "fail": [], "lock": threading.Lock()}
@@ -215,7 +265,7 @@ def case_activate():
     if not shutil_which("systemd-socket-activate"):
         print("activate: SKIP: systemd-socket-activate not installed"); return
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    srv = Server(["--bytes", str(NBYTES)],
+    srv = Server(BYTES,
                  pre=["systemd-socket-activate", "-l", f"127.0.0.1:{port}"])
     # systemd-socket-activate starts the program at the first connection
     time.sleep(0.3)
@@ -229,6 +279,30 @@ def case_activate():
     rc = srv.p.wait(timeout=10)
     check(rc == 0, f"exit 0 ({rc})")
     drain_line(srv)
+
+def case_curl():
+    """httpd with curl: keep-alive reuse, and the early 413 of an upload over the limit
+    (the client, still sending, gets the 413 and not a reset)."""
+    if KIND != "httpd":
+        return
+    srv = Server(["--listen", "127.0.0.1:0", "--max-body", "100000", "--log"])
+    port = srv.port()
+    url = f"http://127.0.0.1:{port}"
+    r = subprocess.run(["curl", "-sv", "-o", "/dev/null", "-o", "/dev/null", f"{url}/10",
+                        f"{url}/20"], capture_output=True, text=True, timeout=20)
+    check(r.returncode == 0 and "Re-using existing connection" in r.stderr,
+          f"curl reused the keep-alive connection: {r.stderr[-300:]}")
+    big = "/tmp/restart_e2e_upload.bin"
+    with open(big, "wb") as f:
+        f.write(os.urandom(8 * 1024 * 1024))
+    for extra in (["-H", "Expect:"], []):
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *extra,
+                            "-T", big, f"{url}/up"], capture_output=True, text=True, timeout=30)
+        print(f"curl 413 {extra}: rc={r.returncode} code={r.stdout}")
+        check(r.stdout == "413", f"413 for an 8 MiB upload {extra} (got {r.stdout!r}, rc {r.returncode})")
+    os.unlink(big)
+    srv.p.send_signal(signal.SIGTERM)
+    check(srv.p.wait(timeout=15) == 0, "exit 0")
 
 def shutil_which(x):
     import shutil
