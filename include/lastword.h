@@ -84,7 +84,9 @@
  *   discarded unsent / discarded unread, whether this side entered TIME_WAIT (measured
  *   from TCP_INFO just before close()), and how long the close took.
  *
- * Threads: a loop and everything on it belong to the thread that runs it.
+ * Threads: a loop and everything on it belong to the thread that runs it. The one
+ * exception is lw_wakeup_send(), which any thread (and, on Unix, a signal handler) may
+ * call (see "Loop integration" below).
  * Signals: every send uses MSG_NOSIGNAL; SIGPIPE is never raised by the library.
  */
 #ifndef LASTWORD_H
@@ -134,7 +136,8 @@ extern "C" {
   X(EIO, -26, "input/output error (unmapped OS error)")                                        \
   X(ENOENT, -27, "no such address or name")                                                    \
   X(EPERM, -28, "operation not permitted")                                                     \
-  X(EQUEUEFULL, -29, "write queue full (write_queue_max): the connection is reset")
+  X(EQUEUEFULL, -29, "write queue full (write_queue_max): the connection is reset")            \
+  X(ENOSPC, -30, "no space: the buffer given is too small")
 
 typedef enum {
   LW_OK = 0,
@@ -259,8 +262,10 @@ int lw_loop_new(lw_loop **out, const char *backend);
 /* Returns 0 when stopped or when no handle is left alive, negative on error. */
 int lw_loop_run(lw_loop *loop, lw_run_mode mode);
 void lw_loop_stop(lw_loop *loop);
-/* Frees the loop. LW_EBUSY (and nothing freed) while connections, listeners or timers
- * exist: close them and run the loop until their close callbacks have fired. */
+/* Frees the loop. LW_EBUSY (and nothing freed) while connections, listeners, timers,
+ * signal watchers, wake-ups or fd watchers exist: close them and run the loop until
+ * their close callbacks have fired (a freed fd watcher may need one more run on
+ * io_uring: its memory waits for the cancelled poll's completion). */
 int lw_loop_close(lw_loop *loop);
 uint64_t lw_loop_now(const lw_loop *loop); /* milliseconds, monotonic, cached per tick */
 const char *lw_loop_backend(const lw_loop *loop);
@@ -290,6 +295,119 @@ void lw_timer_free(lw_timer *t);
 void lw_timer_set_data(lw_timer *t, void *data);
 void *lw_timer_get_data(const lw_timer *t);
 
+/* ----------------------------------------------------------------------------------
+ * Loop integration: signals, a cross-thread wake-up, foreign descriptors, unref, a walk
+ * over the live connections. Every handle below belongs to its loop's thread, is made
+ * with _new, freed with _free (lw_loop_close returns LW_EBUSY while any exists), and may
+ * be started, stopped and freed from inside any callback, its own included.
+ *
+ * Keeping the loop alive: lw_loop_run(LW_RUN_DEFAULT) returns when nothing alive is
+ * left. Alive are: connections, listeners, armed timers, started signal and fd
+ * watchers, and wake-ups (a wake-up is always active, as libuv's uv_async) -- each
+ * unless _unref'd. An unref'd handle still works while the loop runs for other reasons
+ * (its callback runs as usual); it only does not keep the loop running by itself. _ref
+ * undoes _unref; both are idempotent and cheap, and survive stop/start.
+ * ---------------------------------------------------------------------------------- */
+#ifdef _WIN32
+typedef uintptr_t lw_sock; /* a SOCKET */
+#else
+typedef int lw_sock; /* a file descriptor */
+#endif
+
+void lw_timer_unref(lw_timer *t);
+void lw_timer_ref(lw_timer *t);
+
+/* Signal watcher.
+ * Every started watcher for signum, in EVERY loop of the process, runs once per
+ * delivered signal (coalesced only as the OS coalesces: two identical signals that
+ * arrive before the handler ran for the first are one), from its loop's thread, in the
+ * loop's dispatch -- never inside the OS handler, so the callback may call anything.
+ * Unix: one process-wide sigaction handler (SA_RESTART, every signal blocked while it
+ * runs) installed when the first watcher of signum in the process starts; it is
+ * async-signal-safe (atomics and one write(2) to each interested loop's eventfd) and
+ * preserves errno. The previous disposition (handler, mask and flags) is restored when
+ * the last watcher of signum in the process stops. Any thread may receive the signal;
+ * nothing needs to be blocked (unlike signalfd, which needs the signal blocked in
+ * EVERY thread). Not for SIGKILL/SIGSTOP (LW_EINVAL) nor for synchronous faults
+ * (SIGSEGV, SIGBUS, SIGFPE, SIGILL: LW_EINVAL, a handler that returns would re-fault).
+ * Windows: SetConsoleCtrlHandler, installed while any watcher runs: CTRL_C -> SIGINT
+ * (2), CTRL_BREAK -> SIGBREAK (21), CTRL_CLOSE -> SIGHUP (1), as libuv; the event is
+ * consumed (the default handler, which ends the process, is not run) only when some
+ * watcher took it. Any other signum is LW_ENOSYS there (Windows has no SIGTERM event).
+ * lw_signal_start on a started watcher changes its signum/callback.
+ * At most 64 loops of a process may watch signals at once (LW_ENOSPC beyond). */
+typedef struct lw_signal lw_signal;
+typedef void (*lw_signal_cb)(lw_signal *s, int signum);
+int lw_signal_new(lw_loop *loop, lw_signal **out);
+int lw_signal_start(lw_signal *s, lw_signal_cb cb, int signum);
+void lw_signal_stop(lw_signal *s);
+void lw_signal_free(lw_signal *s); /* stop + free; safe inside its own callback */
+void lw_signal_unref(lw_signal *s);
+void lw_signal_ref(lw_signal *s);
+void lw_signal_set_data(lw_signal *s, void *data);
+void *lw_signal_get_data(const lw_signal *s);
+
+/* Cross-thread wake-up.
+ * lw_wakeup_send is THE ONLY call of this library that may be made from another thread
+ * (and, on Unix, from a signal handler: it is async-signal-safe). Sends coalesce: after
+ * any send, the callback runs at least once in the loop's thread, later than the send;
+ * it never runs without a send before it (so calls <= sends). Publish data for the
+ * callback before the send (the send is a release, the callback's start an acquire).
+ * Linux: an eventfd (registered with epoll; read by an IORING_OP_READ on io_uring);
+ * Windows: PostQueuedCompletionStatus. Returns 0, or an LW_E code if the OS refused.
+ * lw_wakeup_free must not race a send: free it only once no other thread can send. */
+typedef struct lw_wakeup lw_wakeup;
+typedef void (*lw_wakeup_cb)(lw_wakeup *w);
+int lw_wakeup_new(lw_loop *loop, lw_wakeup_cb cb, lw_wakeup **out);
+int lw_wakeup_send(lw_wakeup *w);
+void lw_wakeup_free(lw_wakeup *w); /* safe inside its own callback */
+void lw_wakeup_unref(lw_wakeup *w);
+void lw_wakeup_ref(lw_wakeup *w);
+void lw_wakeup_set_data(lw_wakeup *w, void *data);
+void *lw_wakeup_get_data(const lw_wakeup *w);
+
+/* Readiness watcher for a foreign descriptor (a socket, pipe, eventfd, tty... that the
+ * application owns: never read, written or closed by the library). Level-triggered, as
+ * poll(2): the callback runs in every iteration while the fd is ready for something
+ * asked, with the events that are ready; LW_WATCH_ERROR (POLLERR, POLLHUP, POLLNVAL)
+ * is delivered whether asked or not -- a watcher that ignores it is called again at
+ * once (stop or free it). A peer that closed shows as READABLE (read returns 0) and/or
+ * ERROR, as the OS reports it (a pipe: HUP; a Linux TCP socket: POLLIN|POLLRDHUP, and
+ * POLLHUP once both directions are shut).
+ * Rules: stop or free the watcher BEFORE closing the fd (on io_uring and IOCP the
+ * library stops naming it by then; on epoll the registration belongs to the open file,
+ * and a dup'ed or forked copy of it would keep reporting). Regular files are refused
+ * (LW_EPERM: always ready, as epoll refuses them). One watcher per fd per loop (a
+ * second one: LW_EBUSY on epoll; do not rely on it elsewhere).
+ * lw_watch_start on a started watcher changes its events/callback. On Windows: sockets
+ * only (see src/win/README.md for how, and its limits). */
+#define LW_READABLE 1
+#define LW_WRITABLE 2
+#define LW_WATCH_ERROR 4 /* POLLERR/POLLHUP/POLLNVAL seen (also delivered unasked) */
+typedef struct lw_watch lw_watch;
+typedef void (*lw_watch_cb)(lw_watch *w, int events);
+int lw_watch_new(lw_loop *loop, lw_sock fd, lw_watch **out);
+int lw_watch_start(lw_watch *w, int events, lw_watch_cb cb);
+void lw_watch_stop(lw_watch *w);
+/* Never closes the fd; safe in its own callback. The memory is released once the
+ * kernel no longer names it (io_uring: after the cancelled poll's completion), which
+ * the loop waits for: the fd may be closed as soon as this returns. */
+void lw_watch_free(lw_watch *w);
+void lw_watch_unref(lw_watch *w);
+void lw_watch_ref(lw_watch *w);
+void lw_watch_set_data(lw_watch *w, void *data);
+void *lw_watch_get_data(const lw_watch *w);
+
+/* Walk: cb runs for every connection of the loop not yet reported to on_close (a
+ * connection closing or closed but whose on_close has not run yet is visited), once
+ * each, in an unspecified order. The callback may call anything: lw_close / lw_abort /
+ * lw_close_naive of this or any other connection (the walk goes on over the rest;
+ * nothing is freed before it returns), new connections (lw_conn_connect, accepts) are
+ * not visited. Connections still connecting are visited. */
+typedef void (*lw_walk_cb)(lw_conn *c, void *arg);
+void lw_loop_walk(lw_loop *loop, lw_walk_cb cb, void *arg);
+
+/* ---------------------------------------------------------------------------------- */
 /* ----------------------------------------------------------------------------------
  * Connection options (given to lw_conn_connect, or to a listener: inherited by every
  * accepted connection). Zero-initialise, then set what you need; 0 means the default.
@@ -637,6 +755,13 @@ int lw_conn_write_copy(lw_conn *c, const void *buf, size_t len);
 size_t lw_conn_write_queue_size(const lw_conn *c);
 /* The OS descriptor, for getsockopt and the like. -1 once closed. Do not close it. */
 int lw_conn_fd(const lw_conn *c);
+/* Addresses, numeric: host as text (IPv6 without brackets, an IPv4 peer of a
+ * dual-stack IPv6 socket as "::ffff:a.b.c.d"), port in host order; either output may
+ * be NULL. 0, or LW_ENOTCONN before the connect has completed and once the socket is
+ * closed (detached: from on_close on, and after lw_abort/lw_close_naive), LW_ENOSPC
+ * if hostlen is too small (46 bytes always suffice: INET6_ADDRSTRLEN), LW_EINVAL. */
+int lw_conn_peer_addr(const lw_conn *c, char *host, size_t hostlen, int *port);
+int lw_conn_local_addr(const lw_conn *c, char *host, size_t hostlen, int *port);
 
 int lw_shutdown(lw_conn *c);
 int lw_close(lw_conn *c, uint32_t deadline_ms);

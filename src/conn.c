@@ -24,12 +24,10 @@
 #define LW__LINGER_POLL_FIRST_MS 10u
 
 /* An idle connection costs this struct and nothing else (bench/: RSS per idle
- * connection, target <= libuv's). Growing it past a malloc chunk is a choice to make
- * knowingly, not by accident: it left the 256-byte chunk for the live-set link
- * (all_node, 16 bytes: the drain covers every connection, and so must be able to find
- * them; libuv's handles carry the same queue link). */
+ * connection, target <= libuv's). Growing it past a 256-byte malloc chunk is a choice
+ * to make knowingly, not by accident. */
 #if defined(__linux__) && defined(__x86_64__)
-_Static_assert(sizeof(struct lw_conn) <= 264, "lw_conn outgrew its 272-byte malloc chunk");
+_Static_assert(sizeof(struct lw_conn) <= 248, "lw_conn outgrew its 256-byte malloc chunk");
 #endif
 
 static void conn_apply(lw_conn *c, unsigned acts);
@@ -166,20 +164,24 @@ static lw_conn *conn_new(lw_loop *loop, int fd, lw__opts *opts) {
   lw__list_init(&c->wq);
   lw__list_init(&c->wdone);
   lw__list_init(&c->node);
-  lw__list_push(&loop->conns, &c->all_node);
   c->tnode.heap_idx = LW__TIMER_IDLE;
   c->tnode.kind = LW__TN_CONN;
   c->u.live.last_io = loop->now;
   if (c->opts->nodelay)
     lw__sock_set_nodelay(fd, 1);
   liveness_setup(c);
+  if (lw__loop_conn_add(c) < 0) {
+    lw__opts_unref(opts);
+    free(c);
+    return NULL;
+  }
   loop->nconns++;
   return c;
 }
 
 /* Undoes conn_new for a connection that never reached the application. */
 static void conn_unmake(lw_conn *c) {
-  lw__list_remove(&c->all_node);
+  lw__loop_conn_remove(c);
   c->loop->nconns--;
   lw__opts_unref(conn_opts(c));
   free(c);
@@ -1093,9 +1095,8 @@ void lw__conn_endgame(lw_conn *c) {
   /* A2: every write callback before on_close. */
   c->drain_due = 0;
   lw__conn_run_pending(c);
-  /* Out of the live set before on_close: a walk or a drain started from inside it
-   * does not see a connection already reported. */
-  lw__list_remove(&c->all_node);
+  c->close_reported = 1; /* lw_loop_walk from on_close (or later) no longer sees it,
+                          * nor does a drain started there */
   lw_loop *loop = c->loop;
   if (c->close_cb || c->draining) {
     lw_close_info info;

@@ -67,38 +67,43 @@ static void finish(lw_loop *loop) {
     o.done_cb(loop, &rep, o.arg);
 }
 
+typedef struct tick_ctx {
+  lw__drain *d;
+  int at_deadline;
+} tick_ctx;
+
+/* One covered connection, per tick: its conn_cb once, then the idle policy; at the
+ * deadline, the reset. lw_loop_walk lets it close anything (conn_cb too). */
+static void tick_conn(lw_conn *c, void *arg) {
+  tick_ctx *x = arg;
+  lw__drain *d = x->d;
+  if (!c->draining)
+    return; /* made by lw_conn_connect during the drain: not covered */
+  if (x->at_deadline) {
+    c->drain_cb_due = 0;
+    if (lw__conn_drain_reset(c))
+      d->rep.reset_at_deadline++;
+    return;
+  }
+  if (c->drain_cb_due) {
+    c->drain_cb_due = 0;
+    if (d->o.conn_cb && lw__cs_live(&c->sm) && d->o.conn_cb(c, d->o.arg) == LW_DRAIN_WHEN_IDLE)
+      c->drain_idle = 1;
+  }
+  if (c->drain_idle && lw__conn_drain_idle(c, d->o.idle_min_ms))
+    lw__conn_drain_close(c);
+}
+
 static void tick(lw_timer *t) {
   lw_loop *loop = lw_timer_get_data(t);
   lw__drain *d = loop->drain;
   uint64_t now = loop->now;
-  int at_deadline = !d->past_deadline && now >= d->deadline;
-  if (at_deadline)
+  tick_ctx x = {d, !d->past_deadline && now >= d->deadline};
+  if (x.at_deadline)
     d->past_deadline = 1;
-  /* The walk may close connections (never freed before the endgame, so the list stays
-   * intact); conn_cb may also lw_conn_connect -- a new connection is not covered. */
-  lw__list *n = loop->conns.next;
-  while (n != &loop->conns) {
-    lw_conn *c = LW__CONTAINER_OF(n, lw_conn, all_node);
-    n = n->next;
-    if (!c->draining)
-      continue;
-    if (at_deadline) {
-      c->drain_cb_due = 0;
-      if (lw__conn_drain_reset(c))
-        d->rep.reset_at_deadline++;
-      continue;
-    }
-    if (c->drain_cb_due) {
-      c->drain_cb_due = 0;
-      if (d->o.conn_cb && lw__cs_live(&c->sm) &&
-          d->o.conn_cb(c, d->o.arg) == LW_DRAIN_WHEN_IDLE)
-        c->drain_idle = 1;
-      if (loop->drain != d)
-        return; /* conn_cb cannot end the drain, but be safe against it */
-    }
-    if (c->drain_idle && lw__conn_drain_idle(c, d->o.idle_min_ms))
-      lw__conn_drain_close(c);
-  }
+  /* Connections are freed only in the endgame, never inside this walk: d stays valid
+   * (the drain finishes from the endgame or below). */
+  lw_loop_walk(loop, tick_conn, &x);
   if (d->live == 0) {
     finish(loop);
     return;
@@ -110,6 +115,8 @@ static void tick(lw_timer *t) {
   uint64_t next = now + tick_ms(d);
   lw_timer_start(t, tick, (next > d->deadline ? d->deadline : next) - now, 0);
 }
+
+static void cover_conn(lw_conn *c, void *arg) { cover(arg, c); }
 
 int lw_loop_drain(lw_loop *loop, const lw_drain_options *opts) {
   if (!loop)
@@ -138,8 +145,7 @@ int lw_loop_drain(lw_loop *loop, const lw_drain_options *opts) {
   lw__list *n;
   for (n = loop->listeners.next; n != &loop->listeners; n = n->next)
     lw_listener_pause(LW__CONTAINER_OF(n, lw_listener, node));
-  for (n = loop->conns.next; n != &loop->conns; n = n->next)
-    cover(d, LW__CONTAINER_OF(n, lw_conn, all_node));
+  lw_loop_walk(loop, cover_conn, d);
   lw_timer_start(d->timer, tick, 0, 0);
   return 0;
 }

@@ -9,6 +9,7 @@
 #include "close_sm.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h> /* ssize_t (mingw-w64 has it too) */
@@ -78,6 +79,7 @@ struct lw_timer {
   lw_timer_cb cb;
   void *data;
   uint64_t repeat;
+  int unref; /* lw_timer_unref: armed, it does not keep the loop alive */
 };
 
 typedef struct lw__heap {
@@ -124,9 +126,13 @@ typedef struct lw__wreq {
 
 /* ---- the registration a backend keeps for each fd ---- */
 enum { LW__IO_CONN = 1, LW__IO_LISTENER = 2 };
+enum { LW__IO_WATCH = 3 };
 typedef struct lw__io {
   int fd;
-  uint32_t registered;   /* epoll: events currently registered */
+  uint32_t registered; /* epoll: events currently registered */
+  /* lw_conn only: its slot in loop->conns (lw_loop_walk). Here because these bits were
+   * free: lw_conn is kept within a 256-byte malloc chunk (conn.c). */
+  unsigned conn_slot : 26;
   unsigned kind : 2;     /* LW__IO_* */
   unsigned added : 1;    /* epoll: the fd is in the interest list */
   unsigned wblocked : 1; /* readiness backends: the last write hit EAGAIN */
@@ -182,6 +188,22 @@ typedef struct lw__backend {
   void (*deliver_held)(lw_conn *c);
   /* Optional (NULL: LW_ENOSYS): lw_loop_set_socket_reuse. */
   int (*set_socket_reuse)(lw_loop *loop, unsigned max_sockets);
+
+  /* ---- loop integration (src/handle.c, src/signal.c) ----
+   * wake_open makes the loop's wake channel, once, at the first lw_wakeup_new or
+   * lw_signal_new (a loop that never asks pays no descriptor); destroy closes it.
+   * wake makes the backend call lw__loop_wake_run from its dispatch soon: it may be
+   * called from ANY thread and from a signal handler (Unix), so it is one
+   * async-signal-safe syscall (write to an eventfd, PostQueuedCompletionStatus) and
+   * touches nothing else; the core coalesces calls (loop->wake_posted). */
+  int (*wake_open)(lw_loop *loop);
+  int (*wake)(lw_loop *loop); /* 0, or an LW_E code */
+  /* Brings the OS registration of a watch to w->events (0 = stopped). A backend that
+   * still has a request naming the fd after the call (io_uring's cancelled poll)
+   * sets w->busy and calls lw__watch_ops_done when it is gone; the fd must not be
+   * named by anything unissued once watch_set(w, 0) returns (rule 1: the application
+   * closes it next). watch_set for events != 0 may fail (LW_E code). */
+  int (*watch_set)(lw_watch *w);
 } lw__backend;
 
 #ifdef _WIN32
@@ -195,6 +217,61 @@ extern const lw__backend lw__backend_epoll;
 extern const lw__backend lw__backend_uring;
 #endif
 
+/* ---- loop integration handles (src/handle.c, src/signal.c) ---- */
+#ifdef _WIN32
+#define LW__NSIG 32
+#else
+#define LW__NSIG 65
+#endif
+
+struct lw_signal {
+  lw_loop *loop;
+  lw__list node; /* in loop->signals */
+  lw_signal_cb cb;
+  void *data;
+  int signum; /* 0: stopped */
+  int unref;
+};
+
+struct lw_wakeup {
+  lw_loop *loop;
+  lw__list node; /* in loop->wakeups */
+  lw_wakeup_cb cb;
+  void *data;
+  atomic_int pending; /* set by a send, taken by the dispatch */
+  int unref;
+};
+
+struct lw_watch {
+  lw_loop *loop;
+  lw__io io; /* kind LW__IO_WATCH; fd is the application's */
+  lw_watch_cb cb;
+  void *data;
+  void *backend_data; /* io_uring / IOCP: the poll in flight */
+  int events;         /* LW_READABLE | LW_WRITABLE asked; 0: stopped */
+  unsigned unref : 1, freed : 1, busy : 1;
+  lw__list node; /* in loop->watch_endgame once freed and not busy */
+};
+
+/* The backend: a request that named w's fd is gone (w->busy cleared). */
+void lw__watch_ops_done(lw_watch *w);
+/* The backend: w's fd is ready for `events` (LW_READABLE | LW_WRITABLE |
+ * LW_WATCH_ERROR, as the OS said). Runs the callback with what was asked (+ ERROR). */
+void lw__watch_event(lw_watch *w, int events);
+/* The backend: its wake channel fired; runs due signal and wake-up callbacks. */
+void lw__loop_wake_run(lw_loop *loop);
+/* Asks the backend to wake the loop (coalesced): any thread, signal handlers. */
+int lw__loop_wake(lw_loop *loop);
+/* Makes the loop's wake channel if it has none yet (lw_wakeup_new, lw_signal_new). */
+int lw__loop_wake_init(lw_loop *loop);
+/* signal.c: runs the callbacks of the signals delivered since the last call. */
+void lw__signal_dispatch(lw_loop *loop);
+/* loop.c's endgame: releases freed watches. */
+void lw__watch_endgame(lw_loop *loop);
+/* handle.c: the walk's bookkeeping (conn.c). */
+int lw__loop_conn_add(lw_conn *c);
+void lw__loop_conn_remove(lw_conn *c);
+
 struct lw_loop {
   const lw__backend *backend;
   void *backend_data;
@@ -207,12 +284,29 @@ struct lw_loop {
   lw__list endgame; /* conns waiting for on_close + free */
   lw__list endgame_listeners;
   lw__list listeners;      /* open listeners (not closing) */
-  lw__list conns;          /* connections not yet reported to on_close */
   struct lw__drain *drain; /* the running drain, or NULL (drain.c) */
   int reserve_fd;          /* kept for EMFILE on accept (lw__sock_accept_shed) */
   char *rbuf;              /* shared read buffer for readiness backends */
   size_t rbuf_size;
   void *data;
+
+  /* loop integration (src/handle.c, src/signal.c) */
+  unsigned ntimers_unref_armed; /* armed and unref'd: not alive */
+  unsigned nhandles;            /* signals, wake-ups, watches not yet freed (EBUSY) */
+  unsigned nactive;             /* started/active and ref'd: keep lw_loop_run alive */
+  unsigned nwatch_busy;         /* freed watches whose poll is still in the kernel */
+  int wake_ready;               /* backend->wake_open done */
+  atomic_int wake_posted;       /* a wake is on its way: no second one (coalescing) */
+  lw__list wakeups, signals;
+  lw__list watch_endgame;          /* freed watches, memory released in the endgame */
+  int sig_slot;                    /* in signal.c's registry, -1: none */
+  unsigned nsig_started;           /* started signal watchers of this loop */
+  atomic_uint sig_want[LW__NSIG];  /* started watchers per signum (read by the handler) */
+  atomic_uint sig_count[LW__NSIG]; /* deliveries not yet dispatched */
+  lw_conn **conns;                 /* every conn not yet freed (lw_loop_walk) */
+  uint32_t nconn_slots, conn_cap;
+  unsigned walking; /* lw_loop_walk running: slots are not moved */
+  int conn_holes;   /* a conn freed during a walk left a NULL slot */
 };
 
 struct lw_listener {
@@ -248,10 +342,9 @@ struct lw_conn {
   void *data;
   void *backend_data;
 
-  lw__list wq;       /* queued writes, head first */
-  lw__list wdone;    /* writes finished or cancelled, callbacks not yet run */
-  lw__list node;     /* in loop->pending, or (once in_endgame) in loop->endgame */
-  lw__list all_node; /* in loop->conns until its on_close runs */
+  lw__list wq;    /* queued writes, head first */
+  lw__list wdone; /* writes finished or cancelled, callbacks not yet run */
+  lw__list node;  /* in loop->pending, or (once in_endgame) in loop->endgame */
   size_t wq_bytes;
   uint32_t read_size;
   uint32_t deadline_ms;    /* the close deadline in force */
@@ -275,15 +368,16 @@ struct lw_conn {
   unsigned rst_seen : 1;    /* close() with unread input turned into an RST */
   unsigned close_begun : 1; /* t0 holds close_start (else first_byte_due) */
   unsigned deadline_armed : 1;
-  unsigned flush_due : 1;    /* queued bytes wait for the pending step (queue_write) */
-  unsigned deliver_due : 1;  /* held input waits for the pending step (deliver_held) */
-  unsigned established : 1;  /* accepted, or our connect completed */
-  unsigned fin_deferred : 1; /* lw_shutdown while connecting: FIN once connected */
-  unsigned linger_acked : 1; /* LINGER: every byte we wrote seen acknowledged */
-  unsigned draining : 1;     /* covered by the loop's drain (drain.c) */
-  unsigned drain_cb_due : 1; /* its drain conn_cb has not run yet */
-  unsigned drain_idle : 1;   /* the drain's idle-close policy applies to it */
-  uint32_t ack_poll_ms;      /* ACK_WAIT / LINGER: SIOCOUTQ poll interval (backs off) */
+  unsigned flush_due : 1;      /* queued bytes wait for the pending step (queue_write) */
+  unsigned deliver_due : 1;    /* held input waits for the pending step (deliver_held) */
+  unsigned established : 1;    /* accepted, or our connect completed */
+  unsigned fin_deferred : 1;   /* lw_shutdown while connecting: FIN once connected */
+  unsigned linger_acked : 1;   /* LINGER: every byte we wrote seen acknowledged */
+  unsigned close_reported : 1; /* on_close has run (lw_loop_walk skips it) */
+  unsigned draining : 1;       /* covered by the loop's drain (drain.c) */
+  unsigned drain_cb_due : 1;   /* its drain conn_cb has not run yet */
+  unsigned drain_idle : 1;     /* the drain's idle-close policy applies to it */
+  uint32_t ack_poll_ms;        /* ACK_WAIT / LINGER: SIOCOUTQ poll interval (backs off) */
 
   /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
    * deadline (close_start + deadline_ms) and aux_due, the sooner of every other clock

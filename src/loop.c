@@ -41,7 +41,10 @@ static int loop_try(lw_loop **out, const lw__backend *be) {
   lw__list_init(&loop->endgame);
   lw__list_init(&loop->endgame_listeners);
   lw__list_init(&loop->listeners);
-  lw__list_init(&loop->conns);
+  lw__list_init(&loop->wakeups);
+  lw__list_init(&loop->signals);
+  lw__list_init(&loop->watch_endgame);
+  loop->sig_slot = -1;
   loop->rbuf_size = 64 * 1024;
   loop->rbuf = malloc(loop->rbuf_size);
   if (!loop->rbuf) {
@@ -109,9 +112,12 @@ int lw_loop_close(lw_loop *loop) {
   if (!loop)
     return LW_EINVAL;
   if (loop->nconns || loop->nlisteners || loop->ntimers || !lw__list_empty(&loop->endgame) ||
-      !lw__list_empty(&loop->endgame_listeners))
+      !lw__list_empty(&loop->endgame_listeners) || loop->nhandles)
     return LW_EBUSY;
+  /* Every signal watcher is freed: the loop has left the signal registry (signal.c). */
+  assert(loop->sig_slot < 0 && loop->nsig_started == 0);
   loop->backend->destroy(loop);
+  free(loop->conns);
   if (loop->reserve_fd >= 0)
     lw__sock_close(loop->reserve_fd);
   lw__heap_free(&loop->timers);
@@ -160,6 +166,7 @@ static int run_pending(lw_loop *loop) {
 
 static int run_endgame(lw_loop *loop) {
   int ran = !lw__list_empty(&loop->endgame) || !lw__list_empty(&loop->endgame_listeners);
+  lw__watch_endgame(loop); /* freed fd watchers: no callback, only their memory */
   while (!lw__list_empty(&loop->endgame)) {
     lw__list *n = loop->endgame.next;
     lw__list_remove(n);
@@ -173,10 +180,13 @@ static int run_endgame(lw_loop *loop) {
   return ran;
 }
 
+/* What keeps lw_loop_run(LW_RUN_DEFAULT) going: connections, listeners, armed timers
+ * and active handles that are not unref'd, freed watches whose poll the kernel still
+ * holds (io_uring: the cancelled poll's completion must be reaped), deferred work. */
 static int loop_alive(const lw_loop *loop) {
-  return loop->nconns || loop->nlisteners || loop->ntimers_armed ||
-         !lw__list_empty(&loop->pending) || !lw__list_empty(&loop->endgame) ||
-         !lw__list_empty(&loop->endgame_listeners);
+  return loop->nconns || loop->nlisteners || loop->ntimers_armed > loop->ntimers_unref_armed ||
+         loop->nactive || loop->nwatch_busy || !lw__list_empty(&loop->pending) ||
+         !lw__list_empty(&loop->endgame) || !lw__list_empty(&loop->endgame_listeners);
 }
 
 int lw_loop_run(lw_loop *loop, lw_run_mode mode) {

@@ -108,6 +108,7 @@ static void timer_reset(lw_loop *loop, lw_timer *t) {
   t->cb = NULL;
   t->data = NULL;
   t->repeat = 0;
+  t->unref = 0;
 }
 
 int lw_timer_new(lw_loop *loop, lw_timer **out) {
@@ -140,8 +141,10 @@ int lw_timer_start(lw_timer *t, lw_timer_cb cb, uint64_t timeout_ms, uint64_t re
   t->node.seq = loop->timer_seq++;
   t->repeat = repeat_ms;
   int r = lw__heap_push(&loop->timers, &t->node);
-  if (r == 0)
+  if (r == 0) {
     loop->ntimers_armed++;
+    loop->ntimers_unref_armed += t->unref;
+  }
   return r;
 }
 
@@ -150,6 +153,24 @@ void lw_timer_stop(lw_timer *t) {
     return;
   lw__heap_remove(&t->loop->timers, &t->node);
   t->loop->ntimers_armed--;
+  t->loop->ntimers_unref_armed -= t->unref;
+}
+
+/* An unref'd timer still fires; it only does not count as alive (loop.c loop_alive). */
+void lw_timer_unref(lw_timer *t) {
+  if (!t || t->unref)
+    return;
+  t->unref = 1;
+  if (t->node.heap_idx != LW__TIMER_IDLE)
+    t->loop->ntimers_unref_armed++;
+}
+
+void lw_timer_ref(lw_timer *t) {
+  if (!t || !t->unref)
+    return;
+  t->unref = 0;
+  if (t->node.heap_idx != LW__TIMER_IDLE)
+    t->loop->ntimers_unref_armed--;
 }
 
 void lw_timer_free(lw_timer *t) {
@@ -179,6 +200,7 @@ int lw__timers_run(lw_loop *loop) {
     }
     lw_timer *t = LW__CONTAINER_OF(n, lw_timer, node);
     loop->ntimers_armed--;
+    loop->ntimers_unref_armed -= t->unref;
     if (t->repeat)
       lw_timer_start(t, t->cb, t->repeat, t->repeat);
     t->cb(t);

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -37,6 +38,10 @@
 
 typedef struct ep_state {
   int epfd;
+  /* The loop's wake channel (lw_wakeup_send, signals): an eventfd, made at the first
+   * lw_wakeup_new / lw_signal_new, level-triggered EPOLLIN until read. kind 0. */
+  int wakefd;
+  lw__io wake_io;
   struct epoll_event events[EP_MAX_EVENTS];
 } ep_state;
 
@@ -46,6 +51,7 @@ static int ep_init(lw_loop *loop) {
   ep_state *s = calloc(1, sizeof(*s));
   if (!s)
     return LW_ENOMEM;
+  s->wakefd = -1;
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (s->epfd < 0) {
     int r = lw__err_from_errno(errno);
@@ -58,6 +64,8 @@ static int ep_init(lw_loop *loop) {
 
 static void ep_destroy(lw_loop *loop) {
   ep_state *s = ep(loop);
+  if (s->wakefd >= 0)
+    close(s->wakefd);
   close(s->epfd);
   free(s);
   loop->backend_data = NULL;
@@ -270,6 +278,80 @@ static void ep_listener_event(lw_listener *l) {
   }
 }
 
+/* ---- loop integration: the wake channel and foreign fd watchers ---- */
+
+static int ep_wake_open(lw_loop *loop) {
+  ep_state *s = ep(loop);
+  s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->wakefd < 0)
+    return lw__err_from_errno(errno);
+  s->wake_io.fd = s->wakefd;
+  s->wake_io.kind = 0;
+  int r = ep_set(loop, &s->wake_io, EPOLLIN);
+  if (r < 0) {
+    close(s->wakefd);
+    s->wakefd = -1;
+  }
+  return r;
+}
+
+/* Any thread, or a signal handler: write(2) is async-signal-safe, and an eventfd
+ * write fails only when its counter would pass 2^64 - 2 (EAGAIN: a wake is pending
+ * anyway). */
+static int ep_wake(lw_loop *loop) {
+  uint64_t one = 1;
+  ssize_t n;
+  do
+    n = write(ep(loop)->wakefd, &one, sizeof(one));
+  while (n < 0 && errno == EINTR);
+  return n == sizeof(one) || errno == EAGAIN ? 0 : lw__err_from_errno(errno);
+}
+
+static void ep_wake_event(lw_loop *loop) {
+  uint64_t v;
+  /* Read (reset) before the dispatch: a send during it writes again and is seen. */
+  while (read(ep(loop)->wakefd, &v, sizeof(v)) < 0 && errno == EINTR)
+    ;
+  lw__loop_wake_run(loop);
+}
+
+/* Level-triggered, as poll(2). EPOLL_CTL_DEL when stopped, at once: the application
+ * may close the fd as soon as lw_watch_stop/free returns. */
+static int ep_watch_set(lw_watch *w) {
+  uint32_t want = 0;
+  if (w->events & LW_READABLE)
+    want |= EPOLLIN;
+  if (w->events & LW_WRITABLE)
+    want |= EPOLLOUT;
+  if (!want && w->io.added) {
+    /* The fd may already be closed by the application (against the rule): then the
+     * kernel dropped the registration with the last reference to the file. */
+    if (epoll_ctl(ep(w->loop)->epfd, EPOLL_CTL_DEL, w->io.fd, NULL) < 0 && errno != EBADF &&
+        errno != ENOENT)
+      return lw__err_from_errno(errno);
+    w->io.added = 0;
+    w->io.registered = 0;
+    return 0;
+  }
+  int r = ep_set(w->loop, &w->io, want);
+  if (r < 0 && errno == EEXIST)
+    return LW_EBUSY; /* this fd is in the set already: a connection or another watch */
+  if (r < 0 && errno == EBADF)
+    return LW_EINVAL;
+  return r;
+}
+
+static void ep_watch_event(lw_watch *w, uint32_t ev) {
+  int e = 0;
+  if (ev & EPOLLIN)
+    e |= LW_READABLE;
+  if (ev & EPOLLOUT)
+    e |= LW_WRITABLE;
+  if (ev & (EPOLLERR | EPOLLHUP))
+    e |= LW_WATCH_ERROR;
+  lw__watch_event(w, e);
+}
+
 static int ep_poll(lw_loop *loop, int timeout_ms) {
   ep_state *s = ep(loop);
   int n = epoll_wait(s->epfd, s->events, EP_MAX_EVENTS, timeout_ms);
@@ -279,10 +361,19 @@ static int ep_poll(lw_loop *loop, int timeout_ms) {
   for (int i = 0; i < n; i++) {
     lw__io *io = s->events[i].data.ptr;
     uint32_t ev = s->events[i].events;
-    if (io->kind == LW__IO_CONN)
+    switch (io->kind) {
+    case LW__IO_CONN:
       ep_conn_event(LW__CONTAINER_OF(io, lw_conn, io), ev);
-    else
+      break;
+    case LW__IO_LISTENER:
       ep_listener_event(LW__CONTAINER_OF(io, lw_listener, io));
+      break;
+    case LW__IO_WATCH:
+      ep_watch_event(LW__CONTAINER_OF(io, lw_watch, io), ev);
+      break;
+    default:
+      ep_wake_event(loop);
+    }
   }
   return n;
 }
@@ -298,4 +389,7 @@ const lw__backend lw__backend_epoll = {
     .conn_open = ep_conn_open,
     .conn_update = ep_conn_update,
     .conn_detach = ep_conn_detach,
+    .wake_open = ep_wake_open,
+    .wake = ep_wake,
+    .watch_set = ep_watch_set,
 };

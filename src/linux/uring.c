@@ -14,6 +14,15 @@
  *   cancel   IORING_OP_ASYNC_CANCEL of each op still in flight, by user_data, when the
  *            connection is detached (never by fd: see ur_submit_cancels)
  *   close    IORING_OP_CLOSE of a detached connection's or listener's fd (rule 1)
+ *   read     8 bytes of the loop's wake eventfd (lw_wakeup_send, signals), re-armed
+ *            after each completion; the eventfd is blocking, so the read waits in the
+ *            kernel (an O_NONBLOCK file would complete at once with -EAGAIN)
+ *   poll     (watch) one single-shot POLL_ADD per started lw_watch, re-armed after its
+ *            callback: level-triggered as poll(2). The fd is the application's: never
+ *            closed here; lw_watch_stop/free cancel the poll by user_data and submit at
+ *            once, so no unissued SQE names the fd when they return (rule 1: the
+ *            application closes it next), and the lw_watch is freed only after the
+ *            poll's CQE (the kernel holds its user_data until then)
  *
  * THE RULES that make whole classes of bugs impossible here (docs/architecture.md):
  *   1. No fd number is closed while an SQE that names it may still be unissued. An SQE
@@ -68,6 +77,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -89,7 +99,9 @@ enum {
   UR_OP_LPOLL,
   UR_OP_ERRPOLL,
   UR_OP_CLOSE,
-  UR_OP_LCLOSE
+  UR_OP_LCLOSE,
+  UR_OP_WAKE,
+  UR_OP_WATCH
 };
 
 typedef struct ur_op {
@@ -155,7 +167,19 @@ typedef struct ur_state {
   /* Listener fds whose IORING_OP_CLOSE found no SQE (rule 1): queued at the next wait. */
   int *close_owed;
   unsigned nclose_owed, close_owed_cap;
+  /* The loop's wake channel: an eventfd and the read that waits on it. */
+  int wakefd;
+  ur_op wake_op;
+  uint64_t wake_buf;
+  unsigned wake_inflight : 1, wake_owed : 1;
 } ur_state;
+
+/* A started lw_watch's poll (lw_watch.backend_data, freed by the core). */
+typedef struct ur_watch {
+  ur_op op;
+  unsigned inflight : 1, cancelled : 1;
+  unsigned mask; /* poll events of the poll in flight */
+} ur_watch;
 
 static ur_state *ur(lw_loop *loop) { return loop->backend_data; }
 static ur_conn *urc(lw_conn *c) { return c->backend_data; }
@@ -212,6 +236,7 @@ static int ur_init(lw_loop *loop) {
   params.cq_entries = 65536;
   lw__list_init(&s->retry);
   lw__list_init(&s->starved);
+  s->wakefd = -1;
   int r = io_uring_queue_init_params(UR_ENTRIES, &s->ring, &params);
   if (r < 0) {
     free(s);
@@ -222,7 +247,8 @@ static int ur_init(lw_loop *loop) {
            io_uring_opcode_supported(p, IORING_OP_SENDMSG) &&
            io_uring_opcode_supported(p, IORING_OP_ACCEPT) &&
            io_uring_opcode_supported(p, IORING_OP_POLL_ADD) &&
-           io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
+           io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL) &&
+           io_uring_opcode_supported(p, IORING_OP_READ);
   if (p)
     io_uring_free_probe(p);
   if (!ok) {
@@ -279,6 +305,9 @@ static void ur_destroy(lw_loop *loop) {
     close(s->close_owed[i]);
   free(s->close_owed);
   io_uring_queue_exit(&s->ring);
+  /* After the exit: the read that named it died with the ring (rule 1). */
+  if (s->wakefd >= 0)
+    close(s->wakefd);
   free(s->bufs);
   free(s->br);
   free(s->scratch);
@@ -900,6 +929,130 @@ static void ur_lpoll_done(lw_loop *loop, ur_lis *u, int res) {
   ur_lis_finished(loop, u);
 }
 
+/* ---- loop integration: the wake channel and foreign fd watchers ---- */
+
+static void ur_wake_arm(lw_loop *loop) {
+  ur_state *s = ur(loop);
+  struct io_uring_sqe *sqe = ur_sqe(s);
+  if (!sqe) {
+    s->wake_owed = 1; /* retried after the next dispatch (ur_poll) */
+    return;
+  }
+  s->wake_owed = 0;
+  io_uring_prep_read(sqe, s->wakefd, &s->wake_buf, sizeof(s->wake_buf), 0);
+  io_uring_sqe_set_data(sqe, &s->wake_op);
+  s->wake_inflight = 1;
+}
+
+static int ur_wake_open(lw_loop *loop) {
+  ur_state *s = ur(loop);
+  s->wakefd = eventfd(0, EFD_CLOEXEC); /* blocking: see the top */
+  if (s->wakefd < 0)
+    return lw__err_from_errno(errno);
+  s->wake_op = (ur_op){UR_OP_WAKE, loop};
+  ur_wake_arm(loop);
+  return 0;
+}
+
+/* Any thread, or a signal handler: one write(2). */
+static int ur_wake(lw_loop *loop) {
+  uint64_t one = 1;
+  ssize_t n;
+  do
+    n = write(ur(loop)->wakefd, &one, sizeof(one));
+  while (n < 0 && errno == EINTR);
+  return n == sizeof(one) || errno == EAGAIN ? 0 : lw__err_from_errno(errno);
+}
+
+static void ur_wake_done(lw_loop *loop, int res) {
+  ur_state *s = ur(loop);
+  s->wake_inflight = 0;
+  ur_wake_arm(loop); /* before the dispatch: a send during it completes the next read */
+  (void)res;         /* the count read, or an error: either way, look */
+  lw__loop_wake_run(loop);
+}
+
+static unsigned ur_watch_mask(const lw_watch *w) {
+  return ((w->events & LW_READABLE) ? POLLIN : 0) | ((w->events & LW_WRITABLE) ? POLLOUT : 0);
+}
+
+static int ur_watch_arm(lw_watch *w) {
+  ur_state *s = ur(w->loop);
+  ur_watch *uw = w->backend_data;
+  struct io_uring_sqe *sqe = ur_sqe(s);
+  if (!sqe)
+    return LW_ENOBUFS;
+  io_uring_prep_poll_add(sqe, w->io.fd, ur_watch_mask(w));
+  io_uring_sqe_set_data(sqe, &uw->op);
+  uw->inflight = 1;
+  uw->cancelled = 0;
+  uw->mask = ur_watch_mask(w);
+  w->busy = 1;
+  return 0;
+}
+
+/* Cancels the poll in flight (by user_data) and submits NOW, the poll's SQE too if it
+ * was still unissued: once this returns nothing queued names the fd (rule 1). */
+static void ur_watch_cancel(lw_watch *w) {
+  ur_state *s = ur(w->loop);
+  ur_watch *uw = w->backend_data;
+  if (!uw->inflight || uw->cancelled)
+    return;
+  struct io_uring_sqe *sqe = ur_sqe(s);
+  if (sqe) {
+    io_uring_prep_cancel(sqe, &uw->op, 0);
+    io_uring_sqe_set_data(sqe, NULL);
+    uw->cancelled = 1;
+  }
+  /* No SQE even after a submit (the kernel is flushing a CQ overflow): the poll stays
+   * until it fires; its CQE is then ignored (stopped) or frees the watch (freed). The
+   * submit below still issues the poll's own SQE, so the fd is named by no number. */
+  io_uring_submit(&s->ring);
+}
+
+static int ur_watch_set(lw_watch *w) {
+  ur_watch *uw = w->backend_data;
+  if (!uw) {
+    if (!w->events)
+      return 0;
+    uw = calloc(1, sizeof(*uw));
+    if (!uw)
+      return LW_ENOMEM;
+    uw->op = (ur_op){UR_OP_WATCH, w};
+    w->backend_data = uw;
+  }
+  if (!w->events) {
+    ur_watch_cancel(w);
+    return 0;
+  }
+  if (uw->inflight) {
+    if (uw->mask != ur_watch_mask(w))
+      ur_watch_cancel(w); /* its CQE re-arms with the new mask */
+    return 0;
+  }
+  return ur_watch_arm(w);
+}
+
+static void ur_watch_done(lw_watch *w, int res) {
+  ur_watch *uw = w->backend_data;
+  uw->inflight = 0;
+  uw->cancelled = 0;
+  if (w->freed) {
+    lw__watch_ops_done(w);
+    return;
+  }
+  w->busy = 0;
+  if (res > 0) {
+    int e = ((res & POLLIN) ? LW_READABLE : 0) | ((res & POLLOUT) ? LW_WRITABLE : 0) |
+            ((res & (POLLERR | POLLHUP | POLLNVAL)) ? LW_WATCH_ERROR : 0);
+    lw__watch_event(w, e); /* may stop, restart or free w: memory stays until endgame */
+  } else if (res < 0 && res != -ECANCELED) {
+    lw__watch_event(w, LW_WATCH_ERROR); /* -EBADF: the fd was closed (POLLNVAL) */
+  }
+  if (!w->freed && w->events && !uw->inflight && ur_watch_arm(w) < 0)
+    lw__watch_event(w, LW_WATCH_ERROR); /* no SQE: say so rather than go silent */
+}
+
 /* ---- the wait ---- */
 
 static int ur_poll(lw_loop *loop, int timeout_ms) {
@@ -963,6 +1116,12 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
       case UR_OP_LPOLL:
         ur_lpoll_done(loop, LW__CONTAINER_OF(op, ur_lis, poll), ev[i].res);
         break;
+      case UR_OP_WAKE:
+        ur_wake_done(loop, ev[i].res);
+        break;
+      case UR_OP_WATCH:
+        ur_watch_done(op->owner, ev[i].res);
+        break;
       default:
         assert(0 && "unknown io_uring op");
       }
@@ -1001,6 +1160,8 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
         ur_submit_close(c);
     }
   }
+  if (s->wake_owed)
+    ur_wake_arm(loop);
   while (s->nclose_owed > 0) {
     struct io_uring_sqe *sqe = ur_sqe(s);
     if (!sqe)
@@ -1027,4 +1188,7 @@ const lw__backend lw__backend_uring = {
     .conn_free = ur_conn_free,
     .held_input = ur_held_input,
     .deliver_held = ur_deliver_held,
+    .wake_open = ur_wake_open,
+    .wake = ur_wake,
+    .watch_set = ur_watch_set,
 };
