@@ -40,7 +40,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -76,7 +75,7 @@ typedef struct worker {
   lw_listener *ls[MAX_LISTEN];
   int nls;
   int fds[MAX_LISTEN]; /* the listening sockets it adopts (loop 0: the originals) */
-  lw_timer *ctl;       /* polls the process-wide commands below */
+  lw_wakeup *wake;     /* loops 1..N-1: loop 0 tells them to drain */
   unsigned live;
   int drained; /* its drain has reported */
   lw_drain_report rep;
@@ -87,17 +86,9 @@ static worker workers[MAX_THREADS];
 static int nworkers;
 static char **g_argv;
 
-/* Commands: set by loop 0 (signals) and read by every loop's control timer. */
+/* Set once, by loop 0: the drain of every loop has been asked for. */
 static atomic_int cmd_drain;
 static atomic_int drains_done;
-static volatile sig_atomic_t got_term, got_hup;
-
-static void on_signal(int sig) {
-  if (sig == SIGHUP)
-    got_hup = 1;
-  else
-    got_term = 1;
-}
 
 typedef struct session {
   worker *w;
@@ -185,10 +176,6 @@ static void on_drained(lw_loop *loop, const lw_drain_report *r, void *arg) {
   for (int i = 0; i < w->nls; i++)
     lw_listener_close(w->ls[i]);
   w->nls = 0;
-  if (w->ctl) {
-    lw_timer_free(w->ctl);
-    w->ctl = NULL;
-  }
   atomic_fetch_add(&drains_done, 1);
 }
 
@@ -248,39 +235,57 @@ static void start_successor(worker *w) {
   }
 }
 
-/* The successor's answer: a byte when it accepts (then we drain), EOF if it died. */
-static void check_successor(void) {
+static lw_watch *ready_watch;
+
+/* Loop 0: every loop drains (the others through their wake-up: lw_wakeup_send is the
+ * one call another thread may make). */
+static void drain_all(void) {
+  if (atomic_exchange(&cmd_drain, 1))
+    return;
+  start_drain(&workers[0]);
+  for (int t = 1; t < nworkers; t++)
+    lw_wakeup_send(workers[t].wake);
+}
+
+static void on_wake(lw_wakeup *wk) {
+  worker *w = lw_wakeup_get_data(wk);
+  if (!w->drained)
+    start_drain(w);
+}
+
+/* The successor's answer on ready_fd: a byte when it accepts (then we drain), EOF if
+ * it died (then we go on: we never stopped accepting). */
+static void on_ready(lw_watch *wt, int events) {
+  (void)events;
   char b;
   ssize_t n = read(ready_fd, &b, 1);
   if (n < 0 && (errno == EAGAIN || errno == EINTR))
     return;
+  lw_watch_free(wt); /* before the close: the watcher must not outlive its fd */
+  ready_watch = NULL;
   close(ready_fd);
   ready_fd = -1;
-  if (n == 1) {
-    atomic_store(&cmd_drain, 1);
-  } else {
+  if (n == 1)
+    drain_all();
+  else
     fprintf(stderr, "respond: restart: the new copy exited before accepting; "
                     "this one goes on serving\n");
-  }
 }
 
-/* Every loop's control timer (50 ms): loop 0 turns signals into commands; every loop
- * starts its drain when told. */
-static void control(lw_timer *t) {
-  worker *w = lw_timer_get_data(t);
-  if (w->idx == 0) {
-    if (got_term)
-      atomic_store(&cmd_drain, 1);
-    if (got_hup) {
-      got_hup = 0;
-      if (!atomic_load(&cmd_drain))
-        start_successor(w);
-    }
-    if (ready_fd >= 0)
-      check_successor();
+static void on_sig(lw_signal *sg, int signum) {
+  (void)sg;
+  if (signum != SIGHUP) {
+    drain_all();
+    return;
   }
-  if (atomic_load(&cmd_drain) && !lw_loop_draining(w->loop) && !w->drained)
-    start_drain(w);
+  if (atomic_load(&cmd_drain) || ready_fd >= 0)
+    return; /* draining, or a restart already under way */
+  start_successor(&workers[0]);
+  if (ready_fd >= 0 && (lw_watch_new(workers[0].loop, ready_fd, &ready_watch) < 0 ||
+                        lw_watch_start(ready_watch, LW_READABLE, on_ready) < 0)) {
+    fprintf(stderr, "respond: restart: cannot watch the new copy; draining\n");
+    drain_all();
+  }
 }
 
 static int worker_setup(worker *w) {
@@ -297,22 +302,21 @@ static int worker_setup(worker *w) {
     }
     lw_listener_set_data(w->ls[i], w);
   }
-  lw_timer_new(w->loop, &w->ctl);
-  lw_timer_set_data(w->ctl, w);
-  lw_timer_start(w->ctl, control, 50, 50);
+  if (w->idx > 0) {
+    /* Unref'd: the listeners keep the loop alive until its drain closes them. */
+    r = lw_wakeup_new(w->loop, on_wake, &w->wake);
+    if (r < 0)
+      return r;
+    lw_wakeup_set_data(w->wake, w);
+    lw_wakeup_unref(w->wake);
+  }
   return 0;
 }
 
-static void worker_run(worker *w) {
-  lw_loop_run(w->loop, LW_RUN_DEFAULT);
-  if (lw_loop_close(w->loop) < 0)
-    fprintf(stderr, "respond: loop %d: handles left at exit\n", w->idx);
-}
-
+/* Loops 1..N-1, each in its thread (set up by the main thread before it starts). */
 static void *worker_main(void *arg) {
   worker *w = arg;
-  if (worker_setup(w) == 0)
-    worker_run(w);
+  lw_loop_run(w->loop, LW_RUN_DEFAULT);
   return NULL;
 }
 
@@ -450,13 +454,6 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < cfg.bytes; i++)
     cfg.payload[i] = (char)(i % 251);
 
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
-
   nworkers = threads;
   for (int t = 0; t < threads; t++) {
     worker *w = &workers[t];
@@ -466,8 +463,22 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nfds; i++)
       w->fds[i] = t == 0 ? fds[i] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
   }
-  if (worker_setup(&workers[0]) < 0)
-    return 1;
+  for (int t = 0; t < threads; t++)
+    if (worker_setup(&workers[t]) < 0)
+      return 1;
+  /* Signals, in loop 0: SIGTERM/SIGINT drain, SIGHUP restarts. Unref'd (the listeners
+   * keep the loop alive), and kept until every loop has drained: a second SIGTERM
+   * during the drain is then ignored instead of killing the process. */
+  lw_signal *sigs[3];
+  const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+  for (int i = 0; i < 3; i++) {
+    if (lw_signal_new(workers[0].loop, &sigs[i]) < 0 ||
+        lw_signal_start(sigs[i], on_sig, signums[i]) < 0) {
+      fprintf(stderr, "respond: signal watcher failed\n");
+      return 1;
+    }
+    lw_signal_unref(sigs[i]);
+  }
   for (int i = 0; i < nfds; i++)
     print_listening(fds[i]);
   /* The backend actually in use (io_uring may have been refused): on stderr, so that
@@ -475,27 +486,32 @@ int main(int argc, char **argv) {
   fprintf(stderr, "respond: pid %d backend %s threads %d\n", (int)getpid(),
           lw_loop_backend(workers[0].loop), threads);
   fflush(stdout);
-  /* Signals reach loop 0's thread only: the other threads block them. */
-  sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, &old);
   for (int t = 1; t < threads; t++)
     pthread_create(&workers[t].thread, NULL, worker_main, &workers[t]);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* Accepting (the accept is armed on every adopted socket): tell a predecessor. */
   lw_handoff_ready();
 
   lw_loop_run(workers[0].loop, LW_RUN_DEFAULT);
   for (int t = 1; t < threads; t++)
     pthread_join(workers[t].thread, NULL);
+  for (int i = 0; i < 3; i++)
+    lw_signal_free(sigs[i]);
+  if (ready_watch)
+    lw_watch_free(ready_watch);
+  int r = 0;
+  for (int t = threads - 1; t >= 0; t--) {
+    if (workers[t].wake)
+      lw_wakeup_free(workers[t].wake); /* no thread sends any more */
+    lw_loop_run(workers[t].loop, LW_RUN_NOWAIT);
+    if (lw_loop_close(workers[t].loop) < 0) {
+      fprintf(stderr, "respond: loop %d: handles left at exit\n", t);
+      r = 1;
+    }
+  }
   uint64_t ms = 0;
   for (int t = 0; t < threads; t++)
     ms = workers[t].rep.elapsed_ms > ms ? workers[t].rep.elapsed_ms : ms;
   print_drain(ms);
-  int r = lw_loop_close(workers[0].loop);
   free(cfg.payload);
-  return r == 0 ? 0 : 1;
+  return r;
 }

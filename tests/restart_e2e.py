@@ -45,6 +45,9 @@ class Server:
         raise AssertionError(f"no line {pattern!r} x{count}: out={self.out} err={self.err}")
     def port(self):
         return int(self.wait_line(r"listening on 127\.0\.0\.1:\d+$").rsplit(":", 1)[1])
+    def pid(self, n):
+        """The n-th copy's pid (1: the first; a successor prints its own line)."""
+        return int(self.wait_line(r"\S+: pid (\d+)", n, stream="err").split()[2])
     def pids(self):
         with self.lock:
             return [int(m.group(1)) for l in self.err
@@ -196,7 +199,7 @@ def case_restart():
         ts += keepalive_load(port, stop, stats)
     time.sleep(0.3)
     for i in range(5):
-        pid = srv.pids()[-1]
+        pid = srv.pid(i + 1)
         os.kill(pid, signal.SIGHUP)
         srv.wait_line(r"listening on 127\.0\.0\.1:\d+$", i + 2)
         drain_line(srv, i + 1)
@@ -204,7 +207,7 @@ def case_restart():
     stop.set()
     for t in ts:
         t.join()
-    os.kill(srv.pids()[-1], signal.SIGTERM)
+    os.kill(srv.pid(6), signal.SIGTERM)
     last = drain_line(srv, 6)
     print(f"restart: 5 x SIGHUP under load: {stats['n']} requests "
           f"({stats.get('ka', 0)} on keep-alive connections), "
@@ -215,7 +218,7 @@ def case_restart():
 def case_queue():
     srv = Server(["--listen", "127.0.0.1:0", *BYTES, "--drain-ms", "3000"])
     port = srv.port()
-    pid = srv.pids()[-1]
+    pid = srv.pid(1)
     os.kill(pid, signal.SIGSTOP)  # accepts nothing: the connections wait in the queue
     res, ts = [], []
     for _ in range(8):
@@ -231,7 +234,7 @@ def case_queue():
     ok = sum(1 for r in res if r[0])
     print(f"queue: {ok}/8 queued at the switch served | {line}")
     check(ok == 8, f"all 8 queued connections served ({res})")
-    os.kill(srv.pids()[-1], signal.SIGTERM)
+    os.kill(srv.pid(2), signal.SIGTERM)
     drain_line(srv, 2)
 
 def case_threads():
