@@ -310,8 +310,98 @@ static void test_drain_callback_and_empty(void **state) {
   assert_int_equal(lwt_fd_count(), fds);
 }
 
+/* Hostile: a drain started from inside an on_close (that connection is not covered),
+ * a conn_cb that aborts ANOTHER covered connection and closes its own, and a done_cb
+ * that starts the next drain at once. Counts stay exact, done_cb runs once per drain. */
+static lw_loop *h_loop;
+static lw_conn *h_conns[4];
+static int h_naccept, h_started_in_close;
+static void h_server_close(lw_conn *c, const lw_close_info *in) {
+  (void)in;
+  for (int i = 0; i < 4; i++)
+    if (h_conns[i] == c)
+      h_conns[i] = NULL; /* freed after this: conn_cb must not touch it */
+}
+static void h_accept(lw_listener *l, lw_conn *c, int st) {
+  (void)l;
+  assert_int_equal(st, 0);
+  h_conns[h_naccept++] = c;
+  lw_conn_on_close(c, h_server_close);
+}
+static int h_conn_cb(lw_conn *c, void *arg) {
+  (void)arg;
+  cb_calls++;
+  for (int i = 0; i < 4; i++)
+    if (h_conns[i] && h_conns[i] != c) {
+      lw_abort(h_conns[i]); /* LW_EALREADY for one already ended: harmless */
+      break;
+    }
+  lw_close(c, 0);
+  return 0;
+}
+static void h_done2(lw_loop *loop, const lw_drain_report *r, void *arg) {
+  (void)loop;
+  (void)arg;
+  done_calls++;
+  assert_int_equal(r->conns, 0);
+}
+static void h_done(lw_loop *loop, const lw_drain_report *r, void *arg) {
+  (void)arg;
+  done_calls++;
+  rep = *r;
+  lw_drain_options o2 = {.deadline_ms = 500, .done_cb = h_done2};
+  assert_int_equal(lw_loop_drain(loop, &o2), 0); /* the next one, from inside done_cb */
+}
+static void h_client_close(lw_conn *c, const lw_close_info *in) {
+  (void)c;
+  (void)in;
+  if (!h_started_in_close) {
+    h_started_in_close = 1;
+    lw_drain_options o = {.deadline_ms = 2000, .conn_cb = h_conn_cb, .done_cb = h_done};
+    assert_int_equal(lw_loop_drain(h_loop, &o), 0);
+    assert_int_equal(lw_conn_draining(c), 0); /* already reported: not covered */
+  }
+}
+
+static void test_drain_hostile(void **state) {
+  (void)state;
+  int fds = lwt_fd_count();
+  assert_int_equal(lw_loop_new(&h_loop, NULL), 0);
+  lw_listener *l;
+  assert_int_equal(lw_listener_new(h_loop, "127.0.0.1", 0, 16, NULL, h_accept, &l), 0);
+  lw_conn *cl[4];
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(
+        lw_conn_connect(h_loop, "127.0.0.1", lw_listener_port(l), NULL, NULL, &cl[i]), 0);
+    lw_conn_on_close(cl[i], h_client_close);
+  }
+  uint64_t end = lwt_now_ms() + 3000;
+  while (h_naccept < 4 && lwt_now_ms() < end)
+    lw_loop_run(h_loop, LW_RUN_ONCE);
+  assert_int_equal(h_naccept, 4);
+  done_calls = cb_calls = 0;
+  lw_abort(cl[0]); /* its on_close starts the drain */
+  end = lwt_now_ms() + 5000;
+  while (done_calls < 2 && lwt_now_ms() < end)
+    lw_loop_run(h_loop, LW_RUN_ONCE);
+  assert_int_equal(done_calls, 2);
+  /* Covered: the 4 server sides and the 3 client sides still open (cl[0] was
+   * reported before the drain began). */
+  assert_int_equal(rep.conns, 7);
+  uint64_t total = 0;
+  for (int k = 0; k < LW_REASON__COUNT; k++)
+    total += rep.by_reason[k];
+  assert_int_equal(total, 7);
+  assert_true(cb_calls >= 1 && cb_calls <= 7);
+  lw_listener_close(l);
+  assert_int_equal(lw_loop_run(h_loop, LW_RUN_DEFAULT), 0);
+  assert_int_equal(lw_loop_close(h_loop), 0);
+  assert_int_equal(lwt_fd_count(), fds);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_drain_four_kinds),
-                                     cmocka_unit_test(test_drain_callback_and_empty)};
+                                     cmocka_unit_test(test_drain_callback_and_empty),
+                                     cmocka_unit_test(test_drain_hostile)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
