@@ -22,6 +22,8 @@
  *                 pauses or drains never strands connections hashed to it, a
  *                 successor takes the queue over whole, and systemd's single socket
  *                 serves every thread as it is (README.md: the measurement).
+ *   --reuseport   instead, an SO_REUSEPORT group of N sockets, one per loop: for that
+ *                 measurement only (no SIGHUP hand-off: it passes loop 0's socket).
  *   started by systemd (or systemd-socket-activate): serves the sockets passed in
  *                 LISTEN_FDS instead of --listen (which may then be omitted), and
  *                 prints the same "listening on" line for each.
@@ -77,6 +79,7 @@ typedef struct worker {
   int fds[MAX_LISTEN]; /* the listening sockets it adopts (loop 0: the originals) */
   lw_wakeup *wake;     /* loops 1..N-1: loop 0 tells them to drain */
   unsigned live;
+  unsigned long long accepts;
   int drained; /* its drain has reported */
   lw_drain_report rep;
   pthread_t thread;
@@ -159,6 +162,7 @@ static void on_accept(lw_listener *l, lw_conn *c, int status) {
   }
   s->w = w;
   w->live++;
+  w->accepts++;
   lw_conn_set_data(c, s);
   lw_conn_on_close(c, on_close);
   lw_conn_set_read_size(c, 1);
@@ -361,11 +365,35 @@ static void print_listening(int fd) {
   printf(strchr(host, ':') ? "listening on [%s]:%d\n" : "listening on %s:%d\n", host, port);
 }
 
+/* --reuseport (for the measurement in README.md only; no SIGHUP hand-off with it: each
+ * loop's socket has its own accept queue, and the hand-off passes loop 0's): an
+ * SO_REUSEPORT group of n sockets on first's address, which is re-made with the option
+ * set (the group needs it on every member, the first included). */
+static int rp_fds[MAX_THREADS];
+static int reuseport_group(int first, int n, int *out) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(first, (struct sockaddr *)&ss, &len) < 0)
+    return -1;
+  close(first);
+  for (int t = 0; t < n; t++) {
+    int one = 1, fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) {
+      perror("respond: --reuseport");
+      return -1;
+    }
+    out[t] = fd;
+  }
+  return 0;
+}
+
 static void usage(void) {
   fprintf(stderr, "usage: respond --listen HOST:PORT [--bytes N] "
                   "[--close graceful|abort|naive] [--deadline-ms D] [--dead-after-ms T] "
                   "[--idle-timeout-ms T] [--stall-timeout-ms T] [--backend epoll|uring] "
-                  "[--threads N] [--drain-ms D] [--log]\n");
+                  "[--threads N [--reuseport]] [--drain-ms D] [--log]\n");
   exit(2);
 }
 
@@ -375,7 +403,7 @@ int main(int argc, char **argv) {
                 .deadline_ms = 5000,
                 .drain_ms = 10000};
   const char *listen_arg = NULL;
-  int threads = 1;
+  int threads = 1, reuseport = 0;
   g_argv = argv;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -389,6 +417,8 @@ int main(int argc, char **argv) {
       cfg.drain_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
     else if (strcmp(a, "--threads") == 0 && i + 1 < argc)
       threads = atoi(argv[++i]);
+    else if (strcmp(a, "--reuseport") == 0)
+      reuseport = 1;
     else if (strcmp(a, "--dead-after-ms") == 0 && i + 1 < argc)
       cfg.opts.dead_after_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
     else if (strcmp(a, "--idle-timeout-ms") == 0 && i + 1 < argc)
@@ -446,6 +476,8 @@ int main(int argc, char **argv) {
     lw_listener_close(l);
     lw_loop_run(tmp, LW_RUN_NOWAIT);
     lw_loop_close(tmp);
+    if (reuseport && reuseport_group(fds[0], threads, rp_fds) < 0)
+      return 1;
   }
 
   cfg.payload = malloc(cfg.bytes);
@@ -455,13 +487,15 @@ int main(int argc, char **argv) {
     cfg.payload[i] = (char)(i % 251);
 
   nworkers = threads;
+  if (reuseport && rp_fds[0] > 0)
+    fds[0] = rp_fds[0];
   for (int t = 0; t < threads; t++) {
     worker *w = &workers[t];
     w->cfg = &cfg;
     w->idx = t;
     w->nls = nfds;
     for (int i = 0; i < nfds; i++)
-      w->fds[i] = t == 0 ? fds[i] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+      w->fds[i] = t == 0 ? fds[i] : reuseport ? rp_fds[t] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
   }
   for (int t = 0; t < threads; t++)
     if (worker_setup(&workers[t]) < 0)
@@ -512,6 +546,10 @@ int main(int argc, char **argv) {
   for (int t = 0; t < threads; t++)
     ms = workers[t].rep.elapsed_ms > ms ? workers[t].rep.elapsed_ms : ms;
   print_drain(ms);
+  fprintf(stderr, "respond: accepts per loop:");
+  for (int t = 0; t < threads; t++)
+    fprintf(stderr, " %llu", workers[t].accepts);
+  fprintf(stderr, "\n");
   free(cfg.payload);
   return r;
 }

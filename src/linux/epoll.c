@@ -247,13 +247,21 @@ static void ep_conn_event(lw_conn *c, uint32_t ev) {
 
 /* ---- listeners ---- */
 
-static int ep_listener_open(lw_listener *l) { return ep_set(l->loop, &l->io, EPOLLIN); }
+/* EPOLLEXCLUSIVE (Linux 4.5): a listening socket shared by several loops (one per
+ * thread, each with a dup of it) wakes one of them per connection, not all (the
+ * thundering herd: measured in README.md, "--threads"). It cannot be changed by
+ * EPOLL_CTL_MOD; a listener's registration only ever goes ADD <-> DEL (pause), so
+ * ep_set never needs to. */
+#define EP_LISTEN_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
+static int ep_listener_open(lw_listener *l) {
+  return ep_set(l->loop, &l->io, EP_LISTEN_EVENTS);
+}
 
 static void ep_listener_close(lw_listener *l) { ep_set(l->loop, &l->io, 0); }
 
 /* Out of the interest set while paused: the queue fills in the kernel, nothing wakes us. */
 static void ep_listener_pause(lw_listener *l, int paused) {
-  ep_set(l->loop, &l->io, paused ? 0 : EPOLLIN);
+  ep_set(l->loop, &l->io, paused ? 0 : EP_LISTEN_EVENTS);
 }
 
 static void ep_listener_event(lw_listener *l) {
