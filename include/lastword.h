@@ -596,8 +596,154 @@ int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
 int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_accept_cb cb,
                       lw_listener **out);
 int lw_listener_port(const lw_listener *l);
-/* Stops accepting and frees the listener (deferred to the end of the loop iteration). */
+/* Stops accepting and frees the listener (deferred to the end of the loop iteration).
+ * It closes this process's descriptor only: where the socket is shared (inherited by a
+ * successor, or held by systemd for socket activation) the kernel's accept queue stays
+ * with the other holder. Where this was the last descriptor, the connections still in
+ * the queue are reset by the kernel: lw_listener_queued() beforehand tells how many. */
 void lw_listener_close(lw_listener *l);
+/* Pause and resume accepting, without closing the listener. While paused the library
+ * makes no accept: connections that complete their handshake wait in the kernel's
+ * accept queue (up to the backlog; past it Linux drops the client's final ACK and the
+ * client retransmits), to be accepted on resume -- or by another process that holds
+ * the same socket (a successor after a hand-off; a separate SO_REUSEPORT socket has its
+ * own queue, and closing it resets what is in it).
+ *   epoll: the fd leaves the interest set.
+ *   io_uring: the armed multishot accept is cancelled by its user_data
+ *     (IORING_OP_ASYNC_CANCEL, submitted before the call returns, so the kernel has
+ *     issued it by then). A connection the kernel accepted before that -- its CQE
+ *     already posted, not yet reaped -- is still delivered to accept_cb: it is
+ *     accepted already, and refusing it would lose it.
+ *   IOCP: the posted AcceptEx operations are cancelled (CancelIoEx) and not posted
+ *     again until resume. Windows completes a queued connection INTO a posted AcceptEx
+ *     by itself, so one that completed before the cancel is delivered likewise; while
+ *     paused, the backlog is the listen socket's own queue, as on Linux.
+ * So accept_cb may run after lw_listener_pause only for such already-accepted
+ * connections, within the next loop iteration. Both calls are idempotent and may be
+ * made from any callback; LW_EINVAL on a listener being closed. */
+int lw_listener_pause(lw_listener *l);
+int lw_listener_resume(lw_listener *l);
+int lw_listener_paused(const lw_listener *l);
+/* The listening socket (int fd; a SOCKET on Windows). Do not close it. */
+int lw_listener_fd(const lw_listener *l);
+/* Connections waiting in the kernel's accept queue, not yet accepted (Linux: TCP_INFO
+ * on a listening socket reports its accept-queue length in tcpi_unacked); LW_ENOSYS
+ * where the OS cannot tell (Windows). */
+int lw_listener_queued(const lw_listener *l);
+
+/* ----------------------------------------------------------------------------------
+ * Drain: ending a whole server (a deploy, a restart, a scale-down) with the same care
+ * as one connection, and one report.
+ *
+ * lw_loop_drain(loop, opts) starts it and returns at once:
+ *   1. Every listener of the loop is paused (lw_listener_pause: the kernel's accept
+ *      queue keeps what arrives, for a successor sharing the socket or a resume); the
+ *      listeners are not closed -- that is the application's call, see
+ *      lw_listener_close and lw_listeners_handoff.
+ *   2. Every connection of the loop not yet reported to on_close (accepted or
+ *      connected; and one accepted later, io_uring/IOCP's already-accepted ones, as it
+ *      comes) is marked draining, and then, from the loop (never inside lw_loop_drain):
+ *      - with opts->conn_cb: conn_cb(c, arg) runs once for it. The application ends it
+ *        at its own safe point -- after the response in progress, or with
+ *        `Connection: close` on the next one -- by lw_close/lw_shutdown; or returns
+ *        LW_DRAIN_WHEN_IDLE to have the library's policy below applied to it;
+ *      - without conn_cb: the library's policy: the connection is closed gracefully
+ *        (lw_close) once it is IDLE: nothing queued to write, no input waiting
+ *        unread (the kernel's queue or the backend's), open in both directions, and no
+ *        byte read or written for at least idle_min_ms.
+ *   3. At deadline_ms after the start, every connection left is reset (RST).
+ *   4. When the last of them has been reported to on_close, done_cb gets the report
+ *      (once, from the loop), and the drain is over: lw_loop_draining() says 0 again.
+ * A connection the drain ends -- the policy's graceful close, the deadline's reset, and
+ * any lw_close() of a draining connection -- reports reason LW_REASON_DRAIN (rst 1 for
+ * the reset); one the peer or an error ended keeps its own reason (PEER_CLOSED_FIRST,
+ * PEER_RESET, ...). Liveness options and lw_close deadlines keep working meanwhile;
+ * the drain deadline bounds them all.
+ *
+ * THE RACE, and how it is bounded: closing an idle keep-alive connection races with a
+ * request the client may be sending at that moment (RFC 9112 section 9.6: a client
+ * must be ready to retry; nginx 1.27 keepalive_min_timeout, Node and Go lost requests
+ * here). Three things bound it: (a) a connection that moved a byte in the last
+ * idle_min_ms is never closed by the policy -- a client that answers a response with
+ * its next request does so within it, and that request is served; (b) our close is
+ * the lingering lw_close: a request that crosses our FIN is read and discarded, never
+ * answered with an RST, so the client sees a clean FIN before any response and may
+ * retry (an idempotent request at least); (c) with conn_cb, a protocol that can say
+ * so (HTTP's `Connection: close` on the next response) needs no idle close at all:
+ * only a client silent for idle_min_ms is closed, i.e. the race needs a client that
+ * waited idle_min_ms and then sent within one RTT of our FIN.
+ * ---------------------------------------------------------------------------------- */
+#define LW_DRAIN_WHEN_IDLE 1
+typedef int (*lw_drain_conn_cb)(lw_conn *c, void *arg);
+typedef struct lw_drain_report {
+  uint64_t conns;                       /* connections the drain covered */
+  uint64_t by_reason[LW_REASON__COUNT]; /* how each ended (index: lw_close_reason) */
+  uint64_t reset;                       /* of them, ended with an RST (sent or received) */
+  uint64_t reset_at_deadline;           /* reset by the drain deadline */
+  uint64_t bytes_acked;                 /* sums of their lw_close_info fields */
+  uint64_t unsent_discarded, unread_discarded;
+  uint64_t elapsed_ms;    /* from lw_loop_drain to the last on_close */
+  uint64_t accept_queued; /* connections waiting in the paused listeners' accept queues
+                             at the end (lw_listener_queued): served by whoever holds the
+                             socket next, reset if nobody does */
+} lw_drain_report;
+typedef void (*lw_drain_done_cb)(lw_loop *loop, const lw_drain_report *r, void *arg);
+typedef struct lw_drain_options {
+  uint32_t deadline_ms;     /* default (0): 10000 */
+  uint32_t idle_min_ms;     /* default (0): 1000; the policy's minimum idle window */
+  lw_drain_conn_cb conn_cb; /* NULL: the library's policy for every connection */
+  lw_drain_done_cb done_cb; /* may be NULL */
+  void *arg;
+} lw_drain_options;
+/* 0, LW_EALREADY if a drain is already running on this loop, LW_EINVAL, LW_ENOMEM.
+ * opts may be NULL (the defaults). The report is also the last word of a drain that
+ * covered no connection. The loop stays alive (a timer) until done_cb has run. */
+int lw_loop_drain(lw_loop *loop, const lw_drain_options *opts);
+/* 1 while a drain runs on the loop (from lw_loop_drain until done_cb returned). */
+int lw_loop_draining(const lw_loop *loop);
+/* 1 if c is covered by a running drain (e.g. a server adds `Connection: close`). */
+int lw_conn_draining(const lw_conn *c);
+
+/* ----------------------------------------------------------------------------------
+ * Sockets passed from one process to the next: systemd socket activation, and a
+ * restart that drops nothing (a successor takes the listening sockets over).
+ * Unix only (LW_ENOSYS on Windows).
+ * ---------------------------------------------------------------------------------- */
+/* The listening sockets this process was started with, by either protocol:
+ *   - systemd's (sd_listen_fds(3)): when LISTEN_PID is this process's pid, LISTEN_FDS
+ *     = n sockets at descriptors 3 .. 3+n-1, LISTEN_FDNAMES = their names, colon-
+ *     separated (FileDescriptorName=);
+ *   - a predecessor's hand-off (lw_listeners_handoff): LW_LISTEN_FDS = the descriptor
+ *     numbers, comma-separated.
+ * As sd_listen_fds(1): the variables are removed from the environment (so children do
+ * not take the sockets for theirs), and FD_CLOEXEC is set on each descriptor. Stores up
+ * to max descriptors in fds and, if names is not NULL, their names (systemd's, else "";
+ * static storage, valid until the next call). Returns how many were passed (0: none;
+ * more than max: the rest are left open and unnamed), or LW_EINVAL if the variables
+ * are malformed (nothing unset then). The descriptors are the caller's: adopt each with
+ * lw_listener_adopt (which checks it is a listening TCP socket) or close it. */
+int lw_listen_fds(int *fds, const char **names, int max);
+/* Hands the listening sockets of ls[0..n-1] to a successor that this process is about
+ * to start (fork + exec, posix_spawn): clears FD_CLOEXEC on them, names them in
+ * LW_LISTEN_FDS, and makes a pipe whose write end the successor inherits (LW_READY_FD);
+ * *ready_fd gets the read end (non-blocking, close-on-exec): it becomes readable with a
+ * byte when the successor calls lw_handoff_ready(), or with EOF when the successor
+ * exits without calling it. Call lw_listeners_handoff_end() right after starting the
+ * successor: it restores FD_CLOEXEC, closes this side's write end and removes the
+ * variables, so later children inherit nothing. Not thread-safe (it changes the
+ * environment; a fork by another thread in between inherits the sockets too).
+ * THE PROTOCOL that drops nothing: the socket is then shared, one accept queue served
+ * by whichever process accepts. The predecessor keeps accepting until ready_fd says
+ * the successor accepts too (both serve meanwhile), then closes its listeners: that
+ * closes its descriptors only, and the queue stays with the successor's -- no
+ * connection in it is lost. If the successor died instead, the predecessor resumes
+ * (it never stopped) and lw_listener_queued() still counts what waits. */
+int lw_listeners_handoff(lw_listener *const *ls, int n, int *ready_fd);
+void lw_listeners_handoff_end(lw_listener *const *ls, int n);
+/* In the successor, once its adopted listeners are accepting (after lw_listener_adopt:
+ * the accept is armed by then): tells the predecessor (LW_READY_FD), then closes and
+ * unsets it. 0 if there was nothing to tell, 1 if told, or an LW_E code. */
+int lw_handoff_ready(void);
 void lw_listener_set_data(lw_listener *l, void *data);
 void *lw_listener_get_data(const lw_listener *l);
 

@@ -5,7 +5,7 @@
 set -eu
 set_pkgs() {
   case "$1" in
-    build) echo "cmake pkg-config python3 libcmocka-dev libpcap-dev liburing-dev iproute2 nftables curl nginx" ;;
+    build) echo "cmake pkg-config python3 libcmocka-dev libpcap-dev liburing-dev iproute2 nftables curl nginx systemd wrk" ;;
     lab)   echo "cmake pkg-config python3 libcmocka-dev libpcap-dev liburing-dev iproute2 nftables" ;;
     fuzz)  echo "clang libclang-rt-14-dev" ;;
     uring) echo "liburing-dev" ;;

@@ -736,7 +736,9 @@ int lw_close(lw_conn *c, uint32_t deadline_ms) {
   if (lw__cs_live(&c->sm) && c->sm.state != LW__CS_FLUSHING && c->sm.state != LW__CS_LINGER &&
       c->sm.state != LW__CS_ACK_WAIT)
     c->deadline_ms = deadline_ms ? deadline_ms : c->opts->close_deadline_ms;
-  int r = conn_event(c, LW__CE_CLOSE, 0);
+  /* A connection covered by a drain that the application closes is ended by the
+   * drain (lastword.h: reason DRAIN). */
+  int r = conn_event(c, LW__CE_CLOSE, c->draining ? LW_REASON_DRAIN : 0);
   conn_update(c);
   return r;
 }
@@ -1093,16 +1095,60 @@ void lw__conn_endgame(lw_conn *c) {
   /* A2: every write callback before on_close. */
   c->drain_due = 0;
   lw__conn_run_pending(c);
-  c->close_reported = 1; /* lw_loop_walk from on_close (or later) no longer sees it */
-  if (c->close_cb) {
+  c->close_reported = 1; /* lw_loop_walk from on_close (or later) no longer sees it,
+                          * nor does a drain started there */
+  lw_loop *loop = c->loop;
+  if (c->close_cb || c->draining) {
     lw_close_info info;
     close_info_fill(c, &info);
-    c->close_cb(c, &info);
+    if (c->draining)
+      lw__drain_conn_ended(loop, &info);
+    if (c->close_cb)
+      c->close_cb(c, &info);
   }
   /* A write queued from inside on_close was refused (ECLOSING), so nothing is left. */
   lw__conn_run_pending(c);
   conn_free(c);
+  if (loop->drain)
+    lw__drain_check(loop);
 }
+
+/* ---------------------------------------------------------------------------------
+ * The drain's hooks (drain.c holds the policy; these need the state machine).
+ * --------------------------------------------------------------------------------- */
+int lw__conn_drain_idle(lw_conn *c, uint64_t idle_min_ms) {
+  if (c->detached || c->connecting || !c->established || c->sm.state != LW__CS_OPEN)
+    return 0;
+  if (!lw__list_empty(&c->wq) || c->loop->now - c->u.live.last_io < idle_min_ms)
+    return 0;
+  /* Input waiting unread (the application stopped reading, or the backend holds a
+   * completion) is a request on its way: not idle. */
+  int fin = 0;
+  if (held_input(c, &fin) > 0 || fin)
+    return 0;
+  long inq = lw__sock_inq(c->io.fd);
+  return inq <= 0;
+}
+
+void lw__conn_drain_close(lw_conn *c) {
+  if (!lw__cs_live(&c->sm))
+    return;
+  if (c->sm.state == LW__CS_OPEN || c->sm.state == LW__CS_HALF_PEER ||
+      c->sm.state == LW__CS_HALF_LOCAL || c->sm.state == LW__CS_SHUT_PENDING)
+    c->deadline_ms = c->opts->close_deadline_ms;
+  conn_event(c, LW__CE_CLOSE, LW_REASON_DRAIN);
+  conn_update(c);
+}
+
+int lw__conn_drain_reset(lw_conn *c) {
+  if (!lw__cs_live(&c->sm))
+    return 0;
+  /* A connect in progress has nothing to reset yet: it is aborted, as lw_close does. */
+  conn_event(c, c->connecting && !c->detached ? LW__CE_ABORT : LW__CE_TIMEOUT, LW_REASON_DRAIN);
+  return 1;
+}
+
+int lw_conn_draining(const lw_conn *c) { return c && c->draining && c->loop->drain; }
 
 /* ---------------------------------------------------------------------------------
  * Bounds: what a misbehaving peer can cost (lastword.h, "Bounds").

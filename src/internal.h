@@ -151,6 +151,9 @@ typedef struct lw__backend {
   int (*poll)(lw_loop *loop, int timeout_ms);
   int (*listener_open)(lw_listener *l);
   void (*listener_close)(lw_listener *l);
+  /* Stops (paused 1) or restarts (0) taking connections from the listener's queue
+   * (lw_listener_pause); called only on a change, never on a closing listener. */
+  void (*listener_pause)(lw_listener *l, int paused);
   int (*conn_open)(lw_conn *c);
   /* Re-evaluates what the conn wants (reading, writing, connecting) and submits or
    * cancels operations to match. Called after every state change of the conn. */
@@ -280,8 +283,10 @@ struct lw_loop {
   lw__list pending; /* conns with deferred write/drain callbacks */
   lw__list endgame; /* conns waiting for on_close + free */
   lw__list endgame_listeners;
-  int reserve_fd; /* kept for EMFILE on accept (lw__sock_accept_shed) */
-  char *rbuf;     /* shared read buffer for readiness backends */
+  lw__list listeners;      /* open listeners (not closing) */
+  struct lw__drain *drain; /* the running drain, or NULL (drain.c) */
+  int reserve_fd;          /* kept for EMFILE on accept (lw__sock_accept_shed) */
+  char *rbuf;              /* shared read buffer for readiness backends */
   size_t rbuf_size;
   void *data;
 
@@ -311,7 +316,9 @@ struct lw_listener {
   lw__opts *opts;
   int port;
   int closing;
+  int paused;
   lw__list endgame_node;
+  lw__list node; /* in loop->listeners while open (lw_loop_drain pauses them all) */
   void *data;
   uint64_t shed; /* connections refused under fd exhaustion */
   void *backend_data;
@@ -367,6 +374,9 @@ struct lw_conn {
   unsigned fin_deferred : 1;   /* lw_shutdown while connecting: FIN once connected */
   unsigned linger_acked : 1;   /* LINGER: every byte we wrote seen acknowledged */
   unsigned close_reported : 1; /* on_close has run (lw_loop_walk skips it) */
+  unsigned draining : 1;       /* covered by the loop's drain (drain.c) */
+  unsigned drain_cb_due : 1;   /* its drain conn_cb has not run yet */
+  unsigned drain_idle : 1;     /* the drain's idle-close policy applies to it */
   uint32_t ack_poll_ms;        /* ACK_WAIT / LINGER: SIOCOUTQ poll interval (backs off) */
 
   /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
@@ -444,6 +454,19 @@ int lw__conn_fill_iov(const lw_conn *c, lw__iov *iov, int max);
 
 void lw__loop_pending_add(lw_conn *c);
 
+/* ---- drain (drain.c) ---- */
+/* A connection accepted while a drain runs: covered too. */
+void lw__drain_accepted(lw_loop *loop, lw_conn *c);
+/* A draining connection's on_close is about to run (its info): counted in the report. */
+void lw__drain_conn_ended(lw_loop *loop, const lw_close_info *info);
+/* After an endgame: finishes the drain if nothing it covers is left. */
+void lw__drain_check(lw_loop *loop);
+/* conn.c, for the drain: the idle test of the policy; the policy's graceful close and
+ * the deadline's reset, both with reason DRAIN. */
+int lw__conn_drain_idle(lw_conn *c, uint64_t idle_min_ms);
+void lw__conn_drain_close(lw_conn *c);
+int lw__conn_drain_reset(lw_conn *c);
+
 /* ---- OS socket helpers (src/linux/sockopt.c; src/win/ on Windows) ---- */
 int lw__err_from_errno(int e);
 int lw__sock_nonblock_cloexec(int fd);
@@ -458,6 +481,8 @@ ssize_t lw__sock_send_now(int fd, const lw__iov *iov, int n, int more);
 int lw__sock_listen(const char *host, int port, int backlog, int *out_fd, int *out_port);
 /* SO_ACCEPTCONN + SOCK_STREAM, made non-blocking; *port from getsockname. */
 int lw__sock_check_listening(int fd, int *port);
+/* Accept-queue length of a listening socket; LW_ENOSYS where the OS cannot tell. */
+int lw__sock_accept_queue(int fd);
 int lw__sock_connect_start(const char *host, int port, int *out_fd);
 int lw__sock_so_error(int fd);
 int lw__sock_shutdown_wr(int fd);

@@ -22,6 +22,7 @@ static int listener_wrap(lw_loop *loop, int fd, int port, const lw_conn_options 
     return LW_ENOMEM;
   }
   lw__list_init(&l->endgame_node);
+  lw__list_init(&l->node);
   int r = loop->backend->listener_open(l);
   if (r < 0) {
     lw__opts_unref(l->opts);
@@ -29,6 +30,7 @@ static int listener_wrap(lw_loop *loop, int fd, int port, const lw_conn_options 
     return r;
   }
   loop->nlisteners++;
+  lw__list_push(&loop->listeners, &l->node);
   *out = l;
   return 0;
 }
@@ -59,6 +61,27 @@ int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_acc
 }
 
 int lw_listener_port(const lw_listener *l) { return l->port; }
+int lw_listener_fd(const lw_listener *l) { return l->closing ? -1 : l->io.fd; }
+int lw_listener_paused(const lw_listener *l) { return l->paused; }
+
+int lw_listener_queued(const lw_listener *l) {
+  if (!l || l->closing)
+    return LW_EINVAL;
+  return lw__sock_accept_queue(l->io.fd);
+}
+
+static int listener_set_paused(lw_listener *l, int paused) {
+  if (!l || l->closing)
+    return LW_EINVAL;
+  if (l->paused == paused)
+    return 0;
+  l->paused = paused;
+  l->loop->backend->listener_pause(l, paused);
+  return 0;
+}
+
+int lw_listener_pause(lw_listener *l) { return listener_set_paused(l, 1); }
+int lw_listener_resume(lw_listener *l) { return listener_set_paused(l, 0); }
 void lw_listener_set_data(lw_listener *l, void *data) { l->data = data; }
 void *lw_listener_get_data(const lw_listener *l) { return l->data; }
 
@@ -66,6 +89,7 @@ void lw_listener_close(lw_listener *l) {
   if (!l || l->closing)
     return;
   l->closing = 1;
+  lw__list_remove(&l->node);
   l->loop->backend->listener_close(l);
   if (l->loop->backend->close_fd)
     l->loop->backend->close_fd(l->loop, &l->io); /* io_uring: after its queued SQEs */
@@ -98,5 +122,10 @@ void lw__listener_accept_done(lw_listener *l, int fd, int status) {
     l->cb(l, NULL, err);
     return;
   }
+  lw_loop *loop = l->loop;
   l->cb(l, c, 0);
+  /* Accepted while a drain runs (io_uring / IOCP: already accepted when the drain
+   * paused the listener; or the application resumed it): the drain covers it. */
+  if (loop->drain)
+    lw__drain_accepted(loop, c);
 }

@@ -40,6 +40,7 @@ static int loop_try(lw_loop **out, const lw__backend *be) {
   lw__list_init(&loop->pending);
   lw__list_init(&loop->endgame);
   lw__list_init(&loop->endgame_listeners);
+  lw__list_init(&loop->listeners);
   lw__list_init(&loop->wakeups);
   lw__list_init(&loop->signals);
   lw__list_init(&loop->watch_endgame);

@@ -247,12 +247,25 @@ static void ep_conn_event(lw_conn *c, uint32_t ev) {
 
 /* ---- listeners ---- */
 
-static int ep_listener_open(lw_listener *l) { return ep_set(l->loop, &l->io, EPOLLIN); }
+/* EPOLLEXCLUSIVE (Linux 4.5): a listening socket shared by several loops (one per
+ * thread, each with a dup of it) wakes one of them per connection, not all (the
+ * thundering herd: measured in README.md, "--threads"). It cannot be changed by
+ * EPOLL_CTL_MOD; a listener's registration only ever goes ADD <-> DEL (pause), so
+ * ep_set never needs to. */
+#define EP_LISTEN_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
+static int ep_listener_open(lw_listener *l) {
+  return ep_set(l->loop, &l->io, EP_LISTEN_EVENTS);
+}
 
 static void ep_listener_close(lw_listener *l) { ep_set(l->loop, &l->io, 0); }
 
+/* Out of the interest set while paused: the queue fills in the kernel, nothing wakes us. */
+static void ep_listener_pause(lw_listener *l, int paused) {
+  ep_set(l->loop, &l->io, paused ? 0 : EP_LISTEN_EVENTS);
+}
+
 static void ep_listener_event(lw_listener *l) {
-  for (int i = 0; i < EP_ACCEPTS_PER_EVENT && !l->closing; i++) {
+  for (int i = 0; i < EP_ACCEPTS_PER_EVENT && !l->closing && !l->paused; i++) {
     int fd = accept4(l->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       lw__listener_accept_done(l, fd, 0);
@@ -380,6 +393,7 @@ const lw__backend lw__backend_epoll = {
     .poll = ep_poll,
     .listener_open = ep_listener_open,
     .listener_close = ep_listener_close,
+    .listener_pause = ep_listener_pause,
     .conn_open = ep_conn_open,
     .conn_update = ep_conn_update,
     .conn_detach = ep_conn_detach,

@@ -755,6 +755,8 @@ static void ur_errpoll_done(lw_conn *c, int res) {
 typedef struct ur_lis {
   ur_op acc, poll;
   unsigned inflight;
+  unsigned acc_armed : 1;  /* the multishot accept is live (until its CQE without F_MORE) */
+  unsigned poll_armed : 1; /* the EMFILE poll is live */
 } ur_lis;
 
 static int ur_arm_accept(lw_listener *l) {
@@ -766,6 +768,7 @@ static int ur_arm_accept(lw_listener *l) {
   io_uring_prep_multishot_accept(sqe, l->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   io_uring_sqe_set_data(sqe, &u->acc);
   u->inflight++;
+  u->acc_armed = 1;
   return 0;
 }
 
@@ -781,6 +784,7 @@ static void ur_arm_poll(lw_listener *l) {
   io_uring_prep_poll_add(sqe, l->io.fd, POLLIN);
   io_uring_sqe_set_data(sqe, &u->poll);
   u->inflight++;
+  u->poll_armed = 1;
 }
 
 static int ur_listener_open(lw_listener *l) {
@@ -814,6 +818,34 @@ static void ur_listener_close(lw_listener *l) {
     io_uring_prep_cancel(sqe, ops[i], 0);
     io_uring_sqe_set_data(sqe, NULL);
   }
+}
+
+/* lw_listener_pause: cancel what is armed, by user_data as always (never by fd). The
+ * cancel is submitted here, so the kernel has issued it -- and the multishot accept
+ * takes no more connections -- when the call returns; connections it took before that
+ * have their CQEs posted already and are delivered (the header's contract). The
+ * accept's last CQE (-ECANCELED, no F_MORE) clears acc_armed and re-arms only if the
+ * listener was resumed meanwhile. Resume arms again only what is not still live: a
+ * multishot whose cancel has not completed yet re-arms from its last CQE. */
+static void ur_listener_pause(lw_listener *l, int paused) {
+  ur_state *s = ur(l->loop);
+  ur_lis *u = l->backend_data;
+  if (!paused) {
+    if (!u->acc_armed && !u->poll_armed)
+      ur_arm_accept(l);
+    return;
+  }
+  ur_op *ops[2] = {u->acc_armed ? &u->acc : NULL, u->poll_armed ? &u->poll : NULL};
+  for (int i = 0; i < 2; i++) {
+    if (!ops[i])
+      continue;
+    struct io_uring_sqe *sqe = ur_sqe(s);
+    if (!sqe)
+      continue; /* the ring refuses SQEs: an accept taken meanwhile is delivered */
+    io_uring_prep_cancel(sqe, ops[i], 0);
+    io_uring_sqe_set_data(sqe, NULL);
+  }
+  io_uring_submit(&s->ring);
 }
 
 /* Rule 1 for a listener: IORING_OP_CLOSE (its CQE is ignored), submitted now so the
@@ -863,7 +895,7 @@ static void ur_accept_done(lw_loop *loop, ur_lis *u, int res, unsigned flags) {
   int exhausted = res == -EMFILE || res == -ENFILE;
   if (res >= 0) {
     lw__listener_accept_done(l, res, 0);
-  } else if (exhausted) {
+  } else if (exhausted && !l->paused) {
     /* Refuse what is pending with the reserved fd, and tell the application only if
      * a connection was really refused (a re-armed accept fails at once, see above). */
     int n = lw__sock_accept_shed(l->io.fd, &loop->reserve_fd);
@@ -878,7 +910,10 @@ static void ur_accept_done(lw_loop *loop, ur_lis *u, int res, unsigned flags) {
    * for want of fds. */
   lw_listener *still = u->acc.owner;
   if (!more) {
-    if (still && exhausted)
+    u->acc_armed = 0;
+    if (still && still->paused)
+      ; /* lw_listener_resume arms it again */
+    else if (still && exhausted)
       ur_arm_poll(still);
     else if (still)
       ur_arm_accept(still);
@@ -888,8 +923,9 @@ static void ur_accept_done(lw_loop *loop, ur_lis *u, int res, unsigned flags) {
 
 static void ur_lpoll_done(lw_loop *loop, ur_lis *u, int res) {
   lw_listener *l = u->poll.owner;
-  if (l && res != -ECANCELED)
-    ur_arm_accept(l);
+  u->poll_armed = 0;
+  if (l && !l->paused && !u->acc_armed)
+    ur_arm_accept(l); /* also after a cancel by a pause that was resumed since */
   ur_lis_finished(loop, u);
 }
 
@@ -1144,6 +1180,7 @@ const lw__backend lw__backend_uring = {
     .poll = ur_poll,
     .listener_open = ur_listener_open,
     .listener_close = ur_listener_close,
+    .listener_pause = ur_listener_pause,
     .conn_open = ur_conn_open,
     .conn_update = ur_conn_update,
     .conn_detach = ur_conn_detach,

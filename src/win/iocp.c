@@ -922,6 +922,33 @@ static void iocp_listener_close(lw_listener *l) {
   st->orphans++;
 }
 
+/* lw_listener_pause: cancel each posted AcceptEx (it completes with
+ * ERROR_OPERATION_ABORTED and frees its socket in accept_done); one that completed
+ * with a connection first is delivered (the header's contract). Nothing is posted
+ * again while paused: queued connections wait in the listen socket's backlog. */
+static void iocp_listener_pause(lw_listener *l, int paused) {
+  iocp_state *st = st_of(l->loop);
+  iocp_lis *lis = l->backend_data;
+  if (!lis)
+    return;
+  if (paused) {
+    if (lis->want_rearm) {
+      lw__list_remove(&lis->node);
+      lis->want_rearm = 0;
+    }
+    for (int i = 0; i < LW__IOCP_ACCEPTS; i++)
+      if (lis->acc[i].inflight)
+        CancelIoEx((HANDLE)lis->ls, &lis->acc[i].op.ov);
+    return;
+  }
+  int failed = 0;
+  for (int i = 0; i < LW__IOCP_ACCEPTS; i++)
+    if (!lis->acc[i].inflight && post_accept(st, l->loop, &lis->acc[i]) != 0)
+      failed = 1;
+  if (failed)
+    want_rearm(st, lis); /* retried at each poll, as after fd exhaustion */
+}
+
 static void accept_done(iocp_state *st, lw_loop *loop, iocp_acc *a, DWORD err) {
   iocp_lis *lis = a->lis;
   iocp_sock *ws = a->ws;
@@ -954,7 +981,7 @@ static void accept_done(iocp_state *st, lw_loop *loop, iocp_acc *a, DWORD err) {
   }
   /* The callback may have closed the listener: then lis is orphaned (l == NULL). */
   if (lis->l) {
-    if (post_accept(st, loop, a) != 0)
+    if (!lis->l->paused && post_accept(st, loop, a) != 0)
       want_rearm(st, lis);
   } else if (lis->inflight == 0) {
     free(lis);
@@ -1177,6 +1204,7 @@ const lw__backend lw__backend_iocp = {
     .poll = iocp_poll,
     .listener_open = iocp_listener_open,
     .listener_close = iocp_listener_close,
+    .listener_pause = iocp_listener_pause,
     .conn_open = iocp_conn_open,
     .conn_update = iocp_conn_update,
     .conn_detach = iocp_conn_detach,

@@ -791,3 +791,20 @@ int lw__sock_peer_fin_queued(int fd) {
   TCP_INFO_v0 ti;
   return tcp_info_v0(SOCK(fd), &ti) && map_tcpstate((int)ti.State) == LW__TCP_CLOSE_WAIT;
 }
+
+/* Windows cannot tell a listen socket's backlog length; socket inheritance for a
+ * successor (WSADuplicateSocket) is not implemented. */
+int lw__sock_accept_queue(int fd) {
+  (void)fd;
+  return LW_ENOSYS;
+}
+int lw_listen_fds(int *fds, const char **names, int max) {
+  (void)fds, (void)names, (void)max;
+  return LW_ENOSYS;
+}
+int lw_listeners_handoff(lw_listener *const *ls, int n, int *ready_fd) {
+  (void)ls, (void)n, (void)ready_fd;
+  return LW_ENOSYS;
+}
+void lw_listeners_handoff_end(lw_listener *const *ls, int n) { (void)ls, (void)n; }
+int lw_handoff_ready(void) { return 0; }
