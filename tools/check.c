@@ -1189,7 +1189,7 @@ static const struct {
 static int ck_selected(const char *only, int i) {
   if (!only)
     return 1;
-  char num[8];
+  char num[12];
   snprintf(num, sizeof num, "%d", i + 1);
   for (const char *p = only; *p;) {
     const char *e = strchr(p, ',');
@@ -1210,7 +1210,7 @@ static int ck_only_valid(const char *only) {
     size_t l = e ? (size_t)(e - p) : strlen(p);
     int ok = 0;
     for (int i = 0; i < CK_NCHECKS && !ok; i++) {
-      char num[8];
+      char num[12];
       snprintf(num, sizeof num, "%d", i + 1);
       ok = (l == strlen(ck_checks[i].id) && strncasecmp(p, ck_checks[i].id, l) == 0) ||
            (l == strlen(num) && strncmp(p, num, l) == 0);
