@@ -973,15 +973,24 @@ static void ck_timewait(ck_ctx *x, ck_res *r) {
   }
   uint16_t cport = ck_cport(fd);
   close(fd); /* a plain close: whoever closed first keeps TIME_WAIT */
-  ck_sleep(30);
   int cli = LW_DIAG_STATE_NONE, srv = LW_DIAG_STATE_NONE, seen_srv = 0;
-  lw_diag_sock socks[32];
-  int n = lw_diag_query(AF_UNSPEC, cport, socks, 32); /* both: see ck_srv_sock */
-  for (int i = 0; i < n && i < 32; i++) {
-    if (socks[i].lport == cport && socks[i].rport == x->port)
-      cli = socks[i].state;
-    if (x->local && socks[i].lport == x->port && socks[i].rport == cport)
-      srv = socks[i].state, seen_srv = 1;
+  /* Until either side is in TIME_WAIT or neither has a socket left: on a loaded host the
+   * last FIN/ACK may not have been processed yet (FIN_WAIT_2, LAST_ACK, CLOSING), and a
+   * single look 30 ms after the close read that as "no TIME_WAIT". Bounded: 1 s. */
+  for (double tq = ck_ms(); !ck_stop;) {
+    ck_sleep(10);
+    cli = srv = LW_DIAG_STATE_NONE;
+    lw_diag_sock socks[32];
+    int n = lw_diag_query(AF_UNSPEC, cport, socks, 32); /* both: see ck_srv_sock */
+    for (int i = 0; i < n && i < 32; i++) {
+      if (socks[i].lport == cport && socks[i].rport == x->port)
+        cli = socks[i].state;
+      if (x->local && socks[i].lport == x->port && socks[i].rport == cport)
+        srv = socks[i].state, seen_srv = 1;
+    }
+    if (cli == 6 || srv == 6 || (cli == LW_DIAG_STATE_NONE && srv == LW_DIAG_STATE_NONE) ||
+        ck_ms() - tq > 1000 || ck_clip(1) == 0)
+      break;
   }
   snprintf(r->ending, sizeof r->ending, "%s", ck_ending(rd.err));
   snprintf(r->server_state, sizeof r->server_state, "%s",
