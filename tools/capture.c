@@ -252,11 +252,15 @@ void *lw_cap_dump_open(const char *path, char *err, size_t errlen) {
   return d;
 }
 
-void lw_cap_dump_close(void *dump) {
+int lw_cap_dump_close(void *dump) {
+  int rc = 0;
   if (dump) {
-    pcap_dump_flush(dump);
+    /* A write error (a full disk) shows at the flush or in the stream's error flag. */
+    if (pcap_dump_flush(dump) < 0 || ferror(pcap_dump_file(dump)))
+      rc = -1;
     pcap_dump_close(dump);
   }
+  return rc;
 }
 
 #else
@@ -287,7 +291,10 @@ void *lw_cap_dump_open(const char *path, char *err, size_t errlen) {
   return NULL;
 }
 
-void lw_cap_dump_close(void *dump) { (void)dump; }
+int lw_cap_dump_close(void *dump) {
+  (void)dump;
+  return 0;
+}
 #endif
 
 void lw_cap_mark_retrans(lw_cap_seg *segs, size_t n) {

@@ -50,7 +50,8 @@ void lw_cap_free(lw_cap *cap);
 
 /* Opens a pcap file for everything captured (linktype of "lo": DLT_EN10MB). */
 void *lw_cap_dump_open(const char *path, char *err, size_t errlen);
-void lw_cap_dump_close(void *dump);
+/* 0, or -1 when writing the file failed (a full disk). */
+int lw_cap_dump_close(void *dump);
 
 #ifdef LW_NO_PCAP
 /* Why there is no capture in a build without libpcap (Windows: no Npcap linked). */

@@ -24,6 +24,7 @@
 #include "sockdiag.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +98,7 @@ typedef struct {
   int err;         /* 0 EOF, ECONNRESET, ETIMEDOUT = still open at the budget's end */
   double ms;       /* when it ended, from the start of the read */
   double first_ms; /* first byte, -1 none */
+  double last_ms;  /* last byte, -1 none */
   char head[4096]; /* the first bytes (HTTP header) */
   size_t nhead;
 } ck_read;
@@ -114,7 +116,25 @@ static double ck_now(clockid_t clk) {
 }
 static double ck_ms(void) { return ck_now(CLOCK_MONOTONIC); }
 
+/* The running check's deadline (CLOCK_MONOTONIC ms, 0: none). Every wait is clipped to
+ * it, so a check ends within its budget whatever the server does: without it the waits
+ * compound (a connect that stalls a patience period, then a send, then a read). */
+static double ck_deadline;
+static int ck_clipped; /* a wait was cut short by the deadline */
+
+static long ck_clip(long ms) {
+  if (ck_deadline <= 0)
+    return ms;
+  double left = ck_deadline - ck_ms();
+  if (left < (double)ms) {
+    ck_clipped = 1;
+    return left > 0 ? (long)left : 0;
+  }
+  return ms;
+}
+
 static void ck_sleep(long ms) {
+  ms = ck_clip(ms);
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (!ck_stop && nanosleep(&ts, &ts) < 0 && errno == EINTR) {
   }
@@ -203,7 +223,7 @@ static int ck_connect(ck_ctx *x, int rcvbuf, ck_res *r) {
   if (connect(fd, (struct sockaddr *)&x->addr, x->alen) < 0 && errno != EINPROGRESS)
     goto fail;
   struct pollfd p = {.fd = fd, .events = POLLOUT};
-  int pr = poll(&p, 1, (int)x->patience);
+  int pr = poll(&p, 1, (int)ck_clip(x->patience));
   int e = 0;
   socklen_t el = sizeof e;
   if (pr <= 0) {
@@ -247,7 +267,7 @@ static void ck_finish(int fd, const ck_read *rd) {
 static long long ck_send(int fd, const char *buf, size_t len, long budget_ms, long stall_ms,
                          int *err) {
   long long off = 0;
-  double end = ck_ms() + (double)budget_ms;
+  double end = ck_ms() + (double)ck_clip(budget_ms);
   *err = 0;
   while ((size_t)off < len && !ck_stop) {
     ssize_t n = send(fd, buf + off, len - (size_t)off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -274,14 +294,18 @@ static long long ck_send(int fd, const char *buf, size_t len, long budget_ms, lo
   return off;
 }
 
-/* Reads until EOF, an error, `want` bytes (>= 0), or budget_ms. slow: a 1 ms pause
+static long long ck_http_total(const char *h, size_t n);
+#define CK_WANT_HTTP (-2) /* read until the HTTP response (Content-Length) is complete */
+
+/* Reads until EOF, an error, `want` bytes (>= 0; CK_WANT_HTTP: one whole HTTP response),
+ * or budget_ms. slow: a 1 ms pause
  * before each 32 KiB read (the RST-loss client's pace), so the server's send buffer is
  * not empty when it ends the connection, as with any client behind a real network. */
 static void ck_read_end(int fd, long budget_ms, int slow, long long want, ck_read *rd) {
   static char buf[32768];
-  double t0 = ck_ms(), end = t0 + (double)budget_ms;
+  double t0 = ck_ms(), end = t0 + (double)ck_clip(budget_ms);
   memset(rd, 0, sizeof *rd);
-  rd->first_ms = -1;
+  rd->first_ms = rd->last_ms = -1;
   rd->err = ETIMEDOUT;
   while (!ck_stop) {
     if (want >= 0 && rd->bytes >= want) {
@@ -304,8 +328,9 @@ static void ck_read_end(int fd, long budget_ms, int slow, long long want, ck_rea
       cap = (size_t)(want - rd->bytes);
     ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
     if (n > 0) {
+      rd->last_ms = ck_ms() - t0;
       if (rd->first_ms < 0)
-        rd->first_ms = ck_ms() - t0;
+        rd->first_ms = rd->last_ms;
       if (rd->nhead < sizeof rd->head) {
         size_t k = sizeof rd->head - rd->nhead;
         if (k > (size_t)n)
@@ -314,6 +339,13 @@ static void ck_read_end(int fd, long budget_ms, int slow, long long want, ck_rea
         rd->nhead += k;
       }
       rd->bytes += n;
+      if (want == CK_WANT_HTTP) {
+        long long t = ck_http_total(rd->head, rd->nhead);
+        if (t >= 0 && rd->bytes >= t) {
+          rd->err = EAGAIN; /* the response is complete, the connection still open */
+          break;
+        }
+      }
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -345,7 +377,9 @@ static int ck_srv_sock(ck_ctx *x, uint16_t cport, lw_diag_sock *out) {
   if (!x->local || !cport)
     return -1;
   lw_diag_sock socks[32];
-  int n = lw_diag_query(x->family, cport, socks, 32);
+  /* Both families: a dual-stack server (an AF_INET6 socket bound to [::]) holds an IPv4
+   * client's connection in an AF_INET6 socket with a v4-mapped address. */
+  int n = lw_diag_query(AF_UNSPEC, cport, socks, 32);
   if (n < 0)
     return -1;
   for (int i = 0; i < n && i < 32; i++)
@@ -403,8 +437,23 @@ static long long ck_http_total(const char *h, size_t n) {
     return -1;
   for (const char *p = h; p < e; p++) {
     if ((p == h || p[-1] == '\n') && (size_t)(e - p) > 15 &&
-        strncasecmp(p, "content-length:", 15) == 0)
-      return (long long)(e - h) + strtoll(p + 15, NULL, 10);
+        strncasecmp(p, "content-length:", 15) == 0) {
+      /* The server's number, not ours: digits only, and bounded (1 PiB) so that the
+       * sum cannot overflow. Anything else is "length unknown". */
+      const char *q = p + 15;
+      while (*q == ' ' || *q == '\t')
+        q++;
+      long long v = 0;
+      int nd = 0;
+      for (; *q >= '0' && *q <= '9'; q++, nd++) {
+        if (v > (1LL << 50) / 10)
+          return -1;
+        v = v * 10 + (*q - '0');
+      }
+      if (!nd || (*q != '\r' && *q != '\n' && *q != ' ' && *q != '\t'))
+        return -1;
+      return (long long)(e - h) + v;
+    }
   }
   return -1;
 }
@@ -419,7 +468,18 @@ static int ck_http_closes(const char *h, size_t n) {
 }
 
 /* Is the response of rd complete? Against the clean run's length. */
-static int ck_complete(ck_ctx *x, const ck_read *rd) { return rd->bytes >= x->expected; }
+/* The length this response should have: its own Content-Length when it has one (a server
+ * may answer each request with a different length: a counter, a date, a page that
+ * changes), else the clean run's. */
+static long long ck_expect(const ck_ctx *x, const ck_read *rd) {
+  long long t = x->http ? ck_http_total(rd->head, rd->nhead) : -1;
+  return t > 0 ? t : x->expected;
+}
+
+/* Is the response of rd complete? */
+static int ck_complete(const ck_ctx *x, const ck_read *rd) {
+  return rd->bytes >= ck_expect(x, rd);
+}
 
 /* ---- the checks ---- */
 
@@ -444,14 +504,14 @@ static void ck_unread(ck_ctx *x, ck_res *r) {
   free(buf);
   ck_read rd;
   ck_read_end(fd, x->patience, 1, -1, &rd);
-  r->expected = x->expected;
+  r->expected = ck_expect(x, &rd);
   r->received = rd.bytes;
   snprintf(r->ending, sizeof r->ending, "%s", ck_ending(rd.err));
   EV(r,
      "sent the request + %d bytes the protocol does not ask the server to read (%lld "
      "accepted); read slowly (64 KiB buffer)",
      CK_EXTRA, sent - (long long)x->reqlen);
-  EV(r, "received %lld of %lld bytes, then %s after %.0f ms", rd.bytes, x->expected, r->ending,
+  EV(r, "received %lld of %lld bytes, then %s after %.0f ms", rd.bytes, r->expected, r->ending,
      rd.ms);
   ck_srv_state_ev(x, r, ck_cport(fd), "after");
   ck_finish(fd, &rd);
@@ -464,7 +524,7 @@ static void ck_unread(ck_ctx *x, ck_res *r) {
         rd.bytes);
   } else if (!full && rd.err == ECONNRESET) {
     r->v = CK_FAIL;
-    SUM(r, "response cut by an RST: %lld of %lld bytes", rd.bytes, x->expected);
+    SUM(r, "response cut by an RST: %lld of %lld bytes", rd.bytes, r->expected);
     ADV(r, "the server closes with input unread, so the kernel sends RST and the client "
            "loses what it had not read (B13): after the response, shut down writing, read "
            "and discard the input to EOF (bounded), then close (nginx: lingering_close on; "
@@ -476,7 +536,7 @@ static void ck_unread(ck_ctx *x, ck_res *r) {
            "close (B13)");
   } else if (!full) {
     r->v = CK_FAIL;
-    SUM(r, "short response: %lld of %lld bytes, then %s", rd.bytes, x->expected, r->ending);
+    SUM(r, "short response: %lld of %lld bytes, then %s", rd.bytes, r->expected, r->ending);
     ADV(r, "extra input after the request changes what the server answers");
   } else {
     r->v = CK_WARN;
@@ -488,7 +548,7 @@ static void ck_unread(ck_ctx *x, ck_res *r) {
 }
 
 static void ck_upload(ck_ctx *x, ck_res *r) {
-  char hdr[700];
+  char hdr[1500]; /* the path is at most 1000 bytes, the Host header 300 */
   int hl;
   if (x->http)
     hl = snprintf(hdr, sizeof hdr,
@@ -497,6 +557,7 @@ static void ck_upload(ck_ctx *x, ck_res *r) {
                   x->http, x->hosthdr, CK_UPLOAD);
   else
     hl = 0;
+  assert(hl >= 0 && (size_t)hl < sizeof hdr);
   size_t len = (size_t)(x->http ? (size_t)hl : x->reqlen) + CK_UPLOAD;
   char *buf = malloc(len);
   if (!buf) {
@@ -536,8 +597,9 @@ static void ck_upload(ck_ctx *x, ck_res *r) {
   if (x->http && rd.nhead) {
     char line[80];
     size_t k = 0;
+    /* The server's bytes: printable ASCII only (no terminal escapes, valid JSON). */
     while (k < rd.nhead && k < sizeof line - 1 && rd.head[k] != '\r' && rd.head[k] != '\n')
-      line[k] = rd.head[k], k++;
+      line[k] = rd.head[k] >= 0x20 && rd.head[k] < 0x7f ? rd.head[k] : '?', k++;
     line[k] = 0;
     EV(r, "status line: %s", line);
   }
@@ -585,13 +647,13 @@ static void ck_halfclose(ck_ctx *x, ck_res *r) {
     SUM(r, "connect: %s", strerror(errno));
     return;
   }
-  r->expected = x->expected;
+  r->expected = ck_expect(x, &rd);
   r->received = rd.bytes;
   snprintf(r->ending, sizeof r->ending, "%s", ck_ending(rd.err));
   EV(r,
      "sent the request, then shutdown(SHUT_WR) (FIN); received %lld of %lld bytes, then "
      "%s after %.0f ms",
-     rd.bytes, x->expected, r->ending, rd.ms);
+     rd.bytes, r->expected, r->ending, rd.ms);
   ck_srv_state_ev(x, r, ck_cport(fd), "after");
   ck_finish(fd, &rd);
   int full = ck_complete(x, &rd);
@@ -601,7 +663,7 @@ static void ck_halfclose(ck_ctx *x, ck_res *r) {
   } else if (!full) {
     r->v = CK_FAIL;
     SUM(r, "%lld of %lld bytes, then %s: the half-close was taken for a departure", rd.bytes,
-        x->expected, r->ending);
+        r->expected, r->ending);
     ADV(r, "a FIN means the client will send nothing more, not that it stopped reading (B3): "
            "keep writing the response, then close");
   } else {
@@ -680,7 +742,7 @@ static void ck_stall(ck_ctx *x, ck_res *r) {
   double t0 = ck_ms();
   const char *outcome = NULL;
   lw_diag_sock s;
-  while (!ck_stop && ck_ms() - t0 < (double)x->patience) {
+  while (!ck_stop && ck_ms() - t0 < (double)x->patience && ck_clip(1) > 0) {
     struct pollfd p = {.fd = fd, .events = POLLRDHUP};
     if (poll(&p, 1, 0) > 0) {
       if (p.revents & (POLLERR | POLLHUP)) {
@@ -746,6 +808,13 @@ static int ck_nft(const char *cmd) {
   if (pid < 0)
     return -1;
   if (pid == 0) {
+    /* A ^C reaches the whole foreground process group: an nft killed by it in the middle
+     * of "delete table" would leave the drop rule behind. The parent stops on the
+     * signal; nft finishes (ignored dispositions survive exec). */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) {
       dup2(devnull, 1);
@@ -792,7 +861,7 @@ static void ck_vanish(ck_ctx *x, ck_res *r) {
   uint16_t cport = ck_cport(fd);
   ck_send(fd, x->req, x->reqlen, x->patience, x->patience, &err);
   struct pollfd p = {.fd = fd, .events = POLLIN};
-  poll(&p, 1, (int)x->patience);
+  poll(&p, 1, (int)ck_clip(x->patience));
   ck_sleep(20);
   lw_diag_sock s;
   int f = ck_srv_sock(x, cport, &s);
@@ -827,7 +896,7 @@ static void ck_vanish(ck_ctx *x, ck_res *r) {
      x->port, x->nft_table);
   double t0 = ck_ms();
   int gone = 0;
-  while (!ck_stop && ck_ms() - t0 < (double)x->patience) {
+  while (!ck_stop && ck_ms() - t0 < (double)x->patience && ck_clip(1) > 0) {
     f = ck_srv_sock(x, cport, &s);
     if (f == 0 || (f == 1 && !s.inode)) {
       gone = 1;
@@ -866,7 +935,7 @@ static void ck_reset(ck_ctx *x, ck_res *r) {
   ck_send(fd, x->req, x->reqlen, x->patience, x->patience, &err);
   struct pollfd p = {.fd = fd, .events = POLLIN};
   double t0 = ck_ms();
-  int got = poll(&p, 1, (int)x->patience) > 0;
+  int got = poll(&p, 1, (int)ck_clip(x->patience)) > 0;
   EV(r, "client A: %s after %.0f ms, then reset (SO_LINGER {1,0} + close)",
      got ? "first response bytes" : "no response", ck_ms() - t0);
   ck_abort(fd);
@@ -879,17 +948,17 @@ static void ck_reset(ck_ctx *x, ck_res *r) {
     ADV(r, "an ECONNRESET from one connection must end that connection only");
     return;
   }
-  r->expected = x->expected;
+  r->expected = ck_expect(x, &rd);
   r->received = rd.bytes;
   snprintf(r->ending, sizeof r->ending, "%s", ck_ending(rd.err));
-  EV(r, "client B: %lld of %lld bytes, then %s", rd.bytes, x->expected, r->ending);
+  EV(r, "client B: %lld of %lld bytes, then %s", rd.bytes, r->expected, r->ending);
   if (ck_complete(x, &rd) && strcmp(r->ending, x->base_end) == 0) {
     r->v = CK_PASS;
     SUM(r, "after a client reset mid-response, the next client got its whole response");
   } else {
     r->v = CK_FAIL;
     SUM(r, "after a client reset, the next client got %lld of %lld bytes, then %s", rd.bytes,
-        x->expected, r->ending);
+        r->expected, r->ending);
     ADV(r, "an ECONNRESET/EPIPE from one connection must end that connection only");
   }
 }
@@ -904,15 +973,24 @@ static void ck_timewait(ck_ctx *x, ck_res *r) {
   }
   uint16_t cport = ck_cport(fd);
   close(fd); /* a plain close: whoever closed first keeps TIME_WAIT */
-  ck_sleep(30);
   int cli = LW_DIAG_STATE_NONE, srv = LW_DIAG_STATE_NONE, seen_srv = 0;
-  lw_diag_sock socks[32];
-  int n = lw_diag_query(x->family, cport, socks, 32);
-  for (int i = 0; i < n && i < 32; i++) {
-    if (socks[i].lport == cport && socks[i].rport == x->port)
-      cli = socks[i].state;
-    if (x->local && socks[i].lport == x->port && socks[i].rport == cport)
-      srv = socks[i].state, seen_srv = 1;
+  /* Until either side is in TIME_WAIT or neither has a socket left: on a loaded host the
+   * last FIN/ACK may not have been processed yet (FIN_WAIT_2, LAST_ACK, CLOSING), and a
+   * single look 30 ms after the close read that as "no TIME_WAIT". Bounded: 1 s. */
+  for (double tq = ck_ms(); !ck_stop;) {
+    ck_sleep(10);
+    cli = srv = LW_DIAG_STATE_NONE;
+    lw_diag_sock socks[32];
+    int n = lw_diag_query(AF_UNSPEC, cport, socks, 32); /* both: see ck_srv_sock */
+    for (int i = 0; i < n && i < 32; i++) {
+      if (socks[i].lport == cport && socks[i].rport == x->port)
+        cli = socks[i].state;
+      if (x->local && socks[i].lport == x->port && socks[i].rport == cport)
+        srv = socks[i].state, seen_srv = 1;
+    }
+    if (cli == 6 || srv == 6 || (cli == LW_DIAG_STATE_NONE && srv == LW_DIAG_STATE_NONE) ||
+        ck_ms() - tq > 1000 || ck_clip(1) == 0)
+      break;
   }
   snprintf(r->ending, sizeof r->ending, "%s", ck_ending(rd.err));
   snprintf(r->server_state, sizeof r->server_state, "%s",
@@ -923,7 +1001,8 @@ static void ck_timewait(ck_ctx *x, ck_res *r) {
   /* The server's rate here: sequential exchanges, at most 50 or 1 s. */
   double t0 = ck_ms();
   int k = 0;
-  while (k < 50 && ck_ms() - t0 < 1000 && !ck_stop) {
+  /* Not when the exchange did not end: the "rate" would be one per patience period. */
+  while (k < 50 && ck_ms() - t0 < 1000 && !ck_stop && rd.err != ETIMEDOUT) {
     if (ck_fetch(x, x->req, x->reqlen, 0, 0, 0, NULL, &rd, &fd) < 0)
       break;
     close(fd);
@@ -971,9 +1050,10 @@ static void ck_keepalive(ck_ctx *x, ck_res *r) {
     SUM(r, "HTTP only (--http PATH)");
     return;
   }
-  char req[700];
+  char req[1500]; /* as ck_upload's */
   int rl =
       snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", x->http, x->hosthdr);
+  assert(rl > 0 && (size_t)rl < sizeof req);
   int fd = ck_connect(x, 0, r), err;
   if (fd < 0) {
     r->v = CK_FAIL;
@@ -982,7 +1062,9 @@ static void ck_keepalive(ck_ctx *x, ck_res *r) {
   }
   ck_send(fd, req, (size_t)rl, x->patience, x->patience, &err);
   ck_read rd;
-  ck_read_end(fd, x->patience, 0, 4096, &rd);
+  /* Up to the end of the response, not a fixed count: the idle time T is measured from
+   * there (a wait for bytes that never come would be counted out of T). */
+  ck_read_end(fd, x->patience, 0, CK_WANT_HTTP, &rd);
   long long total = ck_http_total(rd.head, rd.nhead);
   if (total < 0 || ck_http_closes(rd.head, rd.nhead)) {
     ck_abort(fd);
@@ -992,13 +1074,26 @@ static void ck_keepalive(ck_ctx *x, ck_res *r) {
                   : "the server closes after every response (no keep-alive)");
     return;
   }
-  if (rd.bytes < total) {
-    ck_read more;
-    ck_read_end(fd, x->patience, 0, total - rd.bytes, &more);
+  if (rd.err != EAGAIN) {
+    ck_abort(fd);
+    r->v = CK_NA;
+    SUM(r,
+        "the first response on a keep-alive connection did not complete (%lld of %lld "
+        "bytes, then %s): the race is not tried",
+        rd.bytes, total, ck_ending(rd.err));
+    return;
   }
   ck_read idle;
   ck_read_end(fd, x->patience, 0, -1, &idle);
   ck_abort(fd);
+  if (idle.err != ETIMEDOUT && idle.ms < 30) {
+    r->v = CK_NA;
+    SUM(r,
+        "the server ends a keep-alive connection right after the response (%.0f ms, "
+        "%s): no idle timeout to race",
+        idle.ms, ck_ending(idle.err));
+    return;
+  }
   if (idle.err == ETIMEDOUT) {
     r->v = CK_NA;
     SUM(r,
@@ -1018,7 +1113,7 @@ static void ck_keepalive(ck_ctx *x, ck_res *r) {
     if (fd < 0)
       break;
     ck_send(fd, req, (size_t)rl, x->patience, x->patience, &err);
-    ck_read_end(fd, x->patience, 0, total, &rd);
+    ck_read_end(fd, x->patience, 0, CK_WANT_HTTP, &rd);
     double at = T + offs[i];
     ck_sleep(at > 0 ? (long)at : 0);
     long long s2 = ck_send(fd, req, (size_t)rl, 1000, 1000, &err);
@@ -1189,7 +1284,7 @@ static const struct {
 static int ck_selected(const char *only, int i) {
   if (!only)
     return 1;
-  char num[8];
+  char num[12];
   snprintf(num, sizeof num, "%d", i + 1);
   for (const char *p = only; *p;) {
     const char *e = strchr(p, ',');
@@ -1210,7 +1305,7 @@ static int ck_only_valid(const char *only) {
     size_t l = e ? (size_t)(e - p) : strlen(p);
     int ok = 0;
     for (int i = 0; i < CK_NCHECKS && !ok; i++) {
-      char num[8];
+      char num[12];
       snprintf(num, sizeof num, "%d", i + 1);
       ok = (l == strlen(ck_checks[i].id) && strncasecmp(p, ck_checks[i].id, l) == 0) ||
            (l == strlen(num) && strncmp(p, num, l) == 0);
@@ -1253,6 +1348,8 @@ static int ck_resolve(ck_ctx *x, const char *hp) {
   else
     return -1;
   char *end;
+  if (!isdigit((unsigned char)colon[1])) /* strtol would take " 80" and "+80" */
+    return -1;
   long port = strtol(colon + 1, &end, 10);
   if (*end || port < 1 || port > 65535)
     return -1;
@@ -1281,6 +1378,7 @@ static int ck_resolve(ck_ctx *x, const char *hp) {
 int lw_check_main(int argc, char **argv) {
   const char *request = NULL, *http = NULL, *only = NULL, *pcap = NULL;
   int nocolor = 0, rc = 0;
+  char errmsg[400] = "";
   ck_ctx x;
   memset(&x, 0, sizeof x);
   x.patience = 3000;
@@ -1335,7 +1433,7 @@ int lw_check_main(int argc, char **argv) {
     ck_usage(stderr);
     return 2;
   }
-  if (only && !ck_only_valid(only)) {
+  if (only && (!*only || !ck_only_valid(only))) {
     fprintf(stderr, "lastword check: --only: unknown check in '%s'\n", only);
     return 2;
   }
@@ -1373,8 +1471,12 @@ int lw_check_main(int argc, char **argv) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = ck_on_signal; /* no SA_RESTART: a wait returns at once */
+  /* Every signal that ends a run from a terminal or a supervisor: the drop rule's table
+   * must be deleted, so none of them may kill the process outright. */
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  sigaction(SIGQUIT, &sa, NULL);
 
   char err[256];
   x.t0_real = ck_now(CLOCK_REALTIME);
@@ -1401,21 +1503,54 @@ int lw_check_main(int argc, char **argv) {
   /* The clean run every comparison is made against. */
   ck_read base;
   double bt = ck_ms();
+  const double budget = 2.0 * (double)x.patience + 1000; /* of one check (and the clean run) */
+  ck_deadline = bt + budget;
   if (ck_fetch(&x, x.req, x.reqlen, 0, 0, 0, NULL, &base, NULL) < 0) {
-    fprintf(stderr, "lastword check: %s: %s\n", x.target, strerror(errno));
-    rc = 2;
-    goto out;
+    snprintf(errmsg, sizeof errmsg, "%s", strerror(errno));
+    goto fail;
   }
   x.base_ms = ck_ms() - bt;
   x.expected = base.bytes;
   snprintf(x.base_end, sizeof x.base_end, "%s", ck_ending(base.err));
+  long long base_total = x.http ? ck_http_total(base.head, base.nhead) : -1;
   if (base.bytes == 0) {
-    fprintf(stderr,
-            "lastword check: %s: no response to the request (the connection ended %s "
-            "after %.0f ms): nothing to compare with\n",
-            x.target, x.base_end, x.base_ms);
-    rc = 2;
-    goto out;
+    snprintf(errmsg, sizeof errmsg,
+             "no response to the request (the connection ended %s after %.0f ms): nothing "
+             "to compare with",
+             x.base_end, x.base_ms);
+    goto fail;
+  }
+  if (base.err == ETIMEDOUT && base.ms - base.last_ms < (double)x.patience / 4 &&
+      base.bytes != base_total) {
+    /* Bytes were still coming when the wait ended: what was read is not the response's
+     * length, and every comparison with it would be false. */
+    snprintf(errmsg, sizeof errmsg,
+             "the response was still arriving after %.1f s (%lld bytes): an endless "
+             "response, or one slower than the patience; nothing to compare with (use a "
+             "request with a finite answer, or a larger --patience)",
+             base.ms / 1000.0, base.bytes);
+    goto fail;
+  }
+  if (base.err != ETIMEDOUT && !ck_stop) {
+    /* A second clean run: a length that changes from one answer to the next (a counter,
+     * a page that changes) would make every comparison false, unless each response says
+     * its own length (HTTP Content-Length, see ck_expect). */
+    ck_read again;
+    if (ck_fetch(&x, x.req, x.reqlen, 0, 0, 0, NULL, &again, NULL) == 0 &&
+        again.bytes != base.bytes &&
+        (base_total < 0 || ck_http_total(again.head, again.nhead) < 0)) {
+      snprintf(errmsg, sizeof errmsg,
+               "two clean runs gave %lld and %lld bytes, with no Content-Length: the "
+               "response's length varies, and the checks compare lengths (use a request "
+               "whose answer does not change)",
+               base.bytes, again.bytes);
+      goto fail;
+    }
+  }
+  ck_deadline = 0;
+  if (ck_stop) {
+    snprintf(errmsg, sizeof errmsg, "interrupted");
+    goto fail;
   }
   if (!x.json) {
     char what[1100] = "";
@@ -1461,8 +1596,21 @@ int lw_check_main(int argc, char **argv) {
       fflush(stderr);
     }
     r->t_real = ck_now(CLOCK_REALTIME);
+    ck_clipped = 0;
+    ck_deadline = ck_ms() + (i == 9 ? 3 * budget + 12000 : budget);
     ck_checks[i].fn(&x, r);
+    ck_deadline = 0;
     r->ran = 1;
+    if (ck_clipped)
+      EV(r, "the check's time budget (%.1f s) ran out: its waits were cut short",
+         (i == 9 ? 3 * budget + 12000 : budget) / 1000.0);
+    if (ck_stop) {
+      /* A wait cut by the signal says nothing about the server. */
+      r->v = CK_NA;
+      SUM(r, "interrupted before the check ended: no verdict");
+      r->advice[0] = 0;
+      r->value_ms = -1;
+    }
   }
   if (x.progress)
     fputs("\r\033[K", stderr);
@@ -1496,10 +1644,10 @@ int lw_check_main(int argc, char **argv) {
     rc = 2;
   }
   if (x.json) {
-    fprintf(x.out,
-            "{\"summary\":{\"target\":\"%s\",\"pass\":%d,\"warn\":%d,\"fail\":%d,\"na\":%d,"
-            "\"exit\":%d}}\n",
-            x.target, count[0], count[1], count[2], count[3], rc);
+    fputs("{\"summary\":{\"target\":", x.out);
+    ck_json_str(x.out, x.target);
+    fprintf(x.out, ",\"pass\":%d,\"warn\":%d,\"fail\":%d,\"na\":%d,\"exit\":%d}}\n", count[0],
+            count[1], count[2], count[3], rc);
   } else {
     const char *b = x.color ? "\033[1m" : "", *z = x.color ? "\033[0m" : "";
     fprintf(x.out, "\n%sSummary%s (%s, %d checks)\n", b, z, x.target,
@@ -1511,14 +1659,35 @@ int lw_check_main(int argc, char **argv) {
               count[v]);
     fprintf(x.out, "  └──────────┴───────┘\n");
   }
+  goto out;
+fail:
+  /* The tool could not run: said on stderr, and with --json as a summary line too (a
+   * reader of the JSON alone learns why there is nothing else). */
+  fprintf(stderr, "lastword check: %s: %s\n", x.target, errmsg);
+  if (x.json) {
+    fputs("{\"summary\":{\"target\":", x.out);
+    ck_json_str(x.out, x.target);
+    fputs(",\"pass\":0,\"warn\":0,\"fail\":0,\"na\":0,\"exit\":2,\"error\":", x.out);
+    ck_json_str(x.out, errmsg);
+    fputs("}}\n", x.out);
+  }
+  rc = 2;
 out:
+  ck_deadline = 0;
   ck_nft_cleanup(&x);
   if (x.cap) {
     size_t n;
     lw_cap_stop(x.cap, &n);
     lw_cap_free(x.cap);
   }
-  if (x.dump)
-    lw_cap_dump_close(x.dump);
+  if (x.dump && lw_cap_dump_close(x.dump) < 0) {
+    fprintf(stderr, "lastword check: --pcap: %s: write error\n", pcap);
+    rc = 2;
+  }
+  /* A report that could not be written (a full disk, a closed pipe) is no report. */
+  if (fflush(x.out) != 0 || ferror(x.out)) {
+    fprintf(stderr, "lastword check: writing the report failed\n");
+    rc = 2;
+  }
   return rc;
 }
