@@ -56,6 +56,7 @@
 typedef struct stats {
   uint64_t conns, good, good_bytes, lost, refused, connect_err, hostile, forced;
   uint64_t by_kind[8];
+  uint64_t max_gap_ms; /* the client loop's longest iteration: how late it could read */
   int peak_open;
 } stats;
 
@@ -77,6 +78,7 @@ typedef struct slot {
   int fd, state, kind;
   uint32_t n, received;
   uint64_t t_next, t_end;
+  uint64_t t_conn, t_req, t_data; /* connected, request sent, last byte read */
   int pattern_ok;
 } slot;
 
@@ -135,12 +137,23 @@ static void cli_good_end(cli *c, int i, int clean, uint64_t now, int more) {
   if (clean && s->received == s->n && s->pattern_ok) {
     c->st.good++;
     c->st.good_bytes += s->n;
-  } else if (s->received == 0) {
-    c->st.refused++; /* shed at accept (EMFILE window): nothing was promised */
   } else {
-    c->st.lost++;
-    fprintf(stderr, "soak: good client lost bytes: %u of %u, clean %d pattern %d\n",
-            s->received, s->n, clean, s->pattern_ok);
+    if (s->received == 0)
+      c->st.refused++; /* shed at accept (EMFILE window): nothing was promised */
+    else
+      c->st.lost++;
+    /* When, from this side: a server that stopped sending, or a client too late?
+     * (the first 20: an overloaded machine can produce thousands) */
+    if (c->st.lost + c->st.refused <= 20)
+      fprintf(stderr,
+              "soak: good client %s: %u of %u bytes, clean %d pattern %d; ms since connect "
+              "%llu, since request %lld, since last byte %lld; client loop longest so far "
+              "%llu ms\n",
+              s->received ? "lost bytes" : "ended before any byte", s->received, s->n, clean,
+              s->pattern_ok, (unsigned long long)(now - s->t_conn),
+              s->t_req ? (long long)(now - s->t_req) : -1LL,
+              s->t_data ? (long long)(now - s->t_data) : -1LL,
+              (unsigned long long)c->st.max_gap_ms);
   }
   cli_end(c, i, more, now);
 }
@@ -210,6 +223,7 @@ static void cli_request(cli *c, int i) {
       cli_end(c, i, 1, lwt_now_ms());
     return;
   }
+  s->t_req = lwt_now_ms();
   if (s->kind == K_GOOD_HALF)
     shutdown(s->fd, SHUT_WR);
   if (s->kind == K_CLOSE_EARLY) {
@@ -253,6 +267,7 @@ static void cli_read(cli *c, int i, int more, uint64_t now) {
       if ((unsigned char)buf[j] != (s->received + (uint32_t)j) % 251)
         s->pattern_ok = 0;
     s->received += (uint32_t)r;
+    s->t_data = now;
     if (s->kind == K_RST_MID && s->received >= 16384) {
       struct linger lg = {1, 0};
       setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -295,6 +310,8 @@ static void cli_event(cli *c, int i, uint32_t ev, int more, uint64_t now) {
       return;
     }
     s->state = S_THINK;
+    s->t_conn = now;
+    s->t_req = s->t_data = 0;
     s->t_next = now + (s->kind <= K_GOOD_HALF ? 1000 + rnd() % 3000 : rnd() % 1000);
     cli_set(c, i, EPOLLRDHUP | EPOLLET); /* a shed connection shows up as RDHUP/ERR */
     return;
@@ -369,7 +386,10 @@ static void cli_run(cli *c, int n, uint64_t ramp_ms, uint64_t run_ms) {
     if (!busy || now >= hard)
       break;
     int k = epoll_wait(c->ep, evs, 512, 10);
+    uint64_t prev = now;
     now = lwt_now_ms();
+    if (now - prev > c->st.max_gap_ms)
+      c->st.max_gap_ms = now - prev;
     more = now < stop_at;
     for (int j = 0; j < k; j++)
       cli_event(c, (int)evs[j].data.u32, evs[j].events, more, now);
@@ -611,8 +631,9 @@ static void soak(void **state) {
     if (s.reasons[r] - reasons_warm[r])
       printf(" %s=%u", lw_reason_name((lw_close_reason)r), s.reasons[r] - reasons_warm[r]);
   printf("\nloop: max gap of a 10 ms timer %llu ms during the EMFILE window, %llu ms "
-         "after it; accept errors reported %d\n",
-         (unsigned long long)late_emfile, (unsigned long long)late.max, s.accept_errors);
+         "after it; accept errors reported %d; client loop: longest iteration %llu ms\n",
+         (unsigned long long)late_emfile, (unsigned long long)late.max, s.accept_errors,
+         (unsigned long long)st.max_gap_ms);
   printf("fds: baseline %d, after %d; RSS: baseline %ld KiB, after %ld KiB (%+.1f%%)%s; "
          "heap in use %zu -> %zu B; CLOSE_WAIT mid-soak %d, after %d; TIME_WAIT after %d\n",
          fds_base, fds_after, rss_base, rss_after,
