@@ -69,6 +69,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -155,6 +156,9 @@ typedef struct ur_state {
   /* Listener fds whose IORING_OP_CLOSE found no SQE (rule 1): queued at the next wait. */
   int *close_owed;
   unsigned nclose_owed, close_owed_cap;
+  /* Set up R_DISABLED (DEFER_TASKRUN, ur_ring_setup) and not yet enabled: until the
+   * first wait, io_uring_enter fails (-EBADFD) and every SQE stays queued in order. */
+  unsigned disabled : 1;
 } ur_state;
 
 static ur_state *ur(lw_loop *loop) { return loop->backend_data; }
@@ -199,20 +203,71 @@ static void ur_buf_return(ur_state *s, int bid) {
   io_uring_buf_ring_advance(s->br, 1);
 }
 
+/* 1 if the environment switch `name` is set (to anything but "" or "0"): forces the
+ * fallback of a feature, so that each fallback path can be run on a kernel that has the
+ * feature (tests/README-torture.md). */
+static int ur_env_off(const char *name) {
+  const char *v = getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Task work (see the top comment): the setup flags, best first, each refused with
+ * -EINVAL by a kernel that lacks it.
+ *   defer  SINGLE_ISSUER | DEFER_TASKRUN (6.1): completions run only inside our
+ *          io_uring_enter(GETEVENTS), in a batch. R_DISABLED: the single issuer is the
+ *          thread that enables the ring, at the first wait (ur_poll), not the one that
+ *          made the loop (lastword.h: a loop belongs to the thread that runs it).
+ *   coop   COOP_TASKRUN | TASKRUN_FLAG (5.19): no interrupt, the work waits for our
+ *          next entry into the kernel (any syscall); the flag tells liburing to enter.
+ *   plain  the default: each completion interrupts the thread (TWA_SIGNAL), whatever
+ *          syscall it is in -- measured as 19% of the server's CPU on churn (perf:
+ *          get_signal under shutdown, sendmsg, ioctl). */
+static int ur_ring_setup(ur_state *s) {
+  static const unsigned modes[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                                       IORING_SETUP_R_DISABLED,
+                                   IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, 0};
+  unsigned first = ur_env_off("LW_URING_NO_DEFER") ? 1 : 0;
+  if (ur_env_off("LW_URING_NO_COOP"))
+    first = 2;
+  int r = -EINVAL;
+  for (unsigned m = first; m < sizeof(modes) / sizeof(modes[0]); m++) {
+    /* A CQ far larger than the SQ: every connection keeps a recv in flight, and a burst
+     * can complete thousands at once; overflowing the CQ makes the kernel stall
+     * submissions while it flushes (-EBUSY). 64k CQEs cost 1 MiB. */
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    params.flags = IORING_SETUP_CQSIZE | modes[m];
+    params.cq_entries = 65536;
+    r = io_uring_queue_init_params(UR_ENTRIES, &s->ring, &params);
+    if (r != -EINVAL)
+      break;
+  }
+  if (r == 0)
+    s->disabled = (s->ring.flags & IORING_SETUP_R_DISABLED) != 0;
+  return r;
+}
+
+/* Enables a ring set up R_DISABLED (ur_ring_setup), once, from the loop's thread: the
+ * calling thread becomes its single issuer. io_uring_enable_rings is declared by
+ * Debian's liburing 2.3 but not exported: the register call itself (Linux 5.10). */
+static int ur_enable(ur_state *s) {
+  if (!s->disabled)
+    return 0;
+  long r =
+      syscall(__NR_io_uring_register, s->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+  if (r < 0)
+    return -errno;
+  s->disabled = 0;
+  return 0;
+}
+
 static int ur_init(lw_loop *loop) {
   ur_state *s = calloc(1, sizeof(*s));
   if (!s)
     return LW_ENOMEM;
-  /* A CQ far larger than the SQ: every connection keeps a recv in flight, and a burst
-   * can complete thousands at once; overflowing the CQ makes the kernel stall
-   * submissions while it flushes (-EBUSY). 64k CQEs cost 1 MiB. */
-  struct io_uring_params params;
-  memset(&params, 0, sizeof(params));
-  params.flags = IORING_SETUP_CQSIZE;
-  params.cq_entries = 65536;
   lw__list_init(&s->retry);
   lw__list_init(&s->starved);
-  int r = io_uring_queue_init_params(UR_ENTRIES, &s->ring, &params);
+  int r = ur_ring_setup(s);
   if (r < 0) {
     free(s);
     return lw__err_from_errno(-r);
@@ -787,6 +842,16 @@ static void ur_listener_close(lw_listener *l) {
   }
 }
 
+/* Submits what is queued and runs the task work it made, now: a cancelled accept
+ * holds the listening socket until its completion has run, and with DEFER_TASKRUN that
+ * happens only inside an io_uring_enter(GETEVENTS). Called from the loop's thread (a
+ * call on one of its objects): a ring not yet enabled is enabled here (ur_ring_setup). */
+static void ur_submit_now(ur_state *s) {
+  if (ur_enable(s) < 0)
+    return; /* left queued, in order, for the first wait */
+  io_uring_submit_and_get_events(&s->ring);
+}
+
 /* Rule 1 for a listener: IORING_OP_CLOSE (its CQE is ignored), submitted now so the
  * listener is gone from the kernel when lw_listener_close returns; one that finds no
  * SQE is queued at the next wait. */
@@ -809,7 +874,7 @@ static void ur_lis_close_fd(ur_state *s, int fd) {
   }
   io_uring_prep_close(sqe, fd);
   io_uring_sqe_set_data(sqe, NULL);
-  io_uring_submit(&s->ring);
+  ur_submit_now(s);
 }
 
 /* One op of u finished for good; frees an orphaned ur_lis after its last one. */
@@ -870,6 +935,14 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
   ur_state *s = ur(loop);
   struct io_uring_cqe *cqe = NULL;
   int r;
+  if ((r = ur_enable(s)) < 0)
+    return lw__err_from_errno(-r);
+  /* DEFER_TASKRUN: completions the kernel has ready but not yet run reach the CQ only
+   * inside an io_uring_enter(GETEVENTS), and liburing's wait does not enter while the
+   * CQ already holds a CQE: run them first, so a wait sees everything that is ready
+   * (as a readiness backend's does) and none waits behind the ones already posted. */
+  if ((s->ring.flags & IORING_SETUP_DEFER_TASKRUN) && io_uring_cq_ready(&s->ring))
+    io_uring_get_events(&s->ring);
   if (timeout_ms < 0) {
     r = io_uring_submit_and_wait(&s->ring, 1);
   } else {
