@@ -369,6 +369,83 @@ def w_instr(servers_names, runs):
             shutil.rmtree(d, ignore_errors=True)
 
 
+def strace_calls(path):
+    """Total calls and io_uring_enter calls from an `strace -c` summary file."""
+    total = enter = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 5 and p[-1] == "total":
+                    total = int(p[3])
+                elif len(p) >= 5 and p[-1] == "io_uring_enter":
+                    enter = int(p[3])
+    except OSError:
+        return None, None
+    return total or None, enter
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+                out += kids
+                todo += kids
+        except OSError:
+            pass
+    return out
+
+
+def w_syscalls(servers_names, runs):
+    """Syscalls per connection lifecycle (64 B churn, c=64) under `strace -c -f`: a
+    fresh server per run (its start-up calls, ~100, are amortized over n), n
+    connections, then SIGINT to strace, which writes the summary and detaches."""
+    n = 500 if A.quick else 2000
+    wl = "syscalls 64 B churn"
+    if not shutil.which("strace"):
+        NOTES.append(f"{wl}: strace missing (scripts/deps.sh bench)")
+        return
+    log(f"{wl}: {runs} x {n} conns per server under strace -c -f")
+    for run in range(runs):
+        for i, name in enumerate(servers_names):
+            d = tempfile.mkdtemp(prefix="lw-bench-st-")
+            out = os.path.join(d, "strace.txt")
+            try:
+                s = Server(name, BASE_PORT + 90 + i, 64, "respond",
+                           valgrind=["strace", "-c", "-f", "-o", out])
+            except Exception as e:  # noqa: BLE001
+                NOTES.append(f"{wl} {name}: could not run under strace ({e})")
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            try:
+                r = loadgen(s, {"conc": 64, "count": n, "duration": 60, "bytes": 64}, 120)
+            finally:
+                # Kill the traced server (strace's descendants): strace then exits by
+                # itself and writes the summary.
+                for pid in descendants(s.proc.pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    s.proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    pass
+                s.stop(signal.SIGKILL)
+            total, enter = strace_calls(out)
+            shutil.rmtree(d, ignore_errors=True)
+            if not r or r["conns"] != n or not total:
+                NOTES.append(f"{wl} {name}: run {run} incomplete")
+                continue
+            record(wl, "syscalls/conn", name, run, total / n)
+            if name == "lw-uring":
+                record(wl, "io_uring_enter/conn", name, run, enter / n)
+
+
 def fmt_bytes(n):
     return f"{n // 1024} KiB" if n >= 1024 else f"{n} B"
 
@@ -563,7 +640,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--duration", type=float, default=None, help="seconds per timed run")
     ap.add_argument("--servers", default=",".join(SERVERS))
-    ap.add_argument("--workloads", default="churn,rstloss,echo,idle,instr")
+    ap.add_argument("--workloads", default="churn,rstloss,echo,idle,syscalls,instr")
     A = ap.parse_args()
     if A.duration is None:
         A.duration = 0.5 if A.quick else 2.0
@@ -594,6 +671,8 @@ def main():
             else:
                 NOTES.append(f"100k idle connections skipped: RLIMIT_NOFILE hard limit {nofile} "
                              f"(raising it needs CAP_SYS_RESOURCE)")
+    if "syscalls" in wls:
+        w_syscalls(names, A.runs)
     if "instr" in wls and shutil.which("valgrind"):
         w_instr(names, A.runs)
     rows = summarize()

@@ -9,7 +9,7 @@ set_pkgs() {
     lab)   echo "cmake pkg-config python3 libcmocka-dev libpcap-dev liburing-dev iproute2 nftables" ;;
     fuzz)  echo "clang libclang-rt-14-dev" ;;
     uring) echo "liburing-dev" ;;
-    bench) echo "cmake pkg-config python3 libuv1-dev libevent-dev nginx gnuplot-nox valgrind" ;;
+    bench) echo "cmake pkg-config python3 libuv1-dev libevent-dev nginx gnuplot-nox valgrind strace" ;;
     all)   echo "cmake pkg-config python3 libcmocka-dev libpcap-dev liburing-dev iproute2 nftables clang libclang-rt-14-dev" ;;
     *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
   esac

@@ -215,6 +215,9 @@ extern const lw__backend lw__backend_epoll;
 #endif
 #ifdef LW_HAVE_URING
 extern const lw__backend lw__backend_uring;
+/* The IORING_SETUP_* flags of loop's ring (uring.c ur_ring_setup), 0 for another
+ * backend: for the tests that check each fallback is taken when its switch is set. */
+unsigned lw__uring_setup_flags(const lw_loop *loop);
 #endif
 
 /* ---- loop integration handles (src/handle.c, src/signal.c) ---- */

@@ -34,6 +34,11 @@
 #include <sys/time.h>
 #endif
 #include <unistd.h>
+#ifdef LW_HAVE_URING
+#include "internal.h" /* lw__uring_setup_flags */
+#include <linux/io_uring.h>
+#include <sys/utsname.h>
+#endif
 
 /* ---- small raw-socket kit ---- */
 static int raw_connect(int port, int rcvbuf) {
@@ -660,6 +665,45 @@ static void test_write_while_input_held(void **state) {
   finish(loop, l);
 }
 
+#ifdef LW_HAVE_URING
+static int env_on(const char *name) {
+  const char *v = getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Each task-work mode of the ring is the one asked for (uring.c ur_ring_setup): the
+ * best this kernel has, or the fallback its switch forces -- so that the runs of this
+ * file and of the torture harness under LW_URING_NO_DEFER / LW_URING_NO_COOP (ctest
+ * *_nodefer, *_nocoop) really exercise the fallback paths. */
+static void test_uring_setup_mode(void **state) {
+  (void)state;
+  lw_loop *loop;
+  assert_int_equal(lw_loop_new(&loop, NULL), 0);
+  if (!is_uring(loop)) {
+    assert_int_equal(lw__uring_setup_flags(loop), 0);
+    assert_int_equal(lw_loop_close(loop), 0);
+    return;
+  }
+  unsigned f = lw__uring_setup_flags(loop);
+  struct utsname u;
+  int major = 0, minor = 0;
+  assert_int_equal(uname(&u), 0);
+  sscanf(u.release, "%d.%d", &major, &minor);
+  int kv = major * 100 + minor;
+  if (env_on("LW_URING_NO_COOP")) {
+    assert_int_equal(f & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN), 0);
+  } else if (env_on("LW_URING_NO_DEFER")) {
+    assert_int_equal(f & IORING_SETUP_DEFER_TASKRUN, 0);
+    if (kv >= 519)
+      assert_true(f & IORING_SETUP_COOP_TASKRUN);
+  } else if (kv >= 601) {
+    assert_true(f & IORING_SETUP_DEFER_TASKRUN);
+    assert_true(f & IORING_SETUP_SINGLE_ISSUER);
+  }
+  assert_int_equal(lw_loop_close(loop), 0);
+}
+#endif
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -671,6 +715,9 @@ int main(void) {
       cmocka_unit_test(test_held_input_naive),
       cmocka_unit_test(test_held_input_first_byte),
       cmocka_unit_test(test_write_while_input_held),
+#ifdef LW_HAVE_URING
+      cmocka_unit_test(test_uring_setup_mode),
+#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,6 +65,20 @@
  * detached is consumed and ignored; its fd number may already belong to someone else,
  * which does not matter because CQEs are matched by user_data (our op), never by fd.
  *
+ * Task work: a completion that needs our task to finish it (a recv woken by incoming
+ * data, a cancelled accept that still holds its listener) runs as task work. By default
+ * the kernel interrupts the thread for it, inside whatever syscall it is in (on churn,
+ * 19% of the server's CPU went through get_signal under shutdown, sendmsg, ioctl).
+ * SINGLE_ISSUER | DEFER_TASKRUN (6.1) runs it only inside our io_uring_enter(GETEVENTS):
+ * the wait, ur_submit_now (a listener close, whose socket must be gone when it
+ * returns, once the loop has run), and before a wait that finds CQEs already posted
+ * (ur_poll). The ring is set up R_DISABLED and enabled by the loop's first wait, in the
+ * thread that runs it, which becomes its single issuer (lw_loop_close from another
+ * thread, after that one has ended, cannot enter the ring: ur_destroy). Fallbacks
+ * (ur_ring_setup), each forced by an environment switch for tests: LW_URING_NO_DEFER=1 ->
+ * COOP_TASKRUN | TASKRUN_FLAG (5.19; no interrupt, the work waits for our next syscall),
+ * LW_URING_NO_COOP=1 -> neither.
+ *
  * Feature probing: io_uring_queue_init fails where the kernel lacks io_uring or a
  * seccomp filter / sysctl (kernel.io_uring_disabled) refuses it; the opcodes are checked
  * with io_uring_get_probe_ring; the provided-buffer ring needs Linux 5.19. Any refusal
@@ -79,6 +93,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -172,6 +187,9 @@ typedef struct ur_state {
   ur_op wake_op;
   uint64_t wake_buf;
   unsigned wake_inflight : 1, wake_owed : 1;
+  /* Set up R_DISABLED (DEFER_TASKRUN, ur_ring_setup) and not yet enabled: until the
+   * first wait, io_uring_enter fails (-EBADFD) and every SQE stays queued in order. */
+  unsigned disabled : 1;
 } ur_state;
 
 /* A started lw_watch's poll (lw_watch.backend_data, freed by the core). */
@@ -223,21 +241,72 @@ static void ur_buf_return(ur_state *s, int bid) {
   io_uring_buf_ring_advance(s->br, 1);
 }
 
+/* 1 if the environment switch `name` is set (to anything but "" or "0"): forces the
+ * fallback of a feature, so that each fallback path can be run on a kernel that has the
+ * feature (tests/README-torture.md). */
+static int ur_env_off(const char *name) {
+  const char *v = getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Task work (see the top comment): the setup flags, best first, each refused with
+ * -EINVAL by a kernel that lacks it.
+ *   defer  SINGLE_ISSUER | DEFER_TASKRUN (6.1): completions run only inside our
+ *          io_uring_enter(GETEVENTS), in a batch. R_DISABLED: the single issuer is the
+ *          thread that enables the ring, at the first wait (ur_poll), not the one that
+ *          made the loop (lastword.h: a loop belongs to the thread that runs it).
+ *   coop   COOP_TASKRUN | TASKRUN_FLAG (5.19): no interrupt, the work waits for our
+ *          next entry into the kernel (any syscall); the flag tells liburing to enter.
+ *   plain  the default: each completion interrupts the thread (TWA_SIGNAL), whatever
+ *          syscall it is in -- measured as 19% of the server's CPU on churn (perf:
+ *          get_signal under shutdown, sendmsg, ioctl). */
+static int ur_ring_setup(ur_state *s) {
+  static const unsigned modes[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                                       IORING_SETUP_R_DISABLED,
+                                   IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, 0};
+  unsigned first = ur_env_off("LW_URING_NO_DEFER") ? 1 : 0;
+  if (ur_env_off("LW_URING_NO_COOP"))
+    first = 2;
+  int r = -EINVAL;
+  for (unsigned m = first; m < sizeof(modes) / sizeof(modes[0]); m++) {
+    /* A CQ far larger than the SQ: every connection keeps a recv in flight, and a burst
+     * can complete thousands at once; overflowing the CQ makes the kernel stall
+     * submissions while it flushes (-EBUSY). 64k CQEs cost 1 MiB. */
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    params.flags = IORING_SETUP_CQSIZE | modes[m];
+    params.cq_entries = 65536;
+    r = io_uring_queue_init_params(UR_ENTRIES, &s->ring, &params);
+    if (r != -EINVAL)
+      break;
+  }
+  if (r == 0)
+    s->disabled = (s->ring.flags & IORING_SETUP_R_DISABLED) != 0;
+  return r;
+}
+
+/* Enables a ring set up R_DISABLED (ur_ring_setup), once, from the loop's thread: the
+ * calling thread becomes its single issuer. io_uring_enable_rings is declared by
+ * Debian's liburing 2.3 but not exported: the register call itself (Linux 5.10). */
+static int ur_enable(ur_state *s) {
+  if (!s->disabled)
+    return 0;
+  long r =
+      syscall(__NR_io_uring_register, s->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+  if (r < 0)
+    return -errno;
+  s->disabled = 0;
+  return 0;
+}
+
 static int ur_init(lw_loop *loop) {
   ur_state *s = calloc(1, sizeof(*s));
   if (!s)
     return LW_ENOMEM;
-  /* A CQ far larger than the SQ: every connection keeps a recv in flight, and a burst
-   * can complete thousands at once; overflowing the CQ makes the kernel stall
-   * submissions while it flushes (-EBUSY). 64k CQEs cost 1 MiB. */
-  struct io_uring_params params;
-  memset(&params, 0, sizeof(params));
-  params.flags = IORING_SETUP_CQSIZE;
-  params.cq_entries = 65536;
   lw__list_init(&s->retry);
   lw__list_init(&s->starved);
   s->wakefd = -1;
-  int r = io_uring_queue_init_params(UR_ENTRIES, &s->ring, &params);
+  int r = ur_ring_setup(s);
   if (r < 0) {
     free(s);
     return lw__err_from_errno(-r);
@@ -820,6 +889,24 @@ static void ur_listener_close(lw_listener *l) {
   }
 }
 
+/* Submits what is queued and runs the task work it made, now: a cancelled accept
+ * holds the listening socket until its completion has run, and with DEFER_TASKRUN that
+ * happens only inside an io_uring_enter(GETEVENTS). Called from the loop's thread (a
+ * call on one of its objects): a ring not yet enabled is enabled here (ur_ring_setup). */
+static void ur_submit_now(ur_state *s) {
+  /* A ring still disabled has never issued anything: what is queued stays queued, in
+   * order, and the loop's first wait issues it. Enabling it here would make the calling
+   * thread the ring's single issuer, and a loop may be set up (listeners adopted,
+   * closed, paused) by a thread other than the one that will run it (examples/respond
+   * --threads): that thread's waits would then fail with -EEXIST. Nothing unissued names
+   * a descriptor for the kernel: a listener's IORING_OP_CLOSE waits behind its accept
+   * (the number stays ours until it runs), and a watch's poll and its cancel are issued
+   * together, the poll's CQE ignored. */
+  if (s->disabled)
+    return;
+  io_uring_submit_and_get_events(&s->ring);
+}
+
 /* lw_listener_pause: cancel what is armed, by user_data as always (never by fd). The
  * cancel is submitted here, so the kernel has issued it -- and the multishot accept
  * takes no more connections -- when the call returns; connections it took before that
@@ -845,7 +932,7 @@ static void ur_listener_pause(lw_listener *l, int paused) {
     io_uring_prep_cancel(sqe, ops[i], 0);
     io_uring_sqe_set_data(sqe, NULL);
   }
-  io_uring_submit(&s->ring);
+  ur_submit_now(s);
 }
 
 /* Rule 1 for a listener: IORING_OP_CLOSE (its CQE is ignored), submitted now so the
@@ -870,7 +957,7 @@ static void ur_lis_close_fd(ur_state *s, int fd) {
   }
   io_uring_prep_close(sqe, fd);
   io_uring_sqe_set_data(sqe, NULL);
-  io_uring_submit(&s->ring);
+  ur_submit_now(s);
 }
 
 /* One op of u finished for good; frees an orphaned ur_lis after its last one. */
@@ -1059,6 +1146,14 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
   ur_state *s = ur(loop);
   struct io_uring_cqe *cqe = NULL;
   int r;
+  if ((r = ur_enable(s)) < 0)
+    return lw__err_from_errno(-r);
+  /* DEFER_TASKRUN: completions the kernel has ready but not yet run reach the CQ only
+   * inside an io_uring_enter(GETEVENTS), and liburing's wait does not enter while the
+   * CQ already holds a CQE: run them first, so a wait sees everything that is ready
+   * (as a readiness backend's does) and none waits behind the ones already posted. */
+  if ((s->ring.flags & IORING_SETUP_DEFER_TASKRUN) && io_uring_cq_ready(&s->ring))
+    io_uring_get_events(&s->ring);
   if (timeout_ms < 0) {
     r = io_uring_submit_and_wait(&s->ring, 1);
   } else {
@@ -1170,6 +1265,12 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
     io_uring_sqe_set_data(sqe, NULL);
   }
   return total;
+}
+
+unsigned lw__uring_setup_flags(const lw_loop *loop) {
+  if (loop->backend != &lw__backend_uring)
+    return 0;
+  return ((const ur_state *)loop->backend_data)->ring.flags;
 }
 
 /* The conn's backend data is freed with the conn (conn.c calls this via detach path). */
