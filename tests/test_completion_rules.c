@@ -671,10 +671,10 @@ static int env_on(const char *name) {
   return v && *v && strcmp(v, "0") != 0;
 }
 
-/* Each task-work mode of the ring is the one asked for (uring.c ur_ring_setup): the
- * best this kernel has, or the fallback its switch forces -- so that the runs of this
- * file and of the torture harness under LW_URING_NO_DEFER / LW_URING_NO_COOP (ctest
- * *_nodefer, *_nocoop) really exercise the fallback paths. */
+/* Each task-work mode of the ring is the one asked for (uring.c ur_ring_setup): COOP by
+ * default, DEFER under LW_URING_DEFER, neither under LW_URING_NO_COOP, where the kernel
+ * has them -- so that the runs of this file and of the torture harness under each switch
+ * (ctest *_defer, *_nocoop) really exercise those paths. */
 static void test_uring_setup_mode(void **state) {
   (void)state;
   lw_loop *loop;
@@ -692,13 +692,15 @@ static void test_uring_setup_mode(void **state) {
   int kv = major * 100 + minor;
   if (env_on("LW_URING_NO_COOP")) {
     assert_int_equal(f & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN), 0);
-  } else if (env_on("LW_URING_NO_DEFER")) {
-    assert_int_equal(f & IORING_SETUP_DEFER_TASKRUN, 0);
+  } else if (env_on("LW_URING_DEFER")) {
+    if (kv >= 601) {
+      assert_true(f & IORING_SETUP_DEFER_TASKRUN);
+      assert_true(f & IORING_SETUP_SINGLE_ISSUER);
+    }
+  } else {
+    assert_int_equal(f & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER), 0);
     if (kv >= 519)
       assert_true(f & IORING_SETUP_COOP_TASKRUN);
-  } else if (kv >= 601) {
-    assert_true(f & IORING_SETUP_DEFER_TASKRUN);
-    assert_true(f & IORING_SETUP_SINGLE_ISSUER);
   }
   assert_int_equal(lw_loop_close(loop), 0);
 }

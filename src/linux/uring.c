@@ -69,15 +69,20 @@
  * data, a cancelled accept that still holds its listener) runs as task work. By default
  * the kernel interrupts the thread for it, inside whatever syscall it is in (on churn,
  * 19% of the server's CPU went through get_signal under shutdown, sendmsg, ioctl).
- * SINGLE_ISSUER | DEFER_TASKRUN (6.1) runs it only inside our io_uring_enter(GETEVENTS):
- * the wait, ur_submit_now (a listener close, whose socket must be gone when it
- * returns, once the loop has run), and before a wait that finds CQEs already posted
- * (ur_poll). The ring is set up R_DISABLED and enabled by the loop's first wait, in the
- * thread that runs it, which becomes its single issuer (lw_loop_close from another
- * thread, after that one has ended, cannot enter the ring: ur_destroy). Fallbacks
- * (ur_ring_setup), each forced by an environment switch for tests: LW_URING_NO_DEFER=1 ->
- * COOP_TASKRUN | TASKRUN_FLAG (5.19; no interrupt, the work waits for our next syscall),
- * LW_URING_NO_COOP=1 -> neither.
+ * COOP_TASKRUN | TASKRUN_FLAG (5.19), the default, lets it wait for our next entry into
+ * the kernel (any syscall; the flag tells liburing to enter): no interrupt, and no tie
+ * between the ring and a thread. SINGLE_ISSUER | DEFER_TASKRUN (6.1) runs it only
+ * inside our io_uring_enter(GETEVENTS), in a batch, and is cheaper again (bench/ab.sh,
+ * 64 B churn: 31.4 vs 36.1 us/conn), but ties the ring to ONE thread: every later
+ * io_uring_enter from another fails with -EEXIST. A loop may be made, and closed, by a
+ * thread other than the one that runs it (examples/respond --threads makes its loops in
+ * main, runs them in workers, closes them in main), so it is opt-in: LW_URING_DEFER=1,
+ * for programs whose every loop lives its whole life -- lw_loop_new to lw_loop_close --
+ * in one thread. The ring is then set up R_DISABLED and enabled by the first wait or
+ * ur_submit_now (a listener close or pause, whose effect must be immediate), in the
+ * calling thread, which becomes its single issuer. Switches (ur_ring_setup), each with
+ * a ctest run: LW_URING_DEFER=1 -> defer; LW_URING_NO_COOP=1 -> neither (the kernel's
+ * default: each completion interrupts the thread).
  *
  * Feature probing: io_uring_queue_init fails where the kernel lacks io_uring or a
  * seccomp filter / sysctl (kernel.io_uring_disabled) refuses it; the opcodes are checked
@@ -250,11 +255,11 @@ static int ur_env_off(const char *name) {
 }
 
 /* Task work (see the top comment): the setup flags, best first, each refused with
- * -EINVAL by a kernel that lacks it.
+ * -EINVAL by a kernel that lacks it; defer only when LW_URING_DEFER=1 asks for it.
  *   defer  SINGLE_ISSUER | DEFER_TASKRUN (6.1): completions run only inside our
  *          io_uring_enter(GETEVENTS), in a batch. R_DISABLED: the single issuer is the
- *          thread that enables the ring, at the first wait (ur_poll), not the one that
- *          made the loop (lastword.h: a loop belongs to the thread that runs it).
+ *          thread that enables the ring (first wait or ur_submit_now), not the one
+ *          that made the loop.
  *   coop   COOP_TASKRUN | TASKRUN_FLAG (5.19): no interrupt, the work waits for our
  *          next entry into the kernel (any syscall); the flag tells liburing to enter.
  *   plain  the default: each completion interrupts the thread (TWA_SIGNAL), whatever
@@ -264,7 +269,7 @@ static int ur_ring_setup(ur_state *s) {
   static const unsigned modes[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
                                        IORING_SETUP_R_DISABLED,
                                    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, 0};
-  unsigned first = ur_env_off("LW_URING_NO_DEFER") ? 1 : 0;
+  unsigned first = ur_env_off("LW_URING_DEFER") ? 0 : 1;
   if (ur_env_off("LW_URING_NO_COOP"))
     first = 2;
   int r = -EINVAL;
@@ -894,16 +899,10 @@ static void ur_listener_close(lw_listener *l) {
  * happens only inside an io_uring_enter(GETEVENTS). Called from the loop's thread (a
  * call on one of its objects): a ring not yet enabled is enabled here (ur_ring_setup). */
 static void ur_submit_now(ur_state *s) {
-  /* A ring still disabled has never issued anything: what is queued stays queued, in
-   * order, and the loop's first wait issues it. Enabling it here would make the calling
-   * thread the ring's single issuer, and a loop may be set up (listeners adopted,
-   * closed, paused) by a thread other than the one that will run it (examples/respond
-   * --threads): that thread's waits would then fail with -EEXIST. Nothing unissued names
-   * a descriptor for the kernel: a listener's IORING_OP_CLOSE waits behind its accept
-   * (the number stays ours until it runs), and a watch's poll and its cancel are issued
-   * together, the poll's CQE ignored. */
-  if (s->disabled)
-    return;
+  /* LW_URING_DEFER only: the calling thread becomes the ring's single issuer (the
+   * thread rule in the top comment). */
+  if (ur_enable(s) < 0)
+    return; /* left queued, in order, for the first wait */
   io_uring_submit_and_get_events(&s->ring);
 }
 
