@@ -366,11 +366,15 @@ static void idle_start(lw_conn *c) {
 }
 
 /* Output became pending: everything sent so far has been acknowledged (the clock
- * stops only when SIOCOUTQ reads 0 with an empty queue), so no syscall is needed. */
+ * stops only when SIOCOUTQ reads 0 with an empty queue). The baseline is the kernel's
+ * count where it has one (lw__sock_progress: one TCP_INFO, only with stall_timeout_ms
+ * set), else our own. */
 static void stall_start(lw_conn *c) {
+  uint64_t k;
+  uint32_t quiet;
   c->stall_active = 1;
   c->u.live.stall_since = c->loop->now;
-  c->u.live.stall_acked = c->bytes_sent;
+  c->u.live.stall_acked = lw__sock_progress(c->io.fd, &k, &quiet) == 0 ? k : c->bytes_sent;
   live_arm(c, stall_period(c));
 }
 
@@ -385,8 +389,21 @@ static void live_fire(lw_conn *c) {
     return;
   if (c->sm.state == LW__CS_LINGER && linger_step(c, &next))
     return;
+  /* The verdicts below judge the PEER, so they ask the kernel, not our bookkeeping:
+   * the loop may be late (a long callback, a descheduled process), with completions and
+   * readiness from meanwhile not dispatched yet -- last_io and bytes_sent lag, the
+   * kernel's clock does not (test_loop_lag: a 900 ms callback made a reading peer
+   * "stalled" on io_uring and a talking one "idle" on both backends). */
+  uint64_t k_acked = 0;
+  uint32_t k_quiet = 0;
+  int k_known = -1; /* asked at most once, only when a verdict is due */
   if (idle_applies(c)) {
     uint64_t due = c->u.live.last_io + o->idle_timeout_ms;
+    if (now >= due && (k_known = lw__sock_progress(c->io.fd, &k_acked, &k_quiet) == 0) &&
+        k_quiet < o->idle_timeout_ms && k_quiet <= now) {
+      c->u.live.last_io = now - k_quiet; /* data moved while the loop was away */
+      due = c->u.live.last_io + o->idle_timeout_ms;
+    }
     if (now >= due) {
       if (o->idle_timeout_abort) {
         conn_event(c, LW__CE_TIMEOUT, LW_REASON_IDLE_TIMEOUT);
@@ -409,11 +426,19 @@ static void live_fire(lw_conn *c) {
       /* Where the OS cannot count unacknowledged bytes (outq < 0: Windows without
        * SIO_TCP_INFO, Wine), progress is what the kernel keeps taking from our
        * queue: weaker, but a peer that reads is never mistaken for a stalled one. */
-      uint64_t acked = outq < 0                          ? c->bytes_sent
+      /* Where the kernel counts acknowledged bytes (Linux), its count, always (the
+       * baseline from stall_start is in the same units). */
+      if (k_known < 0)
+        k_known = lw__sock_progress(c->io.fd, &k_acked, &k_quiet) == 0;
+      uint64_t acked = k_known                           ? k_acked
+                       : outq < 0                        ? c->bytes_sent
                        : c->bytes_sent >= (uint64_t)outq ? c->bytes_sent - (uint64_t)outq
                                                          : c->u.live.stall_acked;
-      if (acked > c->u.live.stall_acked) {
-        c->u.live.stall_acked = acked;
+      /* SIOCOUTQ 0: the peer has acknowledged all the kernel was given; what waits is
+       * ours (queued, or a send whose completion is not dispatched yet): not a stall. */
+      if (acked > c->u.live.stall_acked || outq == 0) {
+        if (acked > c->u.live.stall_acked)
+          c->u.live.stall_acked = acked;
         c->u.live.stall_since = now;
       }
       uint64_t due = c->u.live.stall_since + o->stall_timeout_ms;

@@ -401,7 +401,8 @@ struct lw_conn {
       uint64_t last_io;     /* loop time of the last byte read, discarded or written
                                (LINGER: or when everything was seen acknowledged) */
       uint64_t stall_since; /* loop time of the last progress of the peer's ACKs */
-      uint64_t stall_acked; /* bytes acknowledged at stall_since (sent - SIOCOUTQ) */
+      uint64_t stall_acked; /* acknowledged at stall_since: lw__sock_progress's count,
+                               or sent - SIOCOUTQ where the OS has none */
     } live;
     struct { /* from final_snapshot on */
       uint64_t bytes_acked;
@@ -499,6 +500,12 @@ int lw__sock_set_liveness(int fd, int keepalive, unsigned idle_s, unsigned intvl
 long lw__sock_outq(int fd);
 /* Unread bytes in the receive queue (SIOCINQ); -1 if unknown. */
 long lw__sock_inq(int fd);
+/* The kernel's own clock of the connection, for the liveness verdicts (conn.c live_fire):
+ * *acked, sequence space the peer has acknowledged so far (tcpi_bytes_acked, raw: only
+ * its increases mean anything) and *quiet_ms, since data last went either way
+ * (tcpi_last_data_recv / _sent). 0, or -1 where the OS cannot tell cheaply (Windows:
+ * its snapshot walks every socket of the machine). */
+int lw__sock_progress(int fd, uint64_t *acked, uint32_t *quiet_ms);
 typedef struct lw__tcp_snapshot {
   int state;            /* LW__TCP_* below, -1 unknown */
   uint64_t bytes_acked; /* tcpi_bytes_acked, raw (see lw__sock_snapshot) */

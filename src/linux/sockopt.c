@@ -253,6 +253,18 @@ void lw__sock_snapshot(int fd, lw__tcp_snapshot *s) {
   }
 }
 
+int lw__sock_progress(int fd, uint64_t *acked, uint32_t *quiet_ms) {
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  memset(&ti, 0, sizeof(ti));
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+      len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+    return -1;
+  *acked = ti.tcpi_bytes_acked;
+  *quiet_ms = LW__MIN(ti.tcpi_last_data_recv, ti.tcpi_last_data_sent);
+  return 0;
+}
+
 /* One descriptor per loop kept open for the EMFILE dance: close it, accept(), close
  * what was accepted (the peer sees a reset), reopen it (libuv's uv__emfile_trick). */
 int lw__sock_reserve_open(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); }

@@ -777,6 +777,15 @@ long lw__sock_inq(int fd) {
   return ioctlsocket(SOCK(fd), FIONREAD, &n) != 0 ? -1 : (long)n;
 }
 
+/* SIO_TCP_INFO has no acknowledged-bytes count, and the snapshot that has walks every
+ * socket of the machine: the liveness checks keep their own bookkeeping here. */
+int lw__sock_progress(int fd, uint64_t *acked, uint32_t *quiet_ms) {
+  (void)fd;
+  (void)acked;
+  (void)quiet_ms;
+  return -1;
+}
+
 /* AcceptEx takes sockets made in advance, so fd exhaustion shows up as a failure to
  * make the next accept socket (the backend retries it), not as a listener that stays
  * readable: there is nothing to shed and no reserve descriptor. */
