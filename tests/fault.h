@@ -93,6 +93,19 @@ static inline void ft_srv_closed(lw_conn *c, const lw_close_info *in) {
     s->reasons[in->reason]++;
   s->bytes_acked += in->bytes_acked;
   s->open--;
+  if (getenv("FT_LOG_RST") && in->rst && in->bytes_queued != 1000 &&
+      in->bytes_queued != 262144 && in->bytes_queued != 2097152) {
+    static int logged;
+    if (logged++ < 20)
+      fprintf(stderr,
+              "ft: %s rst: queued %llu sent %llu acked %llu unsent %llu unread %llu ms %llu "
+              "silent %llu\n",
+              lw_reason_name(in->reason), (unsigned long long)in->bytes_queued,
+              (unsigned long long)in->bytes_sent, (unsigned long long)in->bytes_acked,
+              (unsigned long long)in->unsent_discarded,
+              (unsigned long long)in->unread_discarded, (unsigned long long)in->close_ms,
+              (unsigned long long)in->peer_silent_ms);
+  }
   free(fc);
 }
 
