@@ -4,6 +4,7 @@
 usage: check_servers.py LASTWORD respond RESPOND_BIN   (graceful: all pass; naive: unread fails)
        check_servers.py LASTWORD nginx                 (lingering_close off: unread fails; on: passes)
        check_servers.py LASTWORD python                (python3 -m http.server)
+       check_servers.py LASTWORD httpd HTTPD_BIN       (examples/httpd: lingering close, idle timeout)
 Every server listens on 127.0.0.1 only and is stopped at the end. Exit 77 (skip) when a
 server is not installed (scripts/deps.sh installs nginx) or, for the wire and drop-rule
 checks, when not root.
@@ -231,6 +232,47 @@ def python_server(lw):
     return 0
 
 
+def httpd(lw, binary):
+    """examples/httpd as a user starts it: an idle timeout, nothing else set. It keeps
+    every promise a check can test without liveness options (unread input drained, the
+    early 413 read, half-close served, keep-alive race answered or closed cleanly); it
+    sets no stall timeout or dead_after_ms, so the stalled reader and the vanished client
+    are held past the patience: warn, not fail."""
+    print("== examples/httpd --idle-timeout-ms 1000", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "big.bin"), "wb") as f:
+            f.write(os.urandom(BIG))
+        p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--root", d,
+                              "--idle-timeout-ms", "1000"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            port = None
+            for _ in range(5):
+                m = re.search(r"listening on .*:(\d+)", p.stdout.readline())
+                if m:
+                    port = int(m.group(1))
+                    break
+            check(port is not None, "httpd listens")
+            if port is None:
+                return
+            res, rc = run_check(lw, "127.0.0.1:%d" % port, "--http", "/big.bin")
+            want = {k: "pass" for k in ("unread", "upload", "halfclose", "closewait", "idle",
+                                        "reset", "timewait", "keepalive")}
+            want["stall"] = ("warn", "pass")
+            want["vanish"] = ("warn", "pass", "n-a")  # n-a without root (no drop rule)
+            verdicts(res, want)
+            check(rc == 0, "exit 0: nothing fails (got %d)" % rc)
+            check(900 <= res["idle"]["value_ms"] <= 1600,
+                  "idle: ended at httpd's 1000 ms idle timeout (%.0f)" % res["idle"]["value_ms"])
+            u = res["unread"]
+            check(u["ending"] != "RST" and u["received_bytes"] == u["expected_bytes"],
+                  "unread: the whole response, no RST (%d of %d)" % (u["received_bytes"],
+                                                                   u["expected_bytes"]))
+        finally:
+            p.terminate()
+            p.wait(timeout=15)
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -243,6 +285,8 @@ def main():
             return 77
     elif what == "python":
         python_server(lw)
+    elif what == "httpd":
+        httpd(lw, sys.argv[3])
     else:
         print(__doc__, file=sys.stderr)
         return 2
