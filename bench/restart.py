@@ -70,10 +70,11 @@ def alive(pid):
 def start_load(port, mode, extra):
     cmd = ["taskset", "-c", LOAD_CPU, os.path.join(A.bin, "restartload"), "--port", str(port),
            "--mode", mode, "--bytes", str(FILE_BYTES), "--duration", "120", "--grace", "5"]
+    slots = getattr(A, "slots", 4)
     if mode == "respond":
-        cmd += ["--new", "8", "--ka", "0"]
+        cmd += ["--new", str(2 * slots), "--ka", "0"]
     else:
-        cmd += ["--new", "4", "--ka", "4", "--path", "/f"]
+        cmd += ["--new", str(slots), "--ka", str(slots), "--path", "/f"]
     return subprocess.Popen(cmd + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -102,6 +103,7 @@ def stop_load(p):
 def run_lastword_hup(kind, backend, port, n, www):
     binary = A.httpd if kind == "httpd" else A.respond
     args = (["--root", www] if kind == "httpd" else ["--bytes", str(FILE_BYTES)])
+    args += getattr(A, "server_extra", [])
     cmd = ["taskset", "-c", SERVER_CPU, binary, "--listen", f"127.0.0.1:{port}", *args,
            "--backend", backend, "--drain-ms", "5000"]
     srv = Lines(cmd)
@@ -112,14 +114,16 @@ def run_lastword_hup(kind, backend, port, n, www):
         if m.group(2) != backend:
             raise RuntimeError(f"{kind}: backend {m.group(2)}, not {backend}")
         load = start_load(port, "http" if kind == "httpd" else "respond", [])
+        tl = time.time()
         time.sleep(0.3)
-        restart_ms = []
+        restart_ms, info["restart_at"] = [], []
         for i in range(n):
             pid = int(srv.wait(pid_re, i + 1, stream="err").group(1))
             t0 = time.time()
             os.kill(pid, signal.SIGHUP)
             srv.wait(pid_re, i + 2, stream="err")  # the new copy: signals set, accepting
             restart_ms.append((time.time() - t0) * 1000)
+            info["restart_at"].append(round(t0 - tl, 3))
             time.sleep(A.restart_gap)
         time.sleep(0.3)
         r = stop_load(load)

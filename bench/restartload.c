@@ -96,7 +96,8 @@ static struct {
 
 static struct {
   uint64_t requests, ok, connect_fail, refused, noresp, noresp_retryable, bad, timeout;
-  uint64_t resets, conns_opened, ka_requests, max_gap_ns, tail_timeout;
+  uint64_t resets, conns_opened, ka_requests, max_gap_ns, tail_timeout, max_lat_ns;
+  uint64_t gap_at_ns, lat_at_ns; /* when the longest gap ended / the slowest response came */
 } st;
 
 static int epfd;
@@ -106,7 +107,7 @@ static struct sockaddr_in dst;
 static char rbuf[256 * 1024];
 static char *pat;
 static volatile sig_atomic_t stop_flag;
-static uint64_t last_ok_ns;
+static uint64_t last_ok_ns, t_begin;
 static char req_new[256], req_ka[256];
 
 static uint64_t now_ns(void) {
@@ -240,8 +241,14 @@ static void next_request(slot *s, uint64_t now) {
 /* A response is complete: count it; the slot goes on (or ends the connection). */
 static void complete(slot *s, uint64_t now) {
   st.ok++;
-  if (last_ok_ns && now - last_ok_ns > st.max_gap_ns)
+  if (last_ok_ns && now - last_ok_ns > st.max_gap_ns) {
     st.max_gap_ns = now - last_ok_ns;
+    st.gap_at_ns = now - t_begin;
+  }
+  if (now - s->t_start > st.max_lat_ns) {
+    st.max_lat_ns = now - s->t_start;
+    st.lat_at_ns = now - t_begin;
+  }
   last_ok_ns = now;
   s->reused = 1;
   if (s->close_after) {
@@ -403,7 +410,7 @@ static void usage(void) {
 
 static int run_load(void) {
   struct epoll_event evs[256];
-  uint64_t t0 = now_ns(), end = t0 + (uint64_t)(opt.duration * 1e9), stop_at = 0;
+  uint64_t t0 = t_begin = now_ns(), end = t0 + (uint64_t)(opt.duration * 1e9), stop_at = 0;
   uint64_t timeout_ns = (uint64_t)opt.timeout_ms * 1000000u;
   for (int i = 0; i < nslots; i++)
     next_request(&slots[i], t0);
@@ -458,7 +465,8 @@ static int run_load(void) {
   double el = (double)(t1 - t0) / 1e9;
   printf("mode=%s requests=%llu ok=%llu failed=%llu connect_fail=%llu refused=%llu "
          "noresp=%llu noresp_retryable=%llu bad=%llu timeout=%llu resets=%llu conns=%llu "
-         "ka_requests=%llu tail_timeout=%llu max_gap_ms=%.1f elapsed_s=%.3f rate=%.1f\n",
+         "ka_requests=%llu tail_timeout=%llu max_gap_ms=%.1f gap_at_s=%.3f max_latency_ms=%.1f "
+         "latency_at_s=%.3f elapsed_s=%.3f rate=%.1f\n",
          opt.mode == M_RESPOND ? "respond" : "http", (unsigned long long)st.requests,
          (unsigned long long)st.ok, (unsigned long long)failed,
          (unsigned long long)st.connect_fail, (unsigned long long)st.refused,
@@ -466,7 +474,8 @@ static int run_load(void) {
          (unsigned long long)st.bad, (unsigned long long)st.timeout,
          (unsigned long long)st.resets, (unsigned long long)st.conns_opened,
          (unsigned long long)st.ka_requests, (unsigned long long)st.tail_timeout,
-         (double)st.max_gap_ns / 1e6, el, (double)st.ok / el);
+         (double)st.max_gap_ns / 1e6, (double)st.gap_at_ns / 1e9, (double)st.max_lat_ns / 1e6,
+         (double)st.lat_at_ns / 1e9, el, (double)st.ok / el);
   /* Accounting: every request ended as exactly one outcome. */
   return st.requests == st.ok + failed ? 0 : 3;
 }
