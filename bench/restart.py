@@ -70,7 +70,7 @@ def alive(pid):
 def start_load(port, mode, extra):
     cmd = ["taskset", "-c", LOAD_CPU, os.path.join(A.bin, "restartload"), "--port", str(port),
            "--mode", mode, "--bytes", str(FILE_BYTES), "--duration", "120", "--grace", "5"]
-    slots = getattr(A, "slots", 4)
+    slots = getattr(A, "slots", 8)
     if mode == "respond":
         cmd += ["--new", str(2 * slots), "--ka", "0"]
     else:
@@ -100,10 +100,10 @@ def stop_load(p):
 # ------------------------------------------------------------------------------------
 # One run per kind: start, load, N restarts, stop; returns the client's counts + notes
 # ------------------------------------------------------------------------------------
-def run_lastword_hup(kind, backend, port, n, www):
+def run_lastword_hup(kind, backend, port, n, www, threads=1):
     binary = A.httpd if kind == "httpd" else A.respond
     args = (["--root", www] if kind == "httpd" else ["--bytes", str(FILE_BYTES)])
-    args += getattr(A, "server_extra", [])
+    args += getattr(A, "server_extra", ["--threads", str(threads)])
     cmd = ["taskset", "-c", SERVER_CPU, binary, "--listen", f"127.0.0.1:{port}", *args,
            "--backend", backend, "--drain-ms", "5000"]
     srv = Lines(cmd)
@@ -327,19 +327,22 @@ KINDS = [
     ("respond-hup-uring", "respond SIGHUP (io_uring)"),
     ("httpd-hup-epoll", "httpd SIGHUP (epoll)"),
     ("httpd-hup-uring", "httpd SIGHUP (io_uring)"),
+    ("httpd-hupt2-epoll", "httpd --threads 2 SIGHUP (epoll)"),
+    ("httpd-hupt2-uring", "httpd --threads 2 SIGHUP (uring)"),
     ("httpd-naive", "httpd stop+start (SIGTERM)"),
     ("nginx-reload", "nginx -s reload"),
     ("nginx-reload-rp", "nginx -s reload, reuseport"),
 ]
-LASTWORD = {"respond-hup-epoll", "respond-hup-uring", "httpd-hup-epoll", "httpd-hup-uring"}
+LASTWORD = {"respond-hup-epoll", "respond-hup-uring", "httpd-hup-epoll", "httpd-hup-uring",
+            "httpd-hupt2-epoll", "httpd-hupt2-uring"}
 COLS = ["requests", "ok", "connect_fail", "resets", "noresp", "noresp_retryable", "timeout",
         "bad", "max_gap_ms", "restart_ms"]
 
 
 def run_kind(name, port, n, www):
     if name.startswith("respond-hup") or name.startswith("httpd-hup"):
-        kind, _, backend = name.split("-")
-        return run_lastword_hup(kind, backend, port, n, www)
+        kind, how, backend = name.split("-")
+        return run_lastword_hup(kind, backend, port, n, www, 2 if how.endswith("t2") else 1)
     if name == "httpd-naive":
         return run_httpd_naive(port, n, www)
     return run_nginx_reload(port, n, www, reuseport=name.endswith("-rp"))
@@ -419,39 +422,41 @@ def fmt(v):
 
 
 def table(res, kinds, n, runs, drains, thr, placements, took):
+    load = open("/proc/loadavg").read().split()[:3]
     L = [f"Restart: {n} restarts per run under a load without pause (restartload: "
-         f"{'8 new-connection slots (respond)' } / 4 new-connection + 4 keep-alive slots "
+         f"16 new-connection slots (respond) / 8 new-connection + 8 keep-alive slots "
          f"(HTTP), {FILE_BYTES} B responses), {runs} run(s) per server, median per run "
-         f"[max over runs] of each count; took {took:.0f}s", ""]
-    hdr = (f"{'server, restart':<30} {'requests':>9} {'failed':>8} {'connect':>9} {'resets':>8} "
-           f"{'no resp':>9} {'(retry)':>8} {'timeout':>8} {'gap ms':>7} {'restart ms':>10}")
+         f"[max over runs] of each count; took {took:.0f}s; load average at the end {' '.join(load)}", ""]
+    cols = [("requests", "requests", 9), ("failed", "failed", 9), ("connect", "connect_fail", 9),
+            ("resets", "resets", 9), ("no resp", "noresp", 9), ("(retry)", "noresp_retryable", 9),
+            ("timeout", "timeout", 8), ("gap ms", "max_gap_ms", 12), ("max lat ms", "max_latency_ms", 12),
+            ("restart ms", "restart_ms", 10)]
+    hdr = f"{'server, restart':<32}" + "".join(f" {h:>{w}}" for h, _, w in cols)
     L += [hdr, "-" * len(hdr)]
     for name, label in kinds:
         rs = res.get(name)
         if not rs:
-            L.append(f"{label:<30} (no run)")
+            L.append(f"{label:<32} (no run)")
             continue
+        for r in rs:
+            r["failed"] = r["requests"] - r["ok"]
 
         def cell(k, w):
             vals = [r.get(k, float("nan")) for r in rs]
             m = med(vals)
             s = fmt(m)
-            mx = max(vals)
-            if runs > 1 and mx != m:
-                s += f" [{fmt(mx)}]"
-            return f"{s:>{w}}"
+            if runs > 1 and k not in ("requests", "restart_ms") and max(vals) != m:
+                s += f" [{fmt(max(vals))}]"
+            return f" {s:>{w}}"
 
-        for r in rs:
-            r["failed"] = r["requests"] - r["ok"]
-        L.append(f"{label:<30} {cell('requests', 9)} {cell('failed', 8)} {cell('connect_fail', 9)} "
-                 f"{cell('resets', 8)} {cell('noresp', 9)} {cell('noresp_retryable', 8)} "
-                 f"{cell('timeout', 8)} {cell('max_gap_ms', 7)} {cell('restart_ms', 10)}")
+        L.append(f"{label:<32}" + "".join(cell(k, w) for _, k, w in cols))
     L += ["",
           "failed = requests without a complete, correct response (connect + no resp + timeout +",
           "bad); connect = failed connects (ECONNREFUSED...); resets = connections that saw an",
           "RST; no resp = EOF/RST before the whole response ((retry): of those, on a reused",
           "keep-alive connection before any byte: what a client may retry by itself); gap ms =",
-          "longest time without any complete response; restart ms = signal to new server up."]
+          "longest time without any complete response; max lat ms = slowest complete response",
+          "(request start to its last byte); restart ms = signal to the new server accepting."]
     lw = [r for k in LASTWORD for r in res.get(k, [])]
     bad = sum(r["requests"] - r["ok"] + r["resets"] for r in lw)
     L.append(f"lastword, every run: {'ZERO failures, zero resets' if lw and not bad else f'{bad} failures+resets (see notes)'}"
