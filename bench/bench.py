@@ -640,7 +640,11 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--duration", type=float, default=None, help="seconds per timed run")
     ap.add_argument("--servers", default=",".join(SERVERS))
-    ap.add_argument("--workloads", default="churn,rstloss,echo,idle,syscalls,instr")
+    ap.add_argument("--workloads", default="churn,rstloss,echo,idle,syscalls,instr,restart")
+    ap.add_argument("--httpd", required=True)
+    ap.add_argument("--restart-runs", type=int, default=3, help="runs per server (quick: 1)")
+    ap.add_argument("--restart-gap", type=float, default=0.1,
+                    help="seconds between a new copy being up and the next restart")
     A = ap.parse_args()
     if A.duration is None:
         A.duration = 0.5 if A.quick else 2.0
@@ -675,11 +679,29 @@ def main():
         w_syscalls(names, A.runs)
     if "instr" in wls and shutil.which("valgrind"):
         w_instr(names, A.runs)
+    restart_text = None
+    if "restart" in wls:
+        import restart  # bench/restart.py
+        A.kaidle_conns = 10000 if nofile >= 10000 + 200 else max(1000, (nofile - 200) // 1000 * 1000)
+        restart_text = restart.workload(A, record, NOTES, log)
     rows = summarize()
     hdr = (f"lastword bench ({'quick' if A.quick else 'full'}): {time.strftime('%Y-%m-%d %H:%M')}, "
            f"{os.uname().release}, {os.cpu_count()} CPUs; servers on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}; "
            f"{A.runs} runs per figure, {A.duration}s per timed run; took {time.time() - t0:.0f}s")
     text = report(rows, hdr)
+    if restart_text:
+        os.makedirs(A.results, exist_ok=True)
+        with open(os.path.join(A.results, "restart.txt"), "w") as f:
+            f.write(hdr + "\n\n" + restart_text + "\n")
+        with open(os.path.join(A.results, "restart_runs.csv"), "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["workload", "metric", "server", "run", "value"])
+            wr.writerows(r for r in RUNS if r[0].startswith(("restart", "drain ", "churn c=64 64 B --threads")))
+        if wls == ["restart"]:  # the other workloads' files stay as they are
+            print(hdr + "\n\n" + restart_text)
+            print(f"\nwrote {A.results}/restart.txt, restart_runs.csv")
+            return
+        text += "\n\n" + restart_text
     print(text)
     write_outputs(rows, text)
     print(f"\nwrote {A.results}/runs.csv, summary.csv, summary.txt, chart.png")

@@ -15,8 +15,8 @@ while [ $# -gt 0 ]; do
 done
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 LIB="$BUILD/liblastword.a"
-[ -f "$LIB" ] && [ -x "$BUILD/examples/respond" ] || {
-  echo "bench: $LIB or $BUILD/examples/respond missing: run 'make build' first" >&2; exit 1; }
+[ -f "$LIB" ] && [ -x "$BUILD/examples/respond" ] && [ -x "$BUILD/examples/httpd" ] || {
+  echo "bench: $LIB or $BUILD/examples/{respond,httpd} missing: run 'make build' first" >&2; exit 1; }
 OUT="$BUILD/bench"
 mkdir -p "$OUT"
 CC=${CC:-cc}
@@ -26,9 +26,11 @@ LWLIBS=""
 if nm "$LIB" 2>/dev/null | grep -q ' U io_uring_'; then LWLIBS=$(pkg-config --libs liburing); fi
 S="$ROOT/bench"
 $CC $CFLAGS "$S/loadgen.c" -o "$OUT/loadgen"
+$CC $CFLAGS "$S/restartload.c" -o "$OUT/restartload"
 $CC $CFLAGS "$S/raw_epoll.c" -o "$OUT/raw_epoll"
 $CC $CFLAGS "$S/uv_server.c" -o "$OUT/uv_server" $(pkg-config --cflags --libs libuv)
 $CC $CFLAGS "$S/ev_server.c" -o "$OUT/ev_server" $(pkg-config --cflags --libs libevent)
 $CC $CFLAGS -I"$ROOT/include" "$S/lw_echo.c" "$LIB" $LWLIBS -o "$OUT/lw_echo"
 exec python3 "$S/bench.py" --bin "$OUT" --respond "$BUILD/examples/respond" \
+  --httpd "$BUILD/examples/httpd" \
   --results "$S/results" $PASS

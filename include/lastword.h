@@ -600,7 +600,11 @@ int lw_listener_port(const lw_listener *l);
  * It closes this process's descriptor only: where the socket is shared (inherited by a
  * successor, or held by systemd for socket activation) the kernel's accept queue stays
  * with the other holder. Where this was the last descriptor, the connections still in
- * the queue are reset by the kernel: lw_listener_queued() beforehand tells how many. */
+ * the queue are reset by the kernel: lw_listener_queued() beforehand tells how many.
+ * io_uring / IOCP accept ahead of the application: a connection the backend already
+ * accepted but has not yet delivered (see lw_listener_pause) is closed with the
+ * listener -- an RST. To hand a socket over without loss, close it once its pause has
+ * settled: a drain's done_cb is such a point (lw_loop_drain, step 4). */
 void lw_listener_close(lw_listener *l);
 /* Pause and resume accepting, without closing the listener. While paused the library
  * makes no accept: connections that complete their handshake wait in the kernel's
@@ -652,8 +656,11 @@ int lw_listener_queued(const lw_listener *l);
  *        unread (the kernel's queue or the backend's), open in both directions, and no
  *        byte read or written for at least idle_min_ms.
  *   3. At deadline_ms after the start, every connection left is reset (RST).
- *   4. When the last of them has been reported to on_close, done_cb gets the report
- *      (once, from the loop), and the drain is over: lw_loop_draining() says 0 again.
+ *   4. When the last of them has been reported to on_close, and no connection already
+ *      accepted by the backend can still be delivered (io_uring: the paused multishot
+ *      accept's last CQE; IOCP: the last cancelled AcceptEx; epoll: at once), done_cb
+ *      gets the report (once, from the loop), and the drain is over:
+ *      lw_loop_draining() says 0 again. done_cb may then close the listeners.
  * A connection the drain ends -- the policy's graceful close, the deadline's reset, and
  * any lw_close() of a draining connection -- reports reason LW_REASON_DRAIN (rst 1 for
  * the reset); one the peer or an error ended keeps its own reason (PEER_CLOSED_FIRST,

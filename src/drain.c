@@ -45,6 +45,27 @@ static uint64_t tick_ms(const lw__drain *d) {
   return t < 10 ? 10 : t > 250 ? 250 : t;
 }
 
+/* Every listener of the loop settled: no connection the kernel already accepted for
+ * this process (io_uring's posted CQEs, IOCP's completed AcceptEx) can still arrive.
+ * Finishing before that let done_cb close the listener (respond and httpd do, for the
+ * hand-off) and such a connection was then closed unserved: an RST (bench/README.md,
+ * "Restart": io_uring with --threads 2 lost a few per 30 restarts). */
+static int listeners_settled(lw_loop *loop) {
+  if (!loop->backend->listener_accepting)
+    return 1;
+  lw__list *n;
+  for (n = loop->listeners.next; n != &loop->listeners; n = n->next)
+    if (loop->backend->listener_accepting(LW__CONTAINER_OF(n, lw_listener, node)))
+      return 0;
+  return 1;
+}
+
+/* The drain is over once every covered connection has been reported and nothing more
+ * can be accepted -- or past the deadline, whatever the backend still holds. */
+static int over(lw_loop *loop, const lw__drain *d) {
+  return d->live == 0 && (d->past_deadline || listeners_settled(loop));
+}
+
 static void finish(lw_loop *loop) {
   lw__drain *d = loop->drain;
   if (d->finishing)
@@ -104,11 +125,11 @@ static void tick(lw_timer *t) {
   /* Connections are freed only in the endgame, never inside this walk: d stays valid
    * (the drain finishes from the endgame or below). */
   lw_loop_walk(loop, tick_conn, &x);
-  if (d->live == 0) {
+  if (over(loop, d)) {
     finish(loop);
     return;
   }
-  if (d->past_deadline) {
+  if (d->past_deadline && d->live > 0) {
     lw_timer_stop(t); /* the resets end them; the last on_close finishes the drain */
     return;
   }
@@ -180,6 +201,6 @@ void lw__drain_conn_ended(lw_loop *loop, const lw_close_info *in) {
 }
 
 void lw__drain_check(lw_loop *loop) {
-  if (loop->drain && loop->drain->live == 0)
+  if (loop->drain && over(loop, loop->drain))
     finish(loop);
 }

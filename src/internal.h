@@ -154,6 +154,13 @@ typedef struct lw__backend {
   /* Stops (paused 1) or restarts (0) taking connections from the listener's queue
    * (lw_listener_pause); called only on a change, never on a closing listener. */
   void (*listener_pause)(lw_listener *l, int paused);
+  /* Optional (NULL: never). After listener_pause(l, 1): may a connection the kernel
+   * already accepted for this process still be delivered (io_uring's multishot accept
+   * until its last CQE, IOCP's AcceptEx until its completion)? Such a connection is in
+   * no accept queue a successor could take it from: it is served here or lost. A drain
+   * does not finish while one may come (drain.c); the backend calls lw__drain_check
+   * when a paused listener settles. */
+  int (*listener_accepting)(const lw_listener *l);
   int (*conn_open)(lw_conn *c);
   /* Re-evaluates what the conn wants (reading, writing, connecting) and submits or
    * cancels operations to match. Called after every state change of the conn. */

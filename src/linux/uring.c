@@ -997,14 +997,26 @@ static void ur_accept_done(lw_loop *loop, ur_lis *u, int res, unsigned flags) {
   lw_listener *still = u->acc.owner;
   if (!more) {
     u->acc_armed = 0;
-    if (still && still->paused)
+    int settled = still && still->paused;
+    if (settled)
       ; /* lw_listener_resume arms it again */
     else if (still && exhausted)
       ur_arm_poll(still);
     else if (still)
       ur_arm_accept(still);
     ur_lis_finished(loop, u);
+    /* Last: a drain waiting for this paused listener may finish, and its done_cb may
+     * close the listener (u is then freed). */
+    if (settled)
+      lw__drain_check(loop);
   }
+}
+
+/* After a pause the multishot accept stays live until its last CQE (-ECANCELED, no
+ * F_MORE); the CQEs before it are connections already accepted (backend seam). */
+static int ur_listener_accepting(const lw_listener *l) {
+  const ur_lis *u = l->backend_data;
+  return u && u->acc_armed;
 }
 
 static void ur_lpoll_done(lw_loop *loop, ur_lis *u, int res) {
@@ -1281,6 +1293,7 @@ const lw__backend lw__backend_uring = {
     .listener_open = ur_listener_open,
     .listener_close = ur_listener_close,
     .listener_pause = ur_listener_pause,
+    .listener_accepting = ur_listener_accepting,
     .conn_open = ur_conn_open,
     .conn_update = ur_conn_update,
     .conn_detach = ur_conn_detach,

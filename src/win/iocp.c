@@ -980,13 +980,30 @@ static void accept_done(iocp_state *st, lw_loop *loop, iocp_acc *a, DWORD err) {
       lw__listener_accept_done(l, -1, lw__err_from_win(err));
   }
   /* The callback may have closed the listener: then lis is orphaned (l == NULL). */
+  int settled = 0;
   if (lis->l) {
-    if (!lis->l->paused && post_accept(st, loop, a) != 0)
-      want_rearm(st, lis);
+    if (!lis->l->paused) {
+      if (post_accept(st, loop, a) != 0)
+        want_rearm(st, lis);
+    } else {
+      settled = lis->inflight == 0;
+    }
   } else if (lis->inflight == 0) {
     free(lis);
     st->orphans--;
   }
+  /* Last: a drain waiting for this paused listener may finish (its done_cb may close
+   * the listener). */
+  if (settled)
+    lw__drain_check(loop);
+}
+
+/* After a pause, a cancelled AcceptEx may still complete with a connection (Windows
+ * completes a queued connection into it by itself): until every one has completed,
+ * the drain waits (backend seam). */
+static int iocp_listener_accepting(const lw_listener *l) {
+  const iocp_lis *lis = l->backend_data;
+  return lis && lis->inflight > 0;
 }
 
 static void rearm_listeners(iocp_state *st, lw_loop *loop) {
@@ -1205,6 +1222,7 @@ const lw__backend lw__backend_iocp = {
     .listener_open = iocp_listener_open,
     .listener_close = iocp_listener_close,
     .listener_pause = iocp_listener_pause,
+    .listener_accepting = iocp_listener_accepting,
     .conn_open = iocp_conn_open,
     .conn_update = iocp_conn_update,
     .conn_detach = iocp_conn_detach,
