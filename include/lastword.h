@@ -378,7 +378,11 @@ void *lw_signal_get_data(const lw_signal *s);
  * callback before the send (the send is a release, the callback's start an acquire).
  * Linux: an eventfd (registered with epoll; read by an IORING_OP_READ on io_uring);
  * Windows: PostQueuedCompletionStatus. Returns 0, or an LW_E code if the OS refused.
- * lw_wakeup_free must not race a send: free it only once no other thread can send. */
+ * lw_wakeup_free must not race a send: free it only once no other thread can START a
+ * send (a send the free does not know of would touch freed memory; the library cannot
+ * tell). A send already under way is waited for: the callback of a thread's last send
+ * may free the wake-up (and the loop then be closed) while that send has not returned
+ * yet -- the free spins until it has (the length of one write(2)). */
 typedef struct lw_wakeup lw_wakeup;
 typedef void (*lw_wakeup_cb)(lw_wakeup *w);
 int lw_wakeup_new(lw_loop *loop, lw_wakeup_cb cb, lw_wakeup **out);

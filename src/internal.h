@@ -239,6 +239,11 @@ struct lw_wakeup {
   lw_wakeup_cb cb;
   void *data;
   atomic_int pending; /* set by a send, taken by the dispatch */
+  /* Sends inside lw_wakeup_send right now (any thread). A send sets pending before it
+   * wakes the loop, so its callback (and a free in it) can run while the send still
+   * reads w and the loop: lw_wakeup_free waits for this to reach 0 (as libuv's
+   * uv__async_spin in uv_close). */
+  atomic_int senders;
   int unref;
 };
 
