@@ -403,7 +403,15 @@ void *lw_wakeup_get_data(const lw_wakeup *w);
  * POLLHUP once both directions are shut).
  * Rules: stop or free the watcher BEFORE closing the fd (on io_uring and IOCP the
  * library stops naming it by then; on epoll the registration belongs to the open file,
- * and a dup'ed or forked copy of it would keep reporting). Regular files are refused
+ * and a dup'ed or forked copy of it would keep reporting). Broken anyway (closed while
+ * watched, the number then taken by another file -- often one of this loop's own
+ * connections), the watcher never touches the new file: on Linux the library checks,
+ * before it names the number to the kernel or reports readiness, that it still names
+ * the file the watcher was made for (fstat: device and inode); if not, lw_watch_start
+ * returns LW_EINVAL, stop/free leave the kernel alone, and a started watcher reports
+ * no readiness any more (io_uring: LW_WATCH_ERROR once; epoll: nothing, the kernel
+ * dropped the registration with the file). (eventfd, timerfd and the like share one
+ * inode, so between two of those the check cannot tell.) Regular files are refused
  * (LW_EPERM: always ready, as epoll refuses them). One watcher per fd per loop (a
  * second one: LW_EBUSY on epoll; do not rely on it elsewhere).
  * lw_watch_start on a started watcher changes its events/callback. On Windows: sockets

@@ -166,6 +166,10 @@ int lw_watch_new(lw_loop *loop, lw_sock fd, lw_watch **out) {
   lw_watch *w = calloc(1, sizeof(*w));
   if (!w)
     return LW_ENOMEM;
+#ifndef _WIN32
+  w->file_dev = (uint64_t)st.st_dev;
+  w->file_ino = (uint64_t)st.st_ino;
+#endif
   w->loop = loop;
   w->io.fd = (int)fd;
   w->io.kind = LW__IO_WATCH;
@@ -223,6 +227,17 @@ void lw__watch_ops_done(lw_watch *w) {
     w->loop->nwatch_busy--;
     lw__list_push(&w->loop->watch_endgame, &w->node);
   }
+}
+
+int lw__watch_same_file(const lw_watch *w) {
+#ifdef _WIN32
+  (void)w;
+  return 1;
+#else
+  struct stat st;
+  return fstat(w->io.fd, &st) == 0 && (uint64_t)st.st_dev == w->file_dev &&
+         (uint64_t)st.st_ino == w->file_ino;
+#endif
 }
 
 void lw__watch_event(lw_watch *w, int events) {
