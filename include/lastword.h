@@ -358,7 +358,13 @@ void lw_timer_ref(lw_timer *t);
  * consumed (the default handler, which ends the process, is not run) only when some
  * watcher took it. Any other signum is LW_ENOSYS there (Windows has no SIGTERM event).
  * lw_signal_start on a started watcher changes its signum/callback.
- * At most 64 loops of a process may watch signals at once (LW_ENOSPC beyond). */
+ * At most 64 loops of a process may watch signals at once (LW_ENOSPC beyond).
+ * fork() (Unix): a child must not use its parent's loops -- their epoll set, io_uring
+ * ring and eventfd are the parent's too (lw_signal_start on one: LW_EINVAL; freeing
+ * their watchers is harmless). The child starts with the dispositions the process had
+ * before the library's first handler and no watcher, so a signal meant to end it does,
+ * and it may make loops and watch signals of its own (a signal that reaches it before
+ * fork() has returned there may still be taken by the library's handler). */
 typedef struct lw_signal lw_signal;
 typedef void (*lw_signal_cb)(lw_signal *s, int signum);
 int lw_signal_new(lw_loop *loop, lw_signal **out);

@@ -316,6 +316,7 @@ struct lw_loop {
   lw__list wakeups, signals;
   lw__list watch_endgame;          /* freed watches, memory released in the endgame */
   int sig_slot;                    /* in signal.c's registry, -1: none */
+  unsigned sig_gen;                /* the registry's generation when the slot was taken */
   unsigned nsig_started;           /* started signal watchers of this loop */
   atomic_uint sig_want[LW__NSIG];  /* started watchers per signum (read by the handler) */
   atomic_uint sig_count[LW__NSIG]; /* deliveries not yet dispatched */
