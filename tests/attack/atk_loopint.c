@@ -466,6 +466,497 @@ static int scen_watch_closed(int how) {
   return 0;
 }
 
+/* ------------------------------------------------------------------------------------
+ * wake_storm: 8 threads send flat out, each to its own wake-up and to one shared one,
+ * for 1 s, while the loop's callbacks make and free other wake-ups, timers and fd
+ * watchers (and a wake-up of its own, freed in its callback). Per wake-up: callbacks
+ * <= sends, and at least one callback after each thread's last send.
+ * ------------------------------------------------------------------------------------ */
+#define WS_THREADS 8
+static lw_wakeup *ws_w[WS_THREADS], *ws_shared;
+static atomic_long ws_sends[WS_THREADS], ws_shared_sends;
+static long ws_calls[WS_THREADS], ws_shared_calls;
+static atomic_int ws_stop, ws_errors;
+static int ws_churn;
+static int ws_efd;
+static void ws_nop_wake(lw_wakeup *w) { lw_wakeup_free(w); }
+static void ws_nop_watch(lw_watch *w, int ev) { (void)w, (void)ev; }
+static void ws_cb(lw_wakeup *w) {
+  long i = (long)(intptr_t)lw_wakeup_get_data(w);
+  if (i < 0)
+    ws_shared_calls++;
+  else
+    ws_calls[i]++;
+  /* churn: other handles made and freed from inside the dispatch */
+  lw_wakeup *x;
+  if (lw_wakeup_new(loop, ws_nop_wake, &x) == 0) {
+    if (ws_churn++ & 1)
+      lw_wakeup_free(x);
+    else
+      lw_wakeup_send(x); /* frees itself in its callback */
+  }
+  lw_timer *t;
+  if (lw_timer_new(loop, &t) == 0) {
+    lw_timer_start(t, nop_timer, 1000, 0);
+    lw_timer_free(t);
+  }
+  lw_watch *wt;
+  if (lw_watch_new(loop, ws_efd, &wt) == 0) {
+    lw_watch_start(wt, LW_READABLE, ws_nop_watch);
+    lw_watch_free(wt);
+  }
+}
+static void *ws_thread(void *arg) {
+  long i = (long)(intptr_t)arg;
+  while (!atomic_load(&ws_stop)) {
+    if (lw_wakeup_send(ws_w[i]) != 0 || lw_wakeup_send(ws_shared) != 0)
+      atomic_fetch_add(&ws_errors, 1);
+    atomic_fetch_add(&ws_sends[i], 1);
+    atomic_fetch_add(&ws_shared_sends, 1);
+  }
+  return NULL;
+}
+static int scen_wake_storm(void) {
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
+  ws_efd = eventfd(0, EFD_NONBLOCK);
+  for (long i = 0; i < WS_THREADS; i++) {
+    CHECK(lw_wakeup_new(loop, ws_cb, &ws_w[i]) == 0, "new");
+    lw_wakeup_set_data(ws_w[i], (void *)(intptr_t)i);
+  }
+  CHECK(lw_wakeup_new(loop, ws_cb, &ws_shared) == 0, "new");
+  lw_wakeup_set_data(ws_shared, (void *)(intptr_t)-1);
+  pthread_t th[WS_THREADS];
+  for (long i = 0; i < WS_THREADS; i++)
+    pthread_create(&th[i], NULL, ws_thread, (void *)(intptr_t)i);
+  uint64_t end = atk_now() + 1000;
+  while (atk_now() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  atomic_store(&ws_stop, 1);
+  for (int i = 0; i < WS_THREADS; i++)
+    pthread_join(th[i], NULL);
+  /* After the last sends: one more callback each is owed. */
+  long before[WS_THREADS];
+  for (int i = 0; i < WS_THREADS; i++)
+    before[i] = ws_calls[i];
+  long sb = ws_shared_calls;
+  /* A send after the threads stopped: its callback must come (nothing is lost). */
+  for (int i = 0; i < WS_THREADS; i++)
+    lw_wakeup_send(ws_w[i]);
+  lw_wakeup_send(ws_shared);
+  end = atk_now() + 2000;
+  int all = 0;
+  while (!all && atk_now() < end) {
+    lw_loop_run(loop, LW_RUN_ONCE);
+    all = ws_shared_calls > sb;
+    for (int i = 0; i < WS_THREADS; i++)
+      all &= ws_calls[i] > before[i];
+  }
+  CHECK(all, "a send after the storm got no callback");
+  long tot = 0;
+  for (int i = 0; i < WS_THREADS; i++) {
+    long sends = atomic_load(&ws_sends[i]) + 1;
+    CHECK(ws_calls[i] >= 1 && ws_calls[i] <= sends, "thread %d: %ld calls, %ld sends", i,
+          ws_calls[i], sends);
+    tot += sends;
+  }
+  CHECK(ws_shared_calls <= atomic_load(&ws_shared_sends) + 1, "shared: %ld calls > sends",
+        ws_shared_calls);
+  CHECK(atomic_load(&ws_errors) == 0, "%d sends failed", atomic_load(&ws_errors));
+  printf("wake_storm: %ld sends, shared %ld calls, churned %d handles\n", tot, ws_shared_calls,
+         ws_churn);
+  for (int i = 0; i < WS_THREADS; i++)
+    lw_wakeup_free(ws_w[i]);
+  lw_wakeup_free(ws_shared);
+  end = atk_now() + 2000;
+  while (lw_loop_close(loop) == LW_EBUSY && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_NOWAIT);
+  close(ws_efd);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * walk: 20 connections. A walk whose callback starts a walk inside (visiting the same
+ * live set), then closes every connection it visits (abort, close, naive, in turn)
+ * and frees a wake-up, a timer and a watcher; a walk from on_close sees exactly the
+ * connections not yet reported; each on_close once.
+ * ------------------------------------------------------------------------------------ */
+#define WK_N 20
+static lw_conn *wk_srv[WK_N];
+static int wk_nsrv, wk_closes[WK_N], wk_seen[WK_N], wk_inner_count, wk_bad;
+static int wk_idx(lw_conn *c) {
+  for (int i = 0; i < WK_N; i++)
+    if (wk_srv[i] == c)
+      return i;
+  return -1;
+}
+static void wk_count(lw_conn *c, void *arg) {
+  (void)c;
+  (*(int *)arg)++;
+}
+static int wk_live(void) {
+  int n = 0;
+  for (int i = 0; i < wk_nsrv; i++)
+    n += wk_closes[i] == 0;
+  return n;
+}
+static void wk_on_close(lw_conn *c, const lw_close_info *in) {
+  (void)in;
+  int i = wk_idx(c);
+  if (i < 0)
+    return;
+  wk_closes[i]++;
+  int n = 0;
+  lw_loop_walk(loop, wk_count, &n);
+  if (n != wk_live())
+    wk_bad++; /* the walk from on_close saw a connection already reported, or missed one */
+}
+static void wk_inner(lw_conn *c, void *arg) {
+  (void)arg;
+  int i = wk_idx(c);
+  if (i >= 0 && wk_closes[i])
+    wk_bad++;
+  wk_inner_count++;
+}
+static lw_wakeup *wk_w;
+static lw_timer *wk_t;
+static void wk_outer(lw_conn *c, void *arg) {
+  int *k = arg;
+  int i = wk_idx(c);
+  if (i < 0)
+    return;
+  wk_seen[i]++;
+  if (*k == 0) {
+    lw_loop_walk(loop, wk_inner, NULL); /* a walk inside a walk */
+    lw_wakeup_free(wk_w);
+    lw_timer_free(wk_t);
+  }
+  switch ((*k)++ % 3) {
+  case 0:
+    lw_abort(c);
+    break;
+  case 1:
+    lw_close(c, 0);
+    break;
+  default:
+    lw_close_naive(c);
+  }
+  /* and one more connection further on, from here */
+  int j = (i + 7) % wk_nsrv;
+  if (!wk_closes[j])
+    lw_abort(wk_srv[j]);
+}
+static void wk_accept(lw_listener *l, lw_conn *c, int st) {
+  (void)l;
+  if (st < 0 || wk_nsrv >= WK_N)
+    return;
+  wk_srv[wk_nsrv++] = c;
+  lw_conn_on_close(c, wk_on_close);
+}
+static void wk_nop_wake(lw_wakeup *w) { (void)w; }
+static int scen_walk(void) {
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
+  lw_listener *l;
+  if (lw_listener_new(loop, "127.0.0.1", 0, 64, NULL, wk_accept, &l) < 0)
+    return 2;
+  int port = lw_listener_port(l);
+  int cl[WK_N];
+  for (int i = 0; i < WK_N; i++)
+    cl[i] = atk_connect(port);
+  uint64_t end = atk_now() + 2000;
+  while (wk_nsrv < WK_N && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  CHECK(wk_nsrv == WK_N, "accepted %d", wk_nsrv);
+  CHECK(lw_wakeup_new(loop, wk_nop_wake, &wk_w) == 0 && lw_timer_new(loop, &wk_t) == 0, "new");
+  lw_timer_start(wk_t, nop_timer, 100000, 0);
+  int k = 0;
+  lw_loop_walk(loop, wk_outer, &k);
+  CHECK(wk_inner_count == WK_N, "inner walk visited %d of %d", wk_inner_count, WK_N);
+  for (int i = 0; i < wk_nsrv; i++)
+    CHECK(wk_seen[i] <= 1, "conn %d visited %d times", i, wk_seen[i]);
+  lw_listener_close(l);
+  for (int i = 0; i < WK_N; i++)
+    close(cl[i]);
+  end = atk_now() + 5000;
+  while (wk_live() && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  for (int i = 0; i < wk_nsrv; i++)
+    CHECK(wk_closes[i] == 1, "conn %d: %d on_close", i, wk_closes[i]);
+  CHECK(wk_bad == 0, "%d walks saw the wrong set", wk_bad);
+  int n = 0;
+  lw_loop_walk(loop, wk_count, &n);
+  CHECK(n == 0, "walk after all closed: %d", n);
+  CHECK(lw_loop_run(loop, LW_RUN_DEFAULT) == 0, "run");
+  CHECK(lw_loop_close(loop) == 0, "close");
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * unref: lw_loop_run(LW_RUN_DEFAULT) returns exactly when the last REF'd thing goes,
+ * with unref'd ones still started: a self-re-arming unref'd timer (every 5 ms), an
+ * unref'd wake-up, an unref'd signal watcher (unref'd before its start), an unref'd fd
+ * watcher on a pipe that never becomes ready (stopped and restarted). A ref'd one-shot
+ * timer at 100 ms is the last; the run must return within [95, 400) ms, the unref'd
+ * timer having fired meanwhile. Then ref/unref toggled from timers, and RUN_ONCE.
+ * ------------------------------------------------------------------------------------ */
+static int ur_ticks;
+static void ur_rearm(lw_timer *t) {
+  ur_ticks++;
+  lw_timer_start(t, ur_rearm, 5, 0); /* re-arms itself: must stay unref'd */
+}
+static void ur_sig(lw_signal *s, int n) { (void)s, (void)n; }
+static void ur_wake(lw_wakeup *w) { (void)w; }
+static void ur_watchcb(lw_watch *w, int e) { (void)w, (void)e; }
+static lw_wakeup *ur_w;
+static void ur_ref_wake(lw_timer *t) {
+  lw_wakeup_ref(ur_w); /* from now the wake-up holds the loop... */
+  lw_timer_free(t);
+}
+static void ur_unref_wake(lw_timer *t) {
+  lw_wakeup_unref(ur_w); /* ...until here */
+  lw_timer_free(t);
+}
+static int scen_unref(void) {
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
+  lw_timer *rt, *last;
+  lw_signal *sg;
+  lw_watch *wt;
+  int p[2];
+  CHECK(pipe(p) == 0, "pipe");
+  CHECK(lw_timer_new(loop, &rt) == 0 && lw_timer_new(loop, &last) == 0, "timers");
+  lw_timer_unref(rt);
+  lw_timer_start(rt, ur_rearm, 5, 0);
+  CHECK(lw_wakeup_new(loop, ur_wake, &ur_w) == 0, "wakeup");
+  lw_wakeup_unref(ur_w);
+  CHECK(lw_signal_new(loop, &sg) == 0, "signal");
+  lw_signal_unref(sg); /* unref before start: survives the start */
+  CHECK(lw_signal_start(sg, ur_sig, SIGUSR1) == 0, "signal start");
+  CHECK(lw_watch_new(loop, p[0], &wt) == 0, "watch");
+  CHECK(lw_watch_start(wt, LW_READABLE, ur_watchcb) == 0, "watch start");
+  lw_watch_unref(wt);
+  lw_watch_stop(wt);
+  CHECK(lw_watch_start(wt, LW_READABLE, ur_watchcb) == 0, "watch restart"); /* still unref */
+  /* Nothing ref'd: returns at once. */
+  uint64_t t0 = atk_now();
+  CHECK(lw_loop_run(loop, LW_RUN_DEFAULT) == 0, "run");
+  CHECK(atk_now() - t0 < 50, "run with only unref'd handles took %llu ms",
+        (unsigned long long)(atk_now() - t0));
+  lw_timer_start(last, nop_timer, 100, 0);
+  t0 = atk_now();
+  ur_ticks = 0;
+  lw_loop_run(loop, LW_RUN_DEFAULT);
+  uint64_t dt = atk_now() - t0;
+  printf("unref: returned after %llu ms, %d unref'd ticks\n", (unsigned long long)dt, ur_ticks);
+  CHECK(dt >= 95 && dt < 400, "run returned after %llu ms (the ref'd timer: 100)",
+        (unsigned long long)dt);
+  CHECK(ur_ticks >= 5, "the unref'd timer ran %d times", ur_ticks);
+  /* The wake-up ref'd at 50 ms and unref'd again at 150 ms: the run ends at ~150. */
+  lw_timer *a, *b;
+  lw_timer_new(loop, &a);
+  lw_timer_new(loop, &b);
+  lw_timer_start(a, ur_ref_wake, 50, 0);
+  lw_timer_start(b, ur_unref_wake, 150, 0);
+  t0 = atk_now();
+  lw_loop_run(loop, LW_RUN_DEFAULT);
+  dt = atk_now() - t0;
+  CHECK(dt >= 145 && dt < 450, "toggled ref: run returned after %llu ms (150 expected)",
+        (unsigned long long)dt);
+  /* LW_RUN_ONCE with a ref'd watcher and nothing ready: returns after the unref'd timer
+   * fired (it ran something), not blocking forever. */
+  lw_watch_ref(wt);
+  t0 = atk_now();
+  lw_loop_run(loop, LW_RUN_ONCE);
+  CHECK(atk_now() - t0 < 100, "RUN_ONCE waited %llu ms", (unsigned long long)(atk_now() - t0));
+  lw_watch_free(wt);
+  lw_signal_free(sg);
+  lw_wakeup_free(ur_w);
+  lw_timer_free(rt);
+  lw_timer_free(last);
+  uint64_t end = atk_now() + 2000;
+  while (lw_loop_close(loop) == LW_EBUSY && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_NOWAIT);
+  close(p[0]);
+  close(p[1]);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * watch_cycles: an eventfd, a timerfd (1 ms) and a pipe, each watched and stopped /
+ * restarted / freed and re-made 1000 times a second for 1 s, from inside their own
+ * callbacks and from a timer. Readiness written once must be reported (level-
+ * triggered) after any restart; nothing is reported for a stopped watcher; the loop
+ * closes cleanly at the end (io_uring: every cancelled poll reaped).
+ * ------------------------------------------------------------------------------------ */
+static int wcy_fd[3];
+static lw_watch *wcy_w[3];
+static long wcy_calls[3], wcy_cycles, wcy_stale;
+static void wcy_cb(lw_watch *w, int ev) {
+  long i = (long)(intptr_t)lw_watch_get_data(w);
+  if (!(ev & LW_READABLE))
+    return;
+  wcy_calls[i]++;
+  if (i == 1) { /* the timerfd: consume its expirations */
+    uint64_t v;
+    if (read(wcy_fd[1], &v, sizeof(v)) < 0 && errno != EAGAIN)
+      wcy_stale++;
+  }
+  switch (wcy_calls[i] % 4) {
+  case 0:
+    lw_watch_stop(w);
+    CHECK(lw_watch_start(w, LW_READABLE, wcy_cb) == 0, "restart in cb");
+    break;
+  case 1:
+    lw_watch_free(w);
+    CHECK(lw_watch_new(loop, wcy_fd[i], &wcy_w[i]) == 0 &&
+              lw_watch_start(wcy_w[i], LW_READABLE, wcy_cb) == 0,
+          "re-made in cb");
+    lw_watch_set_data(wcy_w[i], (void *)(intptr_t)i);
+    break;
+  case 2:
+    lw_watch_start(w, LW_READABLE | LW_WRITABLE, wcy_cb); /* change of events */
+    lw_watch_start(w, LW_READABLE, wcy_cb);
+    break;
+  default:
+    break;
+  }
+}
+static void wcy_tick(lw_timer *t) {
+  (void)t;
+  for (int i = 0; i < 3; i++) {
+    lw_watch_stop(wcy_w[i]);
+    lw_watch_start(wcy_w[i], LW_READABLE, wcy_cb);
+  }
+  wcy_cycles++;
+}
+static int scen_watch_cycles(void) {
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
+  int p[2];
+  CHECK(pipe2(p, O_NONBLOCK) == 0, "pipe");
+  wcy_fd[0] = eventfd(1, EFD_NONBLOCK); /* always readable: never read */
+  wcy_fd[1] = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+  struct itimerspec its = {{0, 1000000}, {0, 1000000}};
+  timerfd_settime(wcy_fd[1], 0, &its, NULL);
+  wcy_fd[2] = p[0];
+  CHECK(write(p[1], "x", 1) == 1, "pipe write"); /* readable until read: never read */
+  for (long i = 0; i < 3; i++) {
+    CHECK(lw_watch_new(loop, wcy_fd[i], &wcy_w[i]) == 0 &&
+              lw_watch_start(wcy_w[i], LW_READABLE, wcy_cb) == 0,
+          "watch %ld", i);
+    lw_watch_set_data(wcy_w[i], (void *)(intptr_t)i);
+  }
+  lw_timer *t;
+  lw_timer_new(loop, &t);
+  lw_timer_start(t, wcy_tick, 1, 1);
+  uint64_t end = atk_now() + 1000;
+  while (atk_now() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  lw_timer_free(t);
+  /* Stopped: nothing more is reported, whatever the fds do. */
+  for (int i = 0; i < 3; i++)
+    lw_watch_stop(wcy_w[i]);
+  long c0 = wcy_calls[0] + wcy_calls[1] + wcy_calls[2];
+  atk_run_for(loop, 30);
+  long c1 = wcy_calls[0] + wcy_calls[1] + wcy_calls[2];
+  printf("watch_cycles: %ld timer cycles; callbacks eventfd %ld timerfd %ld pipe %ld; "
+         "%ld after stop\n",
+         wcy_cycles, wcy_calls[0], wcy_calls[1], wcy_calls[2], c1 - c0);
+  CHECK(c1 == c0, "%ld callbacks for stopped watchers", c1 - c0);
+  CHECK(wcy_cycles >= 300, "only %ld cycles", wcy_cycles);
+  for (int i = 0; i < 3; i++)
+    CHECK(wcy_calls[i] >= 100, "fd %d: %ld callbacks", i, wcy_calls[i]);
+  CHECK(wcy_stale == 0, "timerfd read errors");
+  for (int i = 0; i < 3; i++)
+    lw_watch_free(wcy_w[i]);
+  end = atk_now() + 2000;
+  int r;
+  while ((r = lw_loop_close(loop)) == LW_EBUSY && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_NOWAIT);
+  CHECK(r == 0, "close: %s", lw_err_name(r));
+  for (int i = 0; i < 3; i++)
+    close(wcy_fd[i]);
+  close(p[1]);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * addr: a connection still connecting (ENOTCONN, not garbage), the same after connect
+ * (the right ports), an accepted IPv6 connection (::1, the client's port), and the
+ * addresses after the peer reset (still readable until the socket is closed, or
+ * ENOTCONN: never a crash, never another connection's).
+ * ------------------------------------------------------------------------------------ */
+static lw_conn *ad_acc, *ad_cli;
+static int ad_connected, ad_closed;
+static void ad_accept(lw_listener *l, lw_conn *c, int st) {
+  (void)l;
+  if (st == 0)
+    ad_acc = c;
+}
+static void ad_connect(lw_conn *c, int st) {
+  (void)c;
+  ad_connected = st == 0 ? 1 : -1;
+}
+static void ad_close(lw_conn *c, const lw_close_info *in) {
+  (void)in;
+  char h[64];
+  int port = 0;
+  CHECK(lw_conn_peer_addr(c, h, sizeof(h), &port) == LW_ENOTCONN, "peer addr in on_close");
+  ad_closed++;
+}
+static void ad_read(lw_conn *c, long n, const char *b) { (void)c, (void)n, (void)b; }
+static int scen_addr(void) {
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
+  lw_listener *l;
+  if (lw_listener_new(loop, "::1", 0, 16, NULL, ad_accept, &l) < 0) {
+    printf("addr: no IPv6 loopback here\n");
+    return 77;
+  }
+  int port = lw_listener_port(l);
+  char h[64];
+  int pt = -1;
+  CHECK(lw_conn_connect(loop, "::1", port, NULL, ad_connect, &ad_cli) == 0, "connect");
+  int r = lw_conn_peer_addr(ad_cli, h, sizeof(h), &pt);
+  CHECK(r == LW_ENOTCONN, "peer addr while connecting: %s", lw_err_name(r));
+  r = lw_conn_local_addr(ad_cli, h, sizeof(h), &pt);
+  CHECK(r == LW_ENOTCONN, "local addr while connecting: %s", lw_err_name(r));
+  uint64_t end = atk_now() + 2000;
+  while ((!ad_connected || !ad_acc) && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  CHECK(ad_connected == 1 && ad_acc, "connected");
+  int cport = -1, aport = -1;
+  CHECK(lw_conn_local_addr(ad_cli, h, sizeof(h), &cport) == 0 && !strcmp(h, "::1"),
+        "client local %s", h);
+  CHECK(lw_conn_peer_addr(ad_acc, h, sizeof(h), &aport) == 0 && !strcmp(h, "::1") &&
+            aport == cport,
+        "accepted peer %s port %d (client's %d)", h, aport, cport);
+  CHECK(lw_conn_local_addr(ad_acc, h, sizeof(h), &aport) == 0 && aport == port,
+        "accepted local");
+  CHECK(lw_conn_peer_addr(ad_acc, h, 3, NULL) == LW_ENOSPC, "short buffer");
+  CHECK(lw_conn_peer_addr(ad_acc, NULL, 0, &aport) == 0 && aport == cport, "port only");
+  /* The client resets; the accepted side reads until it sees it. */
+  lw_conn_on_close(ad_acc, ad_close);
+  lw_conn_on_close(ad_cli, ad_close);
+  lw_conn_read_start(ad_acc, ad_read);
+  lw_abort(ad_cli);
+  CHECK(lw_conn_peer_addr(ad_cli, h, sizeof(h), &pt) == LW_ENOTCONN, "after abort");
+  end = atk_now() + 2000;
+  while (ad_closed < 2 && atk_now() < end) {
+    lw_loop_run(loop, LW_RUN_ONCE);
+    if (ad_closed < 2) {
+      r = lw_conn_peer_addr(ad_acc, h, sizeof(h), &pt);
+      CHECK(r == 0 || r == LW_ENOTCONN, "peer addr after the reset: %s", lw_err_name(r));
+    }
+  }
+  CHECK(ad_closed == 2, "closes %d", ad_closed);
+  lw_listener_close(l);
+  CHECK(lw_loop_run(loop, LW_RUN_DEFAULT) == 0, "run");
+  CHECK(lw_loop_close(loop) == 0, "close");
+  return 0;
+}
+
 /* ------------------------------------------------------------------------------------ */
 int main(int argc, char **argv) {
   scen = argc > 1 ? argv[1] : "wake_inflight";
@@ -487,6 +978,18 @@ int main(int argc, char **argv) {
     r = scen_watch_closed(3);
   else if (!strcmp(scen, "watch_closed_fire"))
     r = scen_watch_closed(4);
+  else if (!strcmp(scen, "wake_storm"))
+    r = scen_wake_storm();
+  else if (!strcmp(scen, "walk"))
+    r = scen_walk();
+  else if (!strcmp(scen, "unref"))
+    r = scen_unref();
+  else if (!strcmp(scen, "watch_cycles"))
+    r = scen_watch_cycles();
+  else if (!strcmp(scen, "addr"))
+    r = scen_addr();
+  if (r == 77)
+    return 77;
   if (r == 2)
     return 2;
   printf("%s [%s]: %s (%d failure%s)\n", scen, be ? be : "epoll", atk_fails ? "FAIL" : "ok",
