@@ -287,8 +287,10 @@ int lw_loop_run(lw_loop *loop, lw_run_mode mode);
 void lw_loop_stop(lw_loop *loop);
 /* Frees the loop. LW_EBUSY (and nothing freed) while connections, listeners, timers,
  * signal watchers, wake-ups or fd watchers exist: close them and run the loop until
- * their close callbacks have fired (a freed fd watcher may need one more run on
- * io_uring: its memory waits for the cancelled poll's completion). */
+ * their close callbacks have fired. A freed fd watcher's memory goes at the end of a
+ * loop iteration (a callback later in the same batch may still name it), so run the
+ * loop once after lw_watch_free (LW_RUN_NOWAIT) before closing it; on io_uring it may
+ * take more: the memory waits for the cancelled poll's completion. */
 int lw_loop_close(lw_loop *loop);
 uint64_t lw_loop_now(const lw_loop *loop); /* milliseconds, monotonic, cached per tick */
 const char *lw_loop_backend(const lw_loop *loop);

@@ -957,6 +957,89 @@ static int scen_addr(void) {
   return 0;
 }
 
+/* ------------------------------------------------------------------------------------
+ * pipe_chld: a SIGPIPE watcher while the library writes 1 MiB into a connection whose
+ * peer reset it (MSG_NOSIGNAL: the library raises no SIGPIPE, so no callback from it),
+ * then the application's own write(2) into a broken pipe (one callback, the process
+ * lives); a SIGCHLD watcher while 5 children exit (1..5 callbacks, all reaped).
+ * ------------------------------------------------------------------------------------ */
+static int pc_pipe, pc_chld, pc_closed;
+static lw_conn *pc_conn;
+static void pc_sig(lw_signal *s, int n) {
+  (void)s;
+  if (n == SIGPIPE)
+    pc_pipe++;
+  else
+    pc_chld++;
+}
+static void pc_accept(lw_listener *l, lw_conn *c, int st) {
+  (void)l;
+  if (st == 0)
+    pc_conn = c;
+}
+static void pc_close(lw_conn *c, const lw_close_info *in) {
+  (void)c, (void)in;
+  pc_closed = 1;
+}
+static int scen_pipe_chld(void) {
+  if (lw_loop_new(&loop, NULL) < 0)
+    return 2;
+  lw_signal *sp, *sc;
+  CHECK(lw_signal_new(loop, &sp) == 0 && lw_signal_start(sp, pc_sig, SIGPIPE) == 0, "pipe");
+  CHECK(lw_signal_new(loop, &sc) == 0 && lw_signal_start(sc, pc_sig, SIGCHLD) == 0, "chld");
+  lw_listener *l;
+  if (lw_listener_new(loop, "127.0.0.1", 0, 16, NULL, pc_accept, &l) < 0)
+    return 2;
+  int p = atk_connect(lw_listener_port(l));
+  uint64_t end = atk_now() + 2000;
+  while (!pc_conn && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  CHECK(pc_conn != NULL, "accept");
+  if (!pc_conn)
+    return 0;
+  lw_conn_on_close(pc_conn, pc_close);
+  struct linger lg = {1, 0};
+  setsockopt(p, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  close(p); /* RST */
+  static char big[1 << 20];
+  for (int i = 0; i < 8 && !pc_closed; i++) {
+    lw_conn_write(pc_conn, big, sizeof(big), NULL, NULL);
+    atk_run_for(loop, 10);
+  }
+  atk_run_for(loop, 50);
+  CHECK(pc_closed, "the reset connection did not end");
+  CHECK(pc_pipe == 0, "%d SIGPIPE callbacks from the library's writes", pc_pipe);
+  int pp[2];
+  CHECK(pipe(pp) == 0, "pipe");
+  close(pp[0]);
+  CHECK(write(pp[1], "x", 1) < 0 && errno == EPIPE, "own write to a broken pipe");
+  close(pp[1]);
+  end = atk_now() + 2000;
+  while (pc_pipe < 1 && atk_now() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  CHECK(pc_pipe == 1, "own SIGPIPE: %d callbacks", pc_pipe);
+  for (int i = 0; i < 5; i++)
+    if (fork() == 0)
+      _exit(0);
+  int reaped = 0;
+  end = atk_now() + 3000;
+  while (reaped < 5 && atk_now() < end) {
+    lw_loop_run(loop, LW_RUN_ONCE);
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+      reaped++;
+  }
+  atk_run_for(loop, 20);
+  printf("pipe_chld: %d SIGCHLD callbacks for 5 children, %d reaped\n", pc_chld, reaped);
+  CHECK(reaped == 5, "reaped %d", reaped);
+  CHECK(pc_chld >= 1 && pc_chld <= 5, "%d SIGCHLD callbacks", pc_chld);
+  lw_signal_free(sp);
+  lw_signal_free(sc);
+  lw_listener_close(l);
+  CHECK(lw_loop_run(loop, LW_RUN_DEFAULT) == 0, "run");
+  CHECK(lw_loop_close(loop) == 0, "close");
+  return 0;
+}
+
 /* ------------------------------------------------------------------------------------ */
 int main(int argc, char **argv) {
   scen = argc > 1 ? argv[1] : "wake_inflight";
@@ -988,6 +1071,8 @@ int main(int argc, char **argv) {
     r = scen_watch_cycles();
   else if (!strcmp(scen, "addr"))
     r = scen_addr();
+  else if (!strcmp(scen, "pipe_chld"))
+    r = scen_pipe_chld();
   if (r == 77)
     return 77;
   if (r == 2)
