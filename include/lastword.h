@@ -287,8 +287,10 @@ int lw_loop_run(lw_loop *loop, lw_run_mode mode);
 void lw_loop_stop(lw_loop *loop);
 /* Frees the loop. LW_EBUSY (and nothing freed) while connections, listeners, timers,
  * signal watchers, wake-ups or fd watchers exist: close them and run the loop until
- * their close callbacks have fired (a freed fd watcher may need one more run on
- * io_uring: its memory waits for the cancelled poll's completion). */
+ * their close callbacks have fired. A freed fd watcher's memory goes at the end of a
+ * loop iteration (a callback later in the same batch may still name it), so run the
+ * loop once after lw_watch_free (LW_RUN_NOWAIT) before closing it; on io_uring it may
+ * take more: the memory waits for the cancelled poll's completion. */
 int lw_loop_close(lw_loop *loop);
 uint64_t lw_loop_now(const lw_loop *loop); /* milliseconds, monotonic, cached per tick */
 const char *lw_loop_backend(const lw_loop *loop);
@@ -358,7 +360,13 @@ void lw_timer_ref(lw_timer *t);
  * consumed (the default handler, which ends the process, is not run) only when some
  * watcher took it. Any other signum is LW_ENOSYS there (Windows has no SIGTERM event).
  * lw_signal_start on a started watcher changes its signum/callback.
- * At most 64 loops of a process may watch signals at once (LW_ENOSPC beyond). */
+ * At most 64 loops of a process may watch signals at once (LW_ENOSPC beyond).
+ * fork() (Unix): a child must not use its parent's loops -- their epoll set, io_uring
+ * ring and eventfd are the parent's too (lw_signal_start on one: LW_EINVAL; freeing
+ * their watchers is harmless). The child starts with the dispositions the process had
+ * before the library's first handler and no watcher, so a signal meant to end it does,
+ * and it may make loops and watch signals of its own (a signal that reaches it before
+ * fork() has returned there may still be taken by the library's handler). */
 typedef struct lw_signal lw_signal;
 typedef void (*lw_signal_cb)(lw_signal *s, int signum);
 int lw_signal_new(lw_loop *loop, lw_signal **out);
@@ -378,7 +386,11 @@ void *lw_signal_get_data(const lw_signal *s);
  * callback before the send (the send is a release, the callback's start an acquire).
  * Linux: an eventfd (registered with epoll; read by an IORING_OP_READ on io_uring);
  * Windows: PostQueuedCompletionStatus. Returns 0, or an LW_E code if the OS refused.
- * lw_wakeup_free must not race a send: free it only once no other thread can send. */
+ * lw_wakeup_free must not race a send: free it only once no other thread can START a
+ * send (a send the free does not know of would touch freed memory; the library cannot
+ * tell). A send already under way is waited for: the callback of a thread's last send
+ * may free the wake-up (and the loop then be closed) while that send has not returned
+ * yet -- the free spins until it has (the length of one write(2)). */
 typedef struct lw_wakeup lw_wakeup;
 typedef void (*lw_wakeup_cb)(lw_wakeup *w);
 int lw_wakeup_new(lw_loop *loop, lw_wakeup_cb cb, lw_wakeup **out);
@@ -399,7 +411,15 @@ void *lw_wakeup_get_data(const lw_wakeup *w);
  * POLLHUP once both directions are shut).
  * Rules: stop or free the watcher BEFORE closing the fd (on io_uring and IOCP the
  * library stops naming it by then; on epoll the registration belongs to the open file,
- * and a dup'ed or forked copy of it would keep reporting). Regular files are refused
+ * and a dup'ed or forked copy of it would keep reporting). Broken anyway (closed while
+ * watched, the number then taken by another file -- often one of this loop's own
+ * connections), the watcher never touches the new file: on Linux the library checks,
+ * before it names the number to the kernel or reports readiness, that it still names
+ * the file the watcher was made for (fstat: device and inode); if not, lw_watch_start
+ * returns LW_EINVAL, stop/free leave the kernel alone, and a started watcher reports
+ * no readiness any more (io_uring: LW_WATCH_ERROR once; epoll: nothing, the kernel
+ * dropped the registration with the file). (eventfd, timerfd and the like share one
+ * inode, so between two of those the check cannot tell.) Regular files are refused
  * (LW_EPERM: always ready, as epoll refuses them). One watcher per fd per loop (a
  * second one: LW_EBUSY on epoll; do not rely on it elsewhere).
  * lw_watch_start on a started watcher changes its events/callback. On Windows: sockets

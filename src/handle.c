@@ -20,11 +20,20 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #endif
 
 /* The signal handler and other threads touch these: they must not take a lock. */
+static void relax(void) {
+#ifdef _WIN32
+  SwitchToThread();
+#else
+  sched_yield();
+#endif
+}
+
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lock-free atomics are needed in a signal handler");
 
 int lw__loop_wake_init(lw_loop *loop) {
@@ -80,6 +89,7 @@ int lw_wakeup_new(lw_loop *loop, lw_wakeup_cb cb, lw_wakeup **out) {
   w->loop = loop;
   w->cb = cb;
   atomic_init(&w->pending, 0);
+  atomic_init(&w->senders, 0);
   lw__list_push(&loop->wakeups, &w->node);
   loop->nhandles++;
   loop->nactive++; /* active for life, as uv_async */
@@ -90,14 +100,27 @@ int lw_wakeup_new(lw_loop *loop, lw_wakeup_cb cb, lw_wakeup **out) {
 int lw_wakeup_send(lw_wakeup *w) {
   if (!w)
     return LW_EINVAL;
-  if (atomic_exchange(&w->pending, 1))
-    return 0; /* its sender's wake (or a dispatch not yet past this flag) comes */
-  return lw__loop_wake(w->loop);
+  /* Counted in before pending is set: a callback that sees this send's flag (and may
+   * free w, then close the loop) finds the count up until the send is out of w and of
+   * the loop. The dispatch may run before the wake below is even written (another
+   * wake-up's send woke it), so "the callback ran" does not mean "the send returned". */
+  atomic_fetch_add(&w->senders, 1);
+  int r = 0;
+  if (!atomic_exchange(&w->pending, 1))
+    r = lw__loop_wake(w->loop);
+  /* else: its sender's wake (or a dispatch not yet past this flag) comes */
+  atomic_fetch_sub(&w->senders, 1);
+  return r;
 }
 
 void lw_wakeup_free(lw_wakeup *w) {
   if (!w)
     return;
+  /* A send whose flag the dispatch already took may still be inside (see the send):
+   * wait until it is out. Bounded by one send's length (an eventfd write); a send that
+   * STARTS after this is the application's race, which the contract forbids. */
+  while (atomic_load(&w->senders))
+    relax();
   lw__list_remove(&w->node);
   w->loop->nhandles--;
   if (!w->unref)
@@ -143,6 +166,10 @@ int lw_watch_new(lw_loop *loop, lw_sock fd, lw_watch **out) {
   lw_watch *w = calloc(1, sizeof(*w));
   if (!w)
     return LW_ENOMEM;
+#ifndef _WIN32
+  w->file_dev = (uint64_t)st.st_dev;
+  w->file_ino = (uint64_t)st.st_ino;
+#endif
   w->loop = loop;
   w->io.fd = (int)fd;
   w->io.kind = LW__IO_WATCH;
@@ -200,6 +227,17 @@ void lw__watch_ops_done(lw_watch *w) {
     w->loop->nwatch_busy--;
     lw__list_push(&w->loop->watch_endgame, &w->node);
   }
+}
+
+int lw__watch_same_file(const lw_watch *w) {
+#ifdef _WIN32
+  (void)w;
+  return 1;
+#else
+  struct stat st;
+  return fstat(w->io.fd, &st) == 0 && (uint64_t)st.st_dev == w->file_dev &&
+         (uint64_t)st.st_ino == w->file_ino;
+#endif
 }
 
 void lw__watch_event(lw_watch *w, int events) {

@@ -249,6 +249,11 @@ struct lw_wakeup {
   lw_wakeup_cb cb;
   void *data;
   atomic_int pending; /* set by a send, taken by the dispatch */
+  /* Sends inside lw_wakeup_send right now (any thread). A send sets pending before it
+   * wakes the loop, so its callback (and a free in it) can run while the send still
+   * reads w and the loop: lw_wakeup_free waits for this to reach 0 (as libuv's
+   * uv__async_spin in uv_close). */
+  atomic_int senders;
   int unref;
 };
 
@@ -261,7 +266,18 @@ struct lw_watch {
   int events;         /* LW_READABLE | LW_WRITABLE asked; 0: stopped */
   unsigned unref : 1, freed : 1, busy : 1;
   lw__list node; /* in loop->watch_endgame once freed and not busy */
+  /* The file the fd named at lw_watch_new (Unix: st_dev, st_ino; 0 on Windows). */
+  uint64_t file_dev, file_ino;
 };
+
+/* The backend, before it names w's fd NUMBER to the kernel (epoll_ctl, a POLL_ADD):
+ * 1 if the number still names the file w was made for. An application that closed the
+ * fd without stopping the watcher (against the contract) may have let a connection of
+ * this very loop take the number: an EPOLL_CTL_DEL or MOD by number would then remove
+ * or steal that connection's registration, a POLL_ADD would report its readiness to
+ * the watcher. Sockets and pipes have an inode each; anonymous inodes (eventfd,
+ * timerfd) all share one, so between two of those the check cannot tell. */
+int lw__watch_same_file(const lw_watch *w);
 
 /* The backend: a request that named w's fd is gone (w->busy cleared). */
 void lw__watch_ops_done(lw_watch *w);
@@ -310,6 +326,7 @@ struct lw_loop {
   lw__list wakeups, signals;
   lw__list watch_endgame;          /* freed watches, memory released in the endgame */
   int sig_slot;                    /* in signal.c's registry, -1: none */
+  unsigned sig_gen;                /* the registry's generation when the slot was taken */
   unsigned nsig_started;           /* started signal watchers of this loop */
   atomic_uint sig_want[LW__NSIG];  /* started watchers per signum (read by the handler) */
   atomic_uint sig_count[LW__NSIG]; /* deliveries not yet dispatched */

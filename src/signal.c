@@ -24,6 +24,16 @@
  * NULL. So a loop is never touched by a handler after lw_signal_stop returns.
  * Starting and stopping take a spinlock (reg_lock), never taken by the handler.
  *
+ * fork(): the child gets a copy of the registry and of the OS handlers, but its loops'
+ * kernel objects (epoll set, io_uring ring, eventfd) are shared with the parent, so the
+ * child must not use the parent's loops (lastword.h). The library's handler must not
+ * stay in it either: a SIGTERM meant to end a child that never asked for a watcher
+ * would be swallowed (counted for a copy of a loop nobody runs, its wake written to the
+ * PARENT's eventfd). A pthread_atfork child handler, registered with the first OS
+ * handler, gives the child the dispositions the process had before its first watcher
+ * and an empty registry (a new generation: the parent's loop copies are no longer in
+ * it, and stopping their watchers leaves the child's registry alone).
+ *
  * Windows: the console control handler (SetConsoleCtrlHandler), which Windows runs on
  * a thread of its own, plays the handler's part with the same registry.
  */
@@ -35,6 +45,7 @@
 #ifdef _WIN32
 #include <windows.h>
 #else
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #endif
@@ -55,7 +66,9 @@ static unsigned sig_users[LW__NSIG]; /* started watchers per signum, process-wid
 static unsigned console_users; /* started watchers of the three console signals */
 #else
 static struct sigaction sig_old[LW__NSIG];
+static int atfork_registered;
 #endif
+static unsigned sig_gen; /* +1 in a forked child: the registry starts over */
 
 static void relax(void) {
 #ifdef _WIN32
@@ -128,6 +141,23 @@ static int sig_check(int signum) {
 #endif
 }
 
+#ifndef _WIN32
+/* In the child of a fork(), single-threaded, before fork() returns there: see the top.
+ * sigaction is async-signal-safe; nothing here allocates. */
+static void sig_atfork_child(void) {
+  for (int i = 0; i < LW__SIG_SLOTS; i++)
+    atomic_store(&sig_loops[i], NULL);
+  for (int signum = 1; signum < LW__NSIG; signum++)
+    if (sig_users[signum]) {
+      sigaction(signum, &sig_old[signum], NULL);
+      sig_users[signum] = 0;
+    }
+  atomic_store(&in_handler, 0);
+  atomic_flag_clear(&reg_lock); /* a thread of the parent may have held it: gone here */
+  sig_gen++;
+}
+#endif
+
 /* Under reg_lock: the OS handler for signum, when its first watcher starts. */
 static int os_install(int signum) {
 #ifdef _WIN32
@@ -138,6 +168,12 @@ static int os_install(int signum) {
 #else
   if (sig_users[signum] > 0)
     return 0;
+  if (!atfork_registered) {
+    int r = pthread_atfork(NULL, NULL, sig_atfork_child);
+    if (r != 0)
+      return lw__err_from_errno(r);
+    atfork_registered = 1;
+  }
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = sig_handler;
@@ -191,6 +227,10 @@ int lw_signal_start(lw_signal *s, lw_signal_cb cb, int signum) {
   lw_signal_stop(s);
   lw_loop *loop = s->loop;
   reg_take();
+  if (loop->nsig_started > 0 && loop->sig_gen != sig_gen) {
+    reg_give();
+    return LW_EINVAL; /* a copy of the parent's loop, in a forked child: see the top */
+  }
   int took_slot = 0;
   if (loop->nsig_started == 0) {
     int i = 0;
@@ -202,6 +242,7 @@ int lw_signal_start(lw_signal *s, lw_signal_cb cb, int signum) {
     }
     atomic_store(&sig_loops[i], loop);
     loop->sig_slot = i;
+    loop->sig_gen = sig_gen;
     took_slot = 1;
   }
   /* Wanted before the handler is in: a signal right after the install is counted. */
@@ -236,13 +277,20 @@ void lw_signal_stop(lw_signal *s) {
   reg_take();
   if (atomic_fetch_sub(&loop->sig_want[signum], 1) == 1)
     atomic_store(&loop->sig_count[signum], 0); /* not for a watcher started later */
-  sig_users[signum]--;
-  os_restore(signum);
-  if (--loop->nsig_started == 0) {
-    atomic_store(&sig_loops[loop->sig_slot], NULL);
-    while (atomic_load(&in_handler))
-      relax(); /* a handler that read the slot before it was cleared is done */
-    loop->sig_slot = -1;
+  if (loop->sig_gen != sig_gen) {
+    /* A copy of the parent's loop in a forked child: the child's registry and OS
+     * handlers never had it (sig_atfork_child); only the loop's own counts go. */
+    if (--loop->nsig_started == 0)
+      loop->sig_slot = -1;
+  } else {
+    sig_users[signum]--;
+    os_restore(signum);
+    if (--loop->nsig_started == 0) {
+      atomic_store(&sig_loops[loop->sig_slot], NULL);
+      while (atomic_load(&in_handler))
+        relax(); /* a handler that read the slot before it was cleared is done */
+      loop->sig_slot = -1;
+    }
   }
   reg_give();
   s->signum = 0;

@@ -331,9 +331,16 @@ static int ep_watch_set(lw_watch *w) {
     want |= EPOLLIN;
   if (w->events & LW_WRITABLE)
     want |= EPOLLOUT;
+  /* The fd closed by the application first (against the rule), its number perhaps
+   * reused by a connection of this loop: epoll_ctl by number would DEL or MOD THAT
+   * registration (the key is the number and the file it names now). The watcher's own
+   * registration went with the last reference to its file; touch nothing. */
+  if ((want || w->io.added) && !lw__watch_same_file(w)) {
+    w->io.added = 0;
+    w->io.registered = 0;
+    return want ? LW_EINVAL : 0;
+  }
   if (!want && w->io.added) {
-    /* The fd may already be closed by the application (against the rule): then the
-     * kernel dropped the registration with the last reference to the file. */
     if (epoll_ctl(ep(w->loop)->epfd, EPOLL_CTL_DEL, w->io.fd, NULL) < 0 && errno != EBADF &&
         errno != ENOENT)
       return lw__err_from_errno(errno);

@@ -1077,6 +1077,12 @@ static unsigned ur_watch_mask(const lw_watch *w) {
 static int ur_watch_arm(lw_watch *w) {
   ur_state *s = ur(w->loop);
   ur_watch *uw = w->backend_data;
+  /* The fd closed by the application without a stop (against the rule) and its number
+   * taken by another file, perhaps a connection of this loop: a poll by number would
+   * report THAT file's readiness to the watcher, whose callback would then read the
+   * connection's bytes. */
+  if (!lw__watch_same_file(w))
+    return LW_EINVAL;
   struct io_uring_sqe *sqe = ur_sqe(s);
   if (!sqe)
     return LW_ENOBUFS;
@@ -1140,6 +1146,14 @@ static void ur_watch_done(lw_watch *w, int res) {
     return;
   }
   w->busy = 0;
+  if (res > 0 && !lw__watch_same_file(w)) {
+    /* The poll was issued on the old file, which it kept alive after the application
+     * closed the number (against the rule); the number may name another file now:
+     * report the close, not readiness that a read by number would misdirect, and do
+     * not re-arm (ur_watch_arm refuses). */
+    lw__watch_event(w, LW_WATCH_ERROR);
+    return;
+  }
   if (res > 0) {
     int e = ((res & POLLIN) ? LW_READABLE : 0) | ((res & POLLOUT) ? LW_WRITABLE : 0) |
             ((res & (POLLERR | POLLHUP | POLLNVAL)) ? LW_WATCH_ERROR : 0);
