@@ -9,7 +9,9 @@ of its response (a reader that stopped after 64 KiB) open, respond drains -- the
 one gets a clean FIN (reason drain), the other its whole answer, then the FIN -- prints
 one "drain conns=2 ... reset=0 ..." line and exits 0. Also: --threads 2 is refused with
 its reason (one listening socket cannot serve two completion ports: tests/test_adopt.c).
-Run by scripts/win-test.sh. Usage: respond_wine.py RESPOND_EXE"""
+With HTTPD_EXE (examples/httpd.c), the same for httpd.exe: curl's two GETs on one
+keep-alive connection, then Ctrl-C: exit 0 and one "drain " line.
+Run by scripts/win-test.sh. Usage: respond_wine.py RESPOND_EXE [HTTPD_EXE]"""
 import os, re, shutil, signal, socket, subprocess, sys, threading, time
 
 EXE = sys.argv[1]
@@ -17,8 +19,8 @@ N = 4 * 1024 * 1024
 LOG_RE = re.compile(r"^close reason=(\S+) initiator=(\S+) rst=([01]) queued=(\d+) sent=(\d+) "
                     r"acked=(\d+) unsent_discarded=(\d+) unread_discarded=(\d+) ")
 
-def start():
-    p = subprocess.Popen(["wine", EXE, "--listen", "127.0.0.1:0", "--bytes", str(N), "--log"],
+def start(exe=EXE, args=("--bytes", str(N), "--log")):
+    p = subprocess.Popen(["wine", exe, "--listen", "127.0.0.1:0", *args],
                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     line = p.stdout.readline().strip()
     m = re.match(r"listening on 127\.0\.0\.1:(\d+)$", line)
@@ -139,5 +141,22 @@ err = [l for l in r.stderr.splitlines() if l.startswith("respond:")]
 print(f"  --threads 2: exit {r.returncode} | {err[0] if err else r.stderr.strip()[:200]}")
 if r.returncode != 2 or not err or "completion port" not in err[0] or r.stdout:
     print("  FAIL: want exit 2 and the reason on stderr, nothing on stdout"); fails += 1
+# httpd.exe: keep-alive and the drain on Ctrl-C.
+if len(sys.argv) > 2 and shutil.which("curl"):
+    h, hport = start(sys.argv[2], ("--log",))
+    url = f"http://127.0.0.1:{hport}"
+    r = subprocess.run(["curl", "-sv", "--max-time", "30", f"{url}/1000", f"{url}/26",
+                        "-o", os.devnull, "-o", "-"], capture_output=True, timeout=60)
+    reused = b"Re-using existing connection" in r.stderr
+    print(f"  httpd.exe: curl exit {r.returncode}, second body {r.stdout!r},"
+          f" connection {'reused' if reused else 'NOT reused'}")
+    if r.returncode != 0 or r.stdout != b"abcdefghijklmnopqrstuvwxyz" or not reused:
+        print("  FAIL: httpd.exe keep-alive GETs"); fails += 1
+    hrc = stop(h)
+    hrest = [l.strip() for l in h.stdout.read().splitlines()]
+    hdrain = [l for l in hrest if l.startswith("drain ")]
+    print(f"  httpd.exe Ctrl-C: exit {hrc} | {hdrain[0] if hdrain else 'no drain line'}")
+    if hrc != 0 or len(hdrain) != 1 or " reset=0 " not in hdrain[0]:
+        print("  FAIL: want exit 0 and one 'drain ... reset=0 ...' line"); fails += 1
 print("respond_wine: " + ("PASS" if fails == 0 else f"FAIL ({fails})"))
 sys.exit(1 if fails else 0)
