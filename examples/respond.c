@@ -38,21 +38,49 @@
  */
 #include <lastword.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
 
 extern char **environ;
+#endif
+
+#ifdef _WIN32
+/* Windows (mingw-w64; run under Wine by scripts/win-test.sh), what differs:
+ *  - stop: Ctrl-C (SIGINT) or Ctrl-Break (SIGBREAK: GenerateConsoleCtrlEvent, what
+ *    another program sends) drains and exits 0, through lw_signal's console control
+ *    handler. Windows has no SIGTERM to catch and no SIGHUP: no restart, and no socket
+ *    activation (lw_listen_fds, lw_listeners_handoff: LW_ENOSYS).
+ *  - one loop: a socket is tied to ONE I/O completion port for its life
+ *    (CreateIoCompletionPort), and its duplicates (WSADuplicateSocket, DuplicateHandle)
+ *    are the same socket, so a second loop cannot adopt it (tests/win/test_win_server,
+ *    "shared"); nor is there an SO_REUSEPORT group. So loop 0 makes the listener itself
+ *    (lw_listener_new) and --threads must be 1. */
+#define WIN_NO_THREADS                                                                         \
+  "a socket belongs to one I/O completion port, its duplicates too, so loops cannot "          \
+  "share a listening socket; Windows has no SO_REUSEPORT"
+#define SIGNALS                                                                                \
+  { SIGINT, SIGBREAK }
+#define SOCK(fd) ((SOCKET)(fd))
+#else
+#define SIGNALS                                                                                \
+  { SIGTERM, SIGINT, SIGHUP }
+#define SOCK(fd) (fd)
+#endif
 
 enum { CLOSE_GRACEFUL, CLOSE_ABORT, CLOSE_NAIVE };
 #define MAX_THREADS 64
@@ -223,6 +251,17 @@ static void print_drain(uint64_t ms) {
   fflush(stdout);
 }
 
+/* Loop 0: every loop drains (the others through their wake-up: lw_wakeup_send is the
+ * one call another thread may make). */
+static void drain_all(void) {
+  if (atomic_exchange(&cmd_drain, 1))
+    return;
+  start_drain(&workers[0]);
+  for (int t = 1; t < nworkers; t++)
+    lw_wakeup_send(workers[t].wake);
+}
+
+#ifndef _WIN32
 /* ---- restart: hand the listening sockets to a new copy of ourselves ---- */
 static int ready_fd = -1;
 static pid_t successor;
@@ -247,22 +286,6 @@ static void start_successor(worker *w) {
 
 static lw_watch *ready_watch;
 
-/* Loop 0: every loop drains (the others through their wake-up: lw_wakeup_send is the
- * one call another thread may make). */
-static void drain_all(void) {
-  if (atomic_exchange(&cmd_drain, 1))
-    return;
-  start_drain(&workers[0]);
-  for (int t = 1; t < nworkers; t++)
-    lw_wakeup_send(workers[t].wake);
-}
-
-static void on_wake(lw_wakeup *wk) {
-  worker *w = lw_wakeup_get_data(wk);
-  if (!w->drained)
-    start_drain(w);
-}
-
 /* The successor's answer on ready_fd: a byte when it accepts (then we drain), EOF if
  * it died (then we go on: we never stopped accepting). */
 static void on_ready(lw_watch *wt, int events) {
@@ -281,9 +304,20 @@ static void on_ready(lw_watch *wt, int events) {
     fprintf(stderr, "respond: restart: the new copy exited before accepting; "
                     "this one goes on serving\n");
 }
+#endif
+
+static void on_wake(lw_wakeup *wk) {
+  worker *w = lw_wakeup_get_data(wk);
+  if (!w->drained)
+    start_drain(w);
+}
 
 static void on_sig(lw_signal *sg, int signum) {
   (void)sg;
+#ifdef _WIN32
+  (void)signum; /* Ctrl-C, Ctrl-Break: no restart signal on Windows */
+  drain_all();
+#else
   if (signum != SIGHUP) {
     drain_all();
     return;
@@ -296,16 +330,18 @@ static void on_sig(lw_signal *sg, int signum) {
     fprintf(stderr, "respond: restart: cannot watch the new copy; draining\n");
     drain_all();
   }
+#endif
 }
 
 static int worker_setup(worker *w) {
-  int r = lw_loop_new(&w->loop, w->cfg->backend);
+  int r = w->loop ? 0 : lw_loop_new(&w->loop, w->cfg->backend); /* Windows: made in main */
   if (r < 0) {
     fprintf(stderr, "respond: loop: %s\n", lw_strerror(r));
     return r;
   }
   for (int i = 0; i < w->nls; i++) {
-    r = lw_listener_adopt(w->loop, w->fds[i], &w->cfg->opts, on_accept, &w->ls[i]);
+    if (!w->ls[i])
+      r = lw_listener_adopt(w->loop, w->fds[i], &w->cfg->opts, on_accept, &w->ls[i]);
     if (r < 0) {
       fprintf(stderr, "respond: listening socket %d: %s\n", w->fds[i], lw_strerror(r));
       return r;
@@ -357,7 +393,7 @@ static void print_listening(int fd) {
   socklen_t len = sizeof(ss);
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+  if (getsockname(SOCK(fd), (struct sockaddr *)&ss, &len) == 0) {
     if (ss.ss_family == AF_INET6) {
       struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
       inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
@@ -371,6 +407,7 @@ static void print_listening(int fd) {
   printf(strchr(host, ':') ? "listening on [%s]:%d\n" : "listening on %s:%d\n", host, port);
 }
 
+#ifndef _WIN32
 /* --reuseport (for the measurement in README.md only; no SIGHUP hand-off with it: each
  * loop's socket has its own accept queue, and the hand-off passes loop 0's): an
  * SO_REUSEPORT group of n sockets on first's address, which is re-made with the option
@@ -394,12 +431,20 @@ static int reuseport_group(int first, int n, int *out) {
   }
   return 0;
 }
+#endif
 
 static void usage(void) {
   fprintf(stderr, "usage: respond --listen HOST:PORT [--bytes N] "
                   "[--close graceful|abort|naive] [--deadline-ms D] [--dead-after-ms T] "
                   "[--idle-timeout-ms T] [--stall-timeout-ms T] [--backend epoll|uring] "
                   "[--threads N [--reuseport]] [--drain-ms D] [--log]\n");
+#ifdef _WIN32
+  fprintf(stderr,
+          "Windows: Ctrl-C or Ctrl-Break drains and exits 0 (Windows has no SIGTERM); "
+          "there is no SIGHUP restart and no socket activation (LISTEN_FDS), and "
+          "--threads is 1 (%s)\n",
+          WIN_NO_THREADS);
+#endif
   exit(2);
 }
 
@@ -450,10 +495,19 @@ int main(int argc, char **argv) {
   }
   if (threads < 1 || threads > MAX_THREADS || cfg.bytes == 0)
     usage();
+#ifdef _WIN32
+  if (threads > 1 || reuseport) {
+    fprintf(stderr, "respond: --threads %d%s: not on Windows: %s\n", threads,
+            reuseport ? " --reuseport" : "", WIN_NO_THREADS);
+    return 2;
+  }
+#endif
 
   /* The listening sockets: passed (systemd, or a predecessor's SIGHUP), else ours. */
   int fds[MAX_LISTEN];
   int nfds = lw_listen_fds(fds, NULL, MAX_LISTEN);
+  if (nfds == LW_ENOSYS)
+    nfds = 0; /* Windows: nothing is ever passed */
   if (nfds < 0 || nfds > MAX_LISTEN) {
     fprintf(stderr, "respond: LISTEN_FDS / LW_LISTEN_FDS: %s\n",
             nfds < 0 ? lw_strerror(nfds) : "too many sockets");
@@ -466,6 +520,19 @@ int main(int argc, char **argv) {
     int port;
     if (parse_hostport(listen_arg, host, sizeof(host), &port) < 0)
       usage();
+#ifdef _WIN32
+    /* Loop 0 makes it and keeps it (see the top of the file). */
+    int r = lw_loop_new(&workers[0].loop, cfg.backend);
+    if (r == 0)
+      r = lw_listener_new(workers[0].loop, host, port, 1024, &cfg.opts, on_accept,
+                          &workers[0].ls[0]);
+    if (r < 0) {
+      fprintf(stderr, "respond: listen %s: %s\n", listen_arg, lw_strerror(r));
+      return 1;
+    }
+    fds[0] = lw_listener_fd(workers[0].ls[0]);
+    nfds = 1;
+#else
     /* A throw-away loop makes the socket (bind, listen, the address rules of
      * lw_listener_new); the workers adopt dups of it. */
     lw_loop *tmp;
@@ -484,6 +551,7 @@ int main(int argc, char **argv) {
     lw_loop_close(tmp);
     if (reuseport && reuseport_group(fds[0], threads, rp_fds) < 0)
       return 1;
+#endif
   }
 
   cfg.payload = malloc(cfg.bytes);
@@ -493,25 +561,32 @@ int main(int argc, char **argv) {
     cfg.payload[i] = (char)(i % 251);
 
   nworkers = threads;
+#ifndef _WIN32
   if (reuseport && rp_fds[0] > 0)
     fds[0] = rp_fds[0];
+#endif
   for (int t = 0; t < threads; t++) {
     worker *w = &workers[t];
     w->cfg = &cfg;
     w->idx = t;
     w->nls = nfds;
+#ifdef _WIN32
+    w->fds[0] = fds[0]; /* threads == 1: loop 0's own listener */
+#else
     for (int i = 0; i < nfds; i++)
       w->fds[i] = t == 0 ? fds[i] : reuseport ? rp_fds[t] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+#endif
   }
   for (int t = 0; t < threads; t++)
     if (worker_setup(&workers[t]) < 0)
       return 1;
-  /* Signals, in loop 0: SIGTERM/SIGINT drain, SIGHUP restarts. Unref'd (the listeners
-   * keep the loop alive), and kept until every loop has drained: a second SIGTERM
-   * during the drain is then ignored instead of killing the process. */
-  lw_signal *sigs[3];
-  const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
-  for (int i = 0; i < 3; i++) {
+  /* Signals, in loop 0: SIGTERM/SIGINT drain, SIGHUP restarts (Windows: SIGNALS above).
+   * Unref'd (the listeners keep the loop alive), and kept until every loop has drained:
+   * a second SIGTERM during the drain is then ignored instead of killing the process. */
+  const int signums[] = SIGNALS;
+  enum { NSIGS = sizeof(signums) / sizeof(signums[0]) };
+  lw_signal *sigs[NSIGS];
+  for (int i = 0; i < NSIGS; i++) {
     if (lw_signal_new(workers[0].loop, &sigs[i]) < 0 ||
         lw_signal_start(sigs[i], on_sig, signums[i]) < 0) {
       fprintf(stderr, "respond: signal watcher failed\n");
@@ -534,10 +609,12 @@ int main(int argc, char **argv) {
   lw_loop_run(workers[0].loop, LW_RUN_DEFAULT);
   for (int t = 1; t < threads; t++)
     pthread_join(workers[t].thread, NULL);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < NSIGS; i++)
     lw_signal_free(sigs[i]);
+#ifndef _WIN32
   if (ready_watch)
     lw_watch_free(ready_watch);
+#endif
   int r = 0;
   for (int t = threads - 1; t >= 0; t--) {
     if (workers[t].wake)

@@ -9,7 +9,9 @@
 #     Windows/Wine is printed at its start: src/win/README.md, the torture section)
 #   - FIN-not-RST: a close with a WSARecv pending, captured on lo from the Linux side
 #   - respond.exe (examples/respond.c) serving Linux clients with the Linux command line
-#     (tests/win/respond_wine.py: a Python socket and curl get the whole answer)
+#     (tests/win/respond_wine.py: a Python socket and curl get the whole answer; Ctrl-C
+#     drains an idle and a mid-response connection, one "drain" line, exit 0; --threads 2
+#     refused with its reason), and httpd.exe (keep-alive GETs with curl, Ctrl-C drain)
 #   - `lastword.exe lab` (tools/, built without libpcap): runs to the end, a verdict for
 #     every claim, no lab error, the Wine banner; the verdicts themselves are the host's
 #     (Linux) TCP facts under Wine and are printed, not checked
@@ -150,17 +152,21 @@ else
 fi
 
 # respond.exe (examples/respond.c) with the Linux command line, serving Linux clients
-# (a Python socket and curl) on 127.0.0.1: the whole answer, graceful, exit 0 on Ctrl-C.
-echo "== respond.exe under Wine, Linux clients (tests/win/respond_wine.py)"
+# (a Python socket and curl) on 127.0.0.1: the whole answer, graceful; Ctrl-C drains
+# (exit 0, one "drain" line); then httpd.exe the same way.
+echo "== respond.exe and httpd.exe under Wine, Linux clients (tests/win/respond_wine.py)"
 R="$BUILD/examples/respond.exe"
+H="$BUILD/examples/httpd.exe"
 if [ ! -f "$R" ]; then
   echo "win-test: respond.exe FAILED: $R was not built"; fail=1
+elif [ ! -f "$H" ]; then
+  echo "win-test: httpd.exe FAILED: $H was not built"; fail=1
 elif ! command -v python3 >/dev/null 2>&1; then
   echo "win-test: respond.exe FAILED: no python3 for the client"; fail=1
 else
-  timeout 120 python3 tests/win/respond_wine.py "$R" >"$BUILD-respond.txt" 2>&1; rc=$?
-  quiet_wine <"$BUILD-respond.txt" | grep -v "^respond: backend"
-  [ $rc -eq 0 ] || { echo "win-test: respond.exe FAILED (rc $rc)"; fail=1; }
+  timeout 180 python3 tests/win/respond_wine.py "$R" "$H" >"$BUILD-respond.txt" 2>&1; rc=$?
+  quiet_wine <"$BUILD-respond.txt" | grep -v "^respond: \(backend\|pid\|accepts\)\|^httpd: pid"
+  [ $rc -eq 0 ] || { echo "win-test: respond.exe / httpd.exe FAILED (rc $rc)"; fail=1; }
 fi
 
 # `lastword lab` on Winsock. Under Wine the TCP stack is Linux's, so no verdict is

@@ -84,7 +84,7 @@ static long read_n(int fd, size_t n, int pause_us) {
   char b[65536];
   size_t got = 0;
   while (got < n) {
-    ssize_t r = read(fd, b, LWT_MIN(sizeof(b), n - got));
+    ssize_t r = recv(fd, b, LWT_MIN(sizeof(b), n - got), 0);
     if (r <= 0)
       return r < 0 ? -errno : (long)got;
     if (memcmp(b, payload + got, (size_t)r) != 0)
@@ -97,7 +97,7 @@ static long read_n(int fd, size_t n, int pause_us) {
 }
 static int read_eof(int fd) {
   char b[16];
-  ssize_t r = read(fd, b, sizeof(b));
+  ssize_t r = recv(fd, b, sizeof(b), 0);
   return r == 0 ? 0 : r < 0 ? -errno : 1;
 }
 static void wait_flag(atomic_int *f) {
@@ -115,7 +115,7 @@ static cres r_idle, r_midreq, r_midresp, r_stall;
 static void *c_idle(void *arg) {
   (void)arg;
   int fd = cconnect(0);
-  write(fd, "100\n", 4);
+  send(fd, "100\n", 4, 0);
   r_idle.got = read_n(fd, 100, 0);
   atomic_store(&idle_ready, 1);
   r_idle.end = read_eof(fd);
@@ -126,11 +126,11 @@ static void *c_idle(void *arg) {
 static void *c_midreq(void *arg) {
   (void)arg;
   int fd = cconnect(0);
-  write(fd, "5", 1); /* a request half sent when the drain starts */
+  send(fd, "5", 1, 0); /* a request half sent when the drain starts */
   atomic_store(&midreq_ready, 1);
   wait_flag(&drain_started);
   usleep(100 * 1000);
-  write(fd, "0000\n", 5);
+  send(fd, "0000\n", 5, 0);
   r_midreq.got = read_n(fd, 50000, 0);
   r_midreq.end = read_eof(fd);
   close(fd);
@@ -139,7 +139,7 @@ static void *c_midreq(void *arg) {
 static void *c_midresp(void *arg) {
   (void)arg;
   int fd = cconnect(32768);
-  write(fd, "4000000\n", 8);
+  send(fd, "4000000\n", 8, 0);
   atomic_store(&midresp_ready, 1);
   wait_flag(&drain_started);
   r_midresp.got = read_n(fd, 4000000, 2000); /* a slow reader, well within the deadline */
@@ -152,13 +152,13 @@ static void *c_stall(void *arg) {
   int fd = cconnect(32768);
   char req[32];
   int n = snprintf(req, sizeof(req), "%u\n", BIG);
-  write(fd, req, (size_t)n);
+  send(fd, req, (size_t)n, 0);
   atomic_store(&stall_ready, 1);
   wait_flag(&stop_clients); /* never reads: the server's queue never empties */
   /* What reached our buffer is readable first, then the RST (ECONNRESET). */
   char b[65536];
   ssize_t r;
-  while ((r = read(fd, b, sizeof(b))) > 0)
+  while ((r = recv(fd, b, sizeof(b), 0)) > 0)
     r_stall.got += r;
   r_stall.end = r == 0 ? 0 : -errno;
   close(fd);
@@ -218,7 +218,14 @@ static void test_drain_four_kinds(void **state) {
   assert_int_equal(rep.by_reason[LW_REASON_DRAIN], 4);
   assert_int_equal(rep.reset, 1);
   assert_int_equal(rep.reset_at_deadline, 1);
+#ifdef _WIN32
+  /* Windows cannot tell a listen socket's queue length (lw_listener_queued: LW_ENOSYS):
+   * the report says 0; the late one stayed queued all the same (accepts is 4). */
+  assert_int_equal(lw_listener_queued(l), LW_ENOSYS);
+  assert_int_equal(rep.accept_queued, 0);
+#else
   assert_int_equal(rep.accept_queued, 1);
+#endif
   /* Deadline respected: the stalled one was reset at 1500 ms, not before, not long after. */
   assert_true(rep.elapsed_ms >= 1500 && rep.elapsed_ms < 1800);
   assert_true(done_at - drain_t0 < 1900);
@@ -234,7 +241,8 @@ static void test_drain_four_kinds(void **state) {
   assert_int_equal(r_midreq.end, 0);
   assert_int_equal(r_midresp.got, 4000000);
   assert_int_equal(r_midresp.end, 0);
-  assert_int_equal(r_stall.end, -ECONNRESET);
+  if (LWT_RST_RELIABLE) /* Wine's recv may read an RST as EOF (helper.h); rep.reset is 1 */
+    assert_int_equal(r_stall.end, -ECONNRESET);
   lw_listener_close(l);
   close(late);
   assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);

@@ -36,14 +36,38 @@ static int raw_connect(int port) {
   return fd;
 }
 
-/* Reads the server's byte and its FIN: the connection was served. */
-static void raw_served(int fd) {
+/* Reads the server's byte and its FIN: the connection was served. The loop runs
+ * meanwhile: on IOCP the FIN follows the WSASend's completion, which the loop reaps. */
+static void raw_served(lw_loop *loop, int fd) {
   char b[8];
-  struct pollfd p = {fd, POLLIN, 0};
-  assert_int_equal(poll(&p, 1, 5000), 1);
-  assert_int_equal(read(fd, b, sizeof(b)), 1);
-  assert_int_equal(read(fd, b, sizeof(b)), 0);
+  int got = 0;
+  uint64_t end = lwt_now_ms() + 5000;
+  for (;;) {
+    lw_loop_run(loop, LW_RUN_NOWAIT);
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 2) == 1) {
+      ssize_t r = recv(fd, b, sizeof(b), 0);
+      if (r == 0)
+        break;
+      assert_int_equal(r, 1);
+      got += (int)r;
+    }
+    assert_true(lwt_now_ms() < end);
+  }
+  assert_int_equal(got, 1);
   close(fd);
+}
+
+/* The kernel's accept queue holds n. Windows cannot tell a listen socket's queue
+ * length (lastword.h: LW_ENOSYS there): that the connections wait is shown there by
+ * no accept while paused and each one served after the resume. */
+static void assert_queued(const lw_listener *l, int n) {
+#ifdef _WIN32
+  (void)n;
+  assert_int_equal(lw_listener_queued(l), LW_ENOSYS);
+#else
+  assert_int_equal(lw_listener_queued(l), n);
+#endif
 }
 
 static void run_for(lw_loop *loop, int ms) {
@@ -82,29 +106,29 @@ static void test_pause_keeps_queue(void **state) {
     cl[i] = raw_connect(lw_listener_port(l)); /* the kernel completes the handshake */
   run_for(loop, 200);
   assert_int_equal(accepts, 0);
-  assert_int_equal(lw_listener_queued(l), 5);
+  assert_queued(l, 5);
   assert_int_equal(lw_listener_resume(l), 0);
   run_until_accepts(loop, 5);
-  assert_int_equal(lw_listener_queued(l), 0);
+  assert_queued(l, 0);
   for (int i = 0; i < 5; i++)
-    raw_served(cl[i]);
+    raw_served(loop, cl[i]);
   /* Paused from inside accept_cb: one more is accepted, the next two wait. */
   pause_in_cb = 1;
   int a = raw_connect(lw_listener_port(l));
   run_until_accepts(loop, 6);
-  raw_served(a);
+  raw_served(loop, a);
   int b = raw_connect(lw_listener_port(l)), c = raw_connect(lw_listener_port(l));
   run_for(loop, 200);
   assert_int_equal(accepts, 6);
-  assert_int_equal(lw_listener_queued(l), 2);
+  assert_queued(l, 2);
   /* Pause + resume in a row (io_uring: the cancel in flight must not leave it dead). */
   pause_in_cb = 0;
   assert_int_equal(lw_listener_resume(l), 0);
   assert_int_equal(lw_listener_pause(l), 0);
   assert_int_equal(lw_listener_resume(l), 0);
   run_until_accepts(loop, 8);
-  raw_served(b);
-  raw_served(c);
+  raw_served(loop, b);
+  raw_served(loop, c);
   lw_listener_close(l);
   assert_int_equal(lw_listener_pause(l), LW_EINVAL);
   assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
