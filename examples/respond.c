@@ -567,6 +567,16 @@ int main(int argc, char **argv) {
   lw_loop_run(workers[0].loop, LW_RUN_DEFAULT);
   for (int t = 1; t < threads; t++)
     pthread_join(workers[t].thread, NULL);
+  /* Freeing the watchers restores the default action (termination): a SIGTERM that
+   * came now -- an operator who presses Ctrl-C again, a supervisor that repeats
+   * itself -- would kill the process while it exits, without its drain line and with
+   * status 143. Blocked, they stay pending and go with the process. (The other
+   * threads have been joined: this one is the only one left.) */
+  sigset_t ss;
+  sigemptyset(&ss);
+  for (int i = 0; i < 3; i++)
+    sigaddset(&ss, signums[i]);
+  pthread_sigmask(SIG_BLOCK, &ss, NULL);
   for (int i = 0; i < 3; i++)
     lw_signal_free(sigs[i]);
   if (ready_watch)
