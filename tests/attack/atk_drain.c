@@ -272,7 +272,8 @@ static int mode_flood(void) {
     pthread_create(&th[i], NULL, fl_client, NULL);
   const int total = FL_THREADS * FL_PER;
   uint64_t t0 = atk_now();
-  while ((atomic_load(&fl_served) + atomic_load(&fl_bad) < total || fl_closes < fl_accepts) &&
+  while ((atomic_load(&fl_served) + atomic_load(&fl_bad) < total || fl_closes < fl_accepts ||
+          fl_toggles < FL_TOGGLES) &&
          atk_now() - t0 < 30000)
     lw_loop_run(loop, LW_RUN_ONCE);
   for (int i = 0; i < FL_THREADS; i++)
