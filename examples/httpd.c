@@ -750,8 +750,10 @@ int main(int argc, char **argv) {
       w->fds[i] = t == 0 ? fds[i] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
   }
   for (int t = 0; t < threads; t++)
-    if (worker_setup(&workers[t]) < 0)
+    if (worker_setup(&workers[t]) < 0) {
+      free(cfg.gen); /* the loops made so far are reachable (workers[]); the exit frees them */
       return 1;
+    }
   /* Signals, in loop 0: SIGTERM/SIGINT drain, SIGHUP restarts. Unref'd (the listeners
    * keep the loop alive), and kept until every loop has drained: a second SIGTERM
    * during the drain is then ignored instead of killing the process. */

@@ -44,6 +44,7 @@ def start(args):
 def stop(p):
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=20)
+    check("Sanitizer" not in err, f"no sanitizer report from httpd: {err[-500:]!r}")
     return p.returncode, out, err
 
 def conn(port):

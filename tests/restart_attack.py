@@ -264,7 +264,7 @@ def case_listenfds():
     def refused(env, what, pass_fds=()):
         p = subprocess.run(["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', BIN] + ARGS,
                            env=env, pass_fds=pass_fds, capture_output=True, text=True, timeout=10)
-        check(p.returncode != 0 and "listening on" not in p.stdout,
+        check(p.returncode != 0 and "listening on" not in p.stdout and "Sanitizer" not in p.stderr,
               f"listenfds: {what}: refused (rc={p.returncode}, out={p.stdout!r}, err={p.stderr.strip()!r})")
     refused(dict(env0, LISTEN_FDS="garbage"), "LISTEN_FDS=garbage")
     refused(dict(env0, LISTEN_FDS="99999999999"), "LISTEN_FDS huge")
@@ -293,5 +293,8 @@ def case_listenfds():
 
 for c in CASES:
     globals()["case_" + c]()
+time.sleep(0.2)
+for srv in SERVERS:  # an ASan build's report, if any, is on a copy's stderr
+    check(not srv.lines(r"Sanitizer"), f"no sanitizer report: {[l for l in srv.err if 'Sanitizer' in l]}")
 print("restart_attack:", "FAILED " + str(failures) if failures else "all ok", flush=True)
 sys.exit(1 if failures else 0)
