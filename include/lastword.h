@@ -600,7 +600,10 @@ int lw_listener_port(const lw_listener *l);
  * It closes this process's descriptor only: where the socket is shared (inherited by a
  * successor, or held by systemd for socket activation) the kernel's accept queue stays
  * with the other holder. Where this was the last descriptor, the connections still in
- * the queue are reset by the kernel: lw_listener_queued() beforehand tells how many. */
+ * the queue are reset by the kernel: lw_listener_queued() beforehand tells how many.
+ * A connection already accepted but not yet delivered (io_uring right after
+ * lw_listener_pause, see below) is closed with it: after a pause, close the listener
+ * once the drain is over (its done_cb), not in the same iteration. */
 void lw_listener_close(lw_listener *l);
 /* Pause and resume accepting, without closing the listener. While paused the library
  * makes no accept: connections that complete their handshake wait in the kernel's
@@ -652,8 +655,11 @@ int lw_listener_queued(const lw_listener *l);
  *        unread (the kernel's queue or the backend's), open in both directions, and no
  *        byte read or written for at least idle_min_ms.
  *   3. At deadline_ms after the start, every connection left is reset (RST).
- *   4. When the last of them has been reported to on_close, done_cb gets the report
- *      (once, from the loop), and the drain is over: lw_loop_draining() says 0 again.
+ *   4. When the last of them has been reported to on_close -- and the paused listeners
+ *      have delivered every connection already accepted before the pause (io_uring:
+ *      the cancelled accept's last completion; these are covered too), so that a
+ *      done_cb that closes the listeners loses none -- done_cb gets the report (once,
+ *      from the loop), and the drain is over: lw_loop_draining() says 0 again.
  * A connection the drain ends -- the policy's graceful close, the deadline's reset, and
  * any lw_close() of a draining connection -- reports reason LW_REASON_DRAIN (rst 1 for
  * the reset); one the peer or an error ended keeps its own reason (PEER_CLOSED_FIRST,

@@ -154,6 +154,10 @@ typedef struct lw__backend {
   /* Stops (paused 1) or restarts (0) taking connections from the listener's queue
    * (lw_listener_pause); called only on a change, never on a closing listener. */
   void (*listener_pause)(lw_listener *l, int paused);
+  /* Optional: 1 while a paused listener still has an accept in flight whose last
+   * completion has not been reaped -- connections the kernel accepted before the pause
+   * may still be delivered (io_uring). NULL: a pause takes effect at once (epoll). */
+  int (*listener_pause_pending)(const lw_listener *l);
   int (*conn_open)(lw_conn *c);
   /* Re-evaluates what the conn wants (reading, writing, connecting) and submits or
    * cancels operations to match. Called after every state change of the conn. */

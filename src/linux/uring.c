@@ -848,6 +848,13 @@ static void ur_listener_pause(lw_listener *l, int paused) {
   io_uring_submit(&s->ring);
 }
 
+/* The cancelled multishot accept has not posted its last CQE yet: connections it took
+ * before the cancel may still come (the drain waits for them, drain.c). */
+static int ur_listener_pause_pending(const lw_listener *l) {
+  const ur_lis *u = l->backend_data;
+  return u && (u->acc_armed || u->poll_armed);
+}
+
 /* Rule 1 for a listener: IORING_OP_CLOSE (its CQE is ignored), submitted now so the
  * listener is gone from the kernel when lw_listener_close returns; one that finds no
  * SQE is queued at the next wait. */
@@ -1181,6 +1188,7 @@ const lw__backend lw__backend_uring = {
     .listener_open = ur_listener_open,
     .listener_close = ur_listener_close,
     .listener_pause = ur_listener_pause,
+    .listener_pause_pending = ur_listener_pause_pending,
     .conn_open = ur_conn_open,
     .conn_update = ur_conn_update,
     .conn_detach = ur_conn_detach,

@@ -294,6 +294,89 @@ static int mode_flood(void) {
   return 0;
 }
 
+/* ---- accepted ----
+ * Connections the kernel has accepted for the loop (io_uring: the multishot accept's
+ * CQEs posted, not yet reaped) when the drain starts, and a done_cb that closes the
+ * listener (as respond and httpd do): each must be served by the drain, or at least
+ * counted as waiting in the accept queue (epoll: never accepted) -- never silently
+ * closed. */
+#define AC_N 16
+static int ac_raw[AC_N], ac_listener_closed, ac_served_srv;
+static lw_drain_report ac_rep;
+static void ac_done(lw_loop *lp, const lw_drain_report *r, void *arg) {
+  (void)lp;
+  (void)arg;
+  done_calls++;
+  ac_rep = *r;
+  lw_listener_close(lst);
+  ac_listener_closed = 1;
+}
+static void ac_read(lw_conn *c, long n, const char *b) {
+  (void)b;
+  if (n == 1) {
+    ac_served_srv++;
+    lw_conn_write_copy(c, "y", 1);
+    lw_close(c, 2000);
+  }
+}
+static void ac_accept(lw_listener *l, lw_conn *c, int st) {
+  (void)l;
+  if (st)
+    return;
+  srv_accepts++;
+  lw_conn_read_start(c, ac_read);
+}
+static void ac_timer(lw_timer *t) {
+  (void)t;
+  /* Timers run between two waits: what the kernel accepts now is reaped at the next. */
+  int port = lw_listener_port(lst);
+  for (int i = 0; i < AC_N; i++) {
+    ac_raw[i] = atk_connect(port);
+    (void)!write(ac_raw[i], "x", 1);
+  }
+  lw_drain_options o = {.deadline_ms = 3000, .done_cb = ac_done};
+  CHECK(lw_loop_drain(loop, &o) == 0, "drain");
+}
+static int mode_accepted(void) {
+  int fds0 = count_fds();
+  CHECK(lw_loop_new(&loop, NULL) == 0, "loop");
+  CHECK(lw_listener_new(loop, "127.0.0.1", 0, 128, NULL, ac_accept, &lst) == 0, "listen");
+  lw_timer *t;
+  lw_timer_new(loop, &t);
+  lw_timer_start(t, ac_timer, 20, 0);
+  uint64_t t0 = atk_now();
+  while (!ac_listener_closed && atk_now() - t0 < 5000)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  lw_timer_free(t);
+  /* The clients read now (the loop is not running): run the loop's rest in bounded
+   * steps while they wait in the kernel. */
+  t0 = atk_now();
+  while (atk_now() - t0 < 1000)
+    lw_loop_run(loop, LW_RUN_NOWAIT);
+  int served = 0;
+  for (int i = 0; i < AC_N; i++) {
+    struct timeval tv = {0, 300000}; /* the loop ran 1 s: an answer is there by now */
+    setsockopt(ac_raw[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char b = 0;
+    served += read(ac_raw[i], &b, 1) == 1 && b == 'y';
+    close(ac_raw[i]);
+  }
+  CHECK(done_calls == 1, "done_cb ran %d times", done_calls);
+  CHECK((uint64_t)served + ac_rep.accept_queued == AC_N,
+        "%d connections: %d served, %llu counted in the accept queue, %llu lost silently "
+        "(accepted: %d, report conns=%llu)",
+        AC_N, served, (unsigned long long)ac_rep.accept_queued,
+        (unsigned long long)(AC_N - served - ac_rep.accept_queued), srv_accepts,
+        (unsigned long long)ac_rep.conns);
+  CHECK(ac_rep.conns == (uint64_t)srv_accepts, "report conns=%llu, accepted %d",
+        (unsigned long long)ac_rep.conns, srv_accepts);
+  finish_loop();
+  CHECK(count_fds() == fds0, "fds: %d before, %d after", fds0, count_fds());
+  fprintf(stderr, "accepted: served %d, queued %llu, conns %llu\n", served,
+          (unsigned long long)ac_rep.accept_queued, (unsigned long long)ac_rep.conns);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *m = argc > 1 ? argv[1] : "connect";
   if (!strcmp(m, "connect"))
@@ -302,8 +385,10 @@ int main(int argc, char **argv) {
     mode_twice();
   else if (!strcmp(m, "flood"))
     mode_flood();
+  else if (!strcmp(m, "accepted"))
+    mode_accepted();
   else {
-    fprintf(stderr, "usage: atk_drain connect|twice|flood\n");
+    fprintf(stderr, "usage: atk_drain connect|twice|flood|accepted\n");
     return 2;
   }
   if (atk_fails)
