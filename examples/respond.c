@@ -30,8 +30,9 @@
  *   SIGTERM/SIGINT  drain (lw_loop_drain on every loop, deadline --drain-ms, default
  *                 10000) and exit 0, printing one line: "drain conns=... <reason>=<n>
  *                 ... reset=... acked=... queued=... ms=...".
- *   SIGHUP        restart without loss: starts a new copy of itself with the same
- *                 arguments that takes the listening sockets over (LW_LISTEN_FDS); once
+ *   SIGHUP        restart without loss: starts argv[0]'s path again (a binary
+ *                 installed there since is the one that runs) with the same arguments;
+ *                 it takes the listening sockets over (LW_LISTEN_FDS); once
  *                 it accepts (its ready byte), this copy drains and exits 0 (same
  *                 "drain" line); the connections waiting in the shared accept queue
  *                 are the successor's. If the successor dies first, this copy goes on.
@@ -55,6 +56,8 @@
 #include <netinet/in.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 
 extern char **environ;
 #endif
@@ -116,6 +119,12 @@ typedef struct worker {
 static worker workers[MAX_THREADS];
 static int nworkers;
 static char **g_argv;
+/* The program to start on SIGHUP: argv[0] as the user gave it (made absolute against
+ * the starting directory), looked up again at each restart -- so a new binary installed
+ * at that path (a deploy) is what the successor runs. Not /proc/self/exe: that is the
+ * running inode, the OLD binary once the file has been replaced. */
+static char self_path[4096];
+static int self_path_search; /* argv[0] had no '/': searched in PATH (posix_spawnp) */
 
 /* Set once, by loop 0: the drain of every loop has been asked for. */
 static atomic_int cmd_drain;
@@ -274,8 +283,11 @@ static void start_successor(worker *w) {
     fprintf(stderr, "respond: restart: %s\n", lw_strerror(r));
     return;
   }
-  /* /proc/self/exe: the binary we run, even if argv[0] was relative to another cwd. */
-  r = posix_spawn(&successor, "/proc/self/exe", NULL, NULL, g_argv, environ);
+  /* Children of failed restarts are reaped here at the latest (on_ready tries first). */
+  while (waitpid(-1, NULL, WNOHANG) > 0)
+    ;
+  r = self_path_search ? posix_spawnp(&successor, self_path, NULL, NULL, g_argv, environ)
+                       : posix_spawn(&successor, self_path, NULL, NULL, g_argv, environ);
   lw_listeners_handoff_end(w->ls, w->nls);
   if (r != 0) {
     fprintf(stderr, "respond: restart: spawn: %s\n", strerror(r));
@@ -298,11 +310,23 @@ static void on_ready(lw_watch *wt, int events) {
   ready_watch = NULL;
   close(ready_fd);
   ready_fd = -1;
-  if (n == 1)
+  if (n == 1) {
     drain_all();
-  else
-    fprintf(stderr, "respond: restart: the new copy exited before accepting; "
-                    "this one goes on serving\n");
+    return;
+  }
+  /* EOF: the new copy closed its end without a byte -- it is exiting (the kernel
+   * closes a process's files just before it becomes a zombie). Reap it, waiting a
+   * little at most: a program that closes inherited descriptors and runs on must not
+   * block this loop. */
+  int st = -1;
+  for (int i = 0; i < 200 && waitpid(successor, &st, WNOHANG) == 0; i++) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  fprintf(stderr,
+          "respond: restart: the new copy exited before accepting (status %d); "
+          "this one goes on serving\n",
+          st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 #endif
 
@@ -456,6 +480,15 @@ int main(int argc, char **argv) {
   const char *listen_arg = NULL;
   int threads = 1, reuseport = 0;
   g_argv = argv;
+  if (!strchr(argv[0], '/')) {
+    self_path_search = 1;
+    snprintf(self_path, sizeof(self_path), "%s", argv[0]);
+  } else if (argv[0][0] == '/' || !getcwd(self_path, sizeof(self_path) - 1)) {
+    snprintf(self_path, sizeof(self_path), "%s", argv[0]);
+  } else {
+    size_t l = strlen(self_path);
+    snprintf(self_path + l, sizeof(self_path) - l, "/%s", argv[0]);
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--listen") == 0 && i + 1 < argc)
@@ -578,8 +611,11 @@ int main(int argc, char **argv) {
 #endif
   }
   for (int t = 0; t < threads; t++)
-    if (worker_setup(&workers[t]) < 0)
+    if (worker_setup(&workers[t]) < 0) {
+      free(cfg.payload); /* the loops made so far are reachable (workers[]); the exit frees them
+                          */
       return 1;
+    }
   /* Signals, in loop 0: SIGTERM/SIGINT drain, SIGHUP restarts (Windows: SIGNALS above).
    * Unref'd (the listeners keep the loop alive), and kept until every loop has drained:
    * a second SIGTERM during the drain is then ignored instead of killing the process. */
@@ -609,6 +645,18 @@ int main(int argc, char **argv) {
   lw_loop_run(workers[0].loop, LW_RUN_DEFAULT);
   for (int t = 1; t < threads; t++)
     pthread_join(workers[t].thread, NULL);
+#ifndef _WIN32
+  /* Freeing the watchers restores the default action (termination): a SIGTERM that
+   * came now -- an operator who presses Ctrl-C again, a supervisor that repeats
+   * itself -- would kill the process while it exits, without its drain line and with
+   * status 143. Blocked, they stay pending and go with the process. (The other
+   * threads have been joined: this one is the only one left.) */
+  sigset_t ss;
+  sigemptyset(&ss);
+  for (int i = 0; i < NSIGS; i++)
+    sigaddset(&ss, signums[i]);
+  pthread_sigmask(SIG_BLOCK, &ss, NULL);
+#endif
   for (int i = 0; i < NSIGS; i++)
     lw_signal_free(sigs[i]);
 #ifndef _WIN32

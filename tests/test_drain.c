@@ -413,7 +413,10 @@ static void test_drain_hostile(void **state) {
  * completion is posted, not yet reaped) are delivered and covered by the drain -- not
  * closed with an RST because the drain finished and done_cb closed the listener first
  * (as respond and httpd do). Those still in the kernel's queue go to the successor,
- * which holds a dup of the socket. Every client gets its response and a clean EOF. */
+ * which holds a dup of the socket. Every client gets its response and a clean EOF.
+ * Not on Windows: a socket belongs to one completion port, so a second loop cannot adopt
+ * its duplicate (tests/win/test_win_server, "shared"); IOCP's settle is not run there. */
+#ifndef _WIN32
 #define HK 8
 static int hk_accepts2;
 static lw_listener *hk_l;
@@ -498,10 +501,16 @@ static void test_drain_accepted_before_pause(void **state) {
   free(payload);
   assert_int_equal(lwt_fd_count(), fds);
 }
+#endif
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_drain_four_kinds), cmocka_unit_test(test_drain_callback_and_empty),
-      cmocka_unit_test(test_drain_hostile), cmocka_unit_test(test_drain_accepted_before_pause)};
+      cmocka_unit_test(test_drain_four_kinds),
+      cmocka_unit_test(test_drain_callback_and_empty),
+      cmocka_unit_test(test_drain_hostile),
+#ifndef _WIN32
+      cmocka_unit_test(test_drain_accepted_before_pause),
+#endif
+  };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
