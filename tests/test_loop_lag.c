@@ -160,7 +160,16 @@ static void lag_case(int mode) {
 
 static void test_stall_not_blamed(void **state) {
   (void)state;
+#ifdef _WIN32
+  /* Windows has no cheap count of acknowledged bytes (lw__sock_progress), and a send
+   * completion the late loop has not dispatched yet is invisible to the stall check:
+   * a known limit there (src/win/README.md, "Liveness after a late loop"). */
+  print_message("SKIP on Windows: the stall verdict after a late loop needs the kernel's "
+                "acknowledged count (src/win/README.md)\n");
+  skip();
+#else
   lag_case(0);
+#endif
 }
 
 static void test_idle_not_blamed(void **state) {
