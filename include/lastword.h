@@ -75,8 +75,9 @@
  *   - Every call documented here may be made from inside any callback of this library,
  *     including closing the very connection the callback is about: user callbacks that
  *     follow a close are not run, and memory is freed only after the callback returns
- *     (reference count + deferred free). Write callbacks, drain callbacks and on_close
- *     are always deferred: they never run inside the lw_* call that caused them.
+ *     (reference count + deferred free). Write callbacks, drain_cb, the drain's conn_cb
+ *     and done_cb, and on_close are always deferred: they never run inside the lw_*
+ *     call that caused them.
  *
  * What lw_close_info tells (the part no socket API reports):
  *   reason, initiator (who sent the first FIN or RST), whether it ended with an RST,
@@ -84,9 +85,17 @@
  *   discarded unsent / discarded unread, whether this side entered TIME_WAIT (measured
  *   from TCP_INFO just before close()), and how long the close took.
  *
- * Threads: a loop and everything on it belong to the thread that runs it. The one
- * exception is lw_wakeup_send(), which any thread (and, on Unix, a signal handler) may
- * call (see "Loop integration" below).
+ * Threads: a loop and everything on it are used by one thread at a time, and the
+ * library takes no lock for them. A loop may change threads between calls -- made in
+ * one, run in another, closed in a third (examples/respond --threads) -- when the
+ * application orders those calls itself (thread create/join). The one call any thread
+ * (and, on Unix, a signal handler) may make at any time is lw_wakeup_send() (see "Loop
+ * integration" below): the way to reach a loop that is running. Exception: with
+ * LW_URING_DEFER=1 (io_uring's opt-in task-work mode, src/linux/uring.c) the ring
+ * belongs for good to the first thread that waits on it or pauses/closes a listener on
+ * it, so each loop must live its whole life, lw_loop_new to lw_loop_close, in one
+ * thread. lw_listen_fds and the hand-off calls change the environment: not
+ * thread-safe (call them before starting threads).
  * Signals: every send uses MSG_NOSIGNAL; SIGPIPE is never raised by the library.
  */
 #ifndef LASTWORD_H
@@ -509,9 +518,12 @@ typedef struct lw_conn_options {
    * reason LW_REASON_IDLE_TIMEOUT. By default GRACEFULLY, as lw_close(c, 0) would (flush,
    * FIN, linger up to close_deadline_ms; a peer that does not finish in time is then
    * reset with reason DEADLINE); with idle_timeout_abort = 1, by lw_abort (RST at once).
-   * Starts when the connection is established; stops once a close has begun. One
-   * timer per connection, re-armed lazily (a read or write only stores a timestamp),
-   * so 100k idle connections cost 100k heap entries and no work per byte. */
+   * A late loop (a long callback) does not make a talking peer idle: before the
+   * verdict, Linux's TCP_INFO (tcpi_last_data_recv / _sent) says whether data moved
+   * while the loop was away. Starts when the connection is established; stops once a
+   * close has begun. One timer per connection, re-armed lazily (a read or write only
+   * stores a timestamp), so 100k idle connections cost 100k heap entries and no work
+   * per byte. */
   uint32_t idle_timeout_ms;
   int idle_timeout_abort;
 
@@ -520,7 +532,10 @@ typedef struct lw_conn_options {
    * alive (its kernel answers) but stopped reading: zero window, slowloris reader.
    * The connection is aborted (RST) with reason LW_REASON_STALLED, within
    * [N, 1.25 N] of the last acknowledged byte (checked every N/4 while output is
-   * pending, with one SIOCOUTQ ioctl per check). Applies in every state until the fd
+   * pending: one SIOCOUTQ ioctl per check, and on Linux one TCP_INFO, whose
+   * tcpi_bytes_acked is the acknowledged count -- the kernel's, so a loop that was late
+   * dispatching completions cannot mistake a reading peer for a stalled one; SIOCOUTQ 0
+   * with our own queue non-empty is never a stall). Applies in every state until the fd
    * is closed, including a lingering lw_close (whichever of it and the close deadline
    * comes first). */
   uint32_t stall_timeout_ms;
@@ -761,10 +776,13 @@ int lw_listen_fds(int *fds, const char **names, int max);
  * environment; a fork by another thread in between inherits the sockets too).
  * THE PROTOCOL that drops nothing: the socket is then shared, one accept queue served
  * by whichever process accepts. The predecessor keeps accepting until ready_fd says
- * the successor accepts too (both serve meanwhile), then closes its listeners: that
- * closes its descriptors only, and the queue stays with the successor's -- no
- * connection in it is lost. If the successor died instead, the predecessor resumes
- * (it never stopped) and lw_listener_queued() still counts what waits. */
+ * the successor accepts too (both serve meanwhile), then drains (lw_loop_drain: its
+ * listeners pause) and closes its listeners from done_cb, once the pause has settled
+ * (lw_listener_close: on io_uring/IOCP an earlier close resets what the backend had
+ * accepted ahead). The close closes its descriptors only, and the queue stays with the
+ * successor's -- no connection in it is lost. If the successor died instead (EOF on
+ * ready_fd), the predecessor goes on serving (it never stopped) and
+ * lw_listener_queued() still counts what waits. */
 int lw_listeners_handoff(lw_listener *const *ls, int n, int *ready_fd);
 void lw_listeners_handoff_end(lw_listener *const *ls, int n);
 /* In the successor, once its adopted listeners are accepting (after lw_listener_adopt:

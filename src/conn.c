@@ -563,7 +563,7 @@ static int queue_write(lw_conn *c, lw__wreq *w) {
    * them returns (the loop's pending step, before it waits again). A close that
    * follows in the same callback -- write, then lw_close: the usual end of a response
    * -- is then known when they go out, and the backend lets the FIN ride on the last
-   * data segment (lw__conn_fin_follows): one segment, one ACK and one wakeup of the
+   * data segment (lw__conn_last_before_fin): one segment, one ACK and one wakeup of the
    * peer fewer per connection. Writes queued together leave in one sendmsg. */
   if (!c->detached && !c->flush_due) {
     c->flush_due = 1;

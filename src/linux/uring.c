@@ -47,7 +47,8 @@
  *      cannot starve the others, and ur_buf_take/ur_buf_return assert each handover.
  *   4. Running out of buffers is backpressure, not a spin: a recv that completes with
  *      -ENOBUFS (a burst larger than the ring completed before we reaped) is re-armed
- *      once per wait, after the dispatch has given every buffer back (ur_rearm_starved).
+ *      once per wait, after the dispatch has given every buffer back (the starved
+ *      list, at the end of ur_poll).
  *   5. lw_conn_read_stop holds any result of a recv already in flight -- data or the
  *      peer's FIN -- in the stash until lw_conn_read_start (the core's held_input rule,
  *      internal.h); errors still end the connection at once. A completion's bytes go

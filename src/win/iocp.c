@@ -306,7 +306,7 @@ static void iocp_destroy(lw_loop *loop) {
   pool_drain(st);
   /* Orphaned accepts and disconnects in flight still point into memory we own: reap
    * them (closing the listener already cancelled the accepts; a DisconnectEx delayed
-   * by TIME_WAIT is cut short by closing its socket in iocp_disc_done's path). */
+   * by TIME_WAIT is cut short by closing its socket in disc_done's path). */
   for (int i = 0; i < 200 && (st->orphans > 0 || st->st.recycling > 0); i++) {
     st->pool_max = 0; /* whatever completes now is closed, not pooled */
     iocp_poll(loop, 10);
