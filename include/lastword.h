@@ -627,7 +627,9 @@ int lw_listener_new(lw_loop *loop, const char *host, int port, int backlog,
 /* Adopts a socket that is already bound and listening (systemd socket activation's
  * LISTEN_FDS, a socket inherited from a previous process for a restart that drops
  * nothing). The listener owns fd from then on; LW_EINVAL if fd is not a listening
- * TCP socket. */
+ * TCP socket. Windows: also LW_EINVAL for a socket another loop serves, or a duplicate
+ * of one (WSADuplicateSocket): a socket belongs to one I/O completion port for life,
+ * so one listening socket cannot be shared by several loops there. */
 int lw_listener_adopt(lw_loop *loop, int fd, const lw_conn_options *opts, lw_accept_cb cb,
                       lw_listener **out);
 int lw_listener_port(const lw_listener *l);

@@ -743,7 +743,14 @@ static void send_done(iocp_sock *ws, DWORD bytes, DWORD err) {
      * bytes_sent says so (lw__conn_write_late). */
     lw__conn_write_late(c, bytes);
   } else if (c && !c->detached && err != ERROR_OPERATION_ABORTED) {
-    lw__conn_write_done(c, err ? (ssize_t)lw__err_from_win(err) : (ssize_t)bytes);
+    /* A send that failed part-way (the peer's RST while it was in flight) still
+     * transferred `bytes`: they left, so bytes_sent counts them before the error is
+     * reported (Wine keeps a large WSASend pending until every byte is in the Linux
+     * socket, so a reset meets it half done: torture_iocp peer-got-more-than-sent). */
+    if (err && bytes > 0)
+      lw__conn_write_done(c, (ssize_t)bytes);
+    if (!c->detached)
+      lw__conn_write_done(c, err ? (ssize_t)lw__err_from_win(err) : (ssize_t)bytes);
   }
   op_finished(ws);
   if (c && !c->detached)

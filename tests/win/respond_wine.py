@@ -19,7 +19,9 @@ N = 4 * 1024 * 1024
 LOG_RE = re.compile(r"^close reason=(\S+) initiator=(\S+) rst=([01]) queued=(\d+) sent=(\d+) "
                     r"acked=(\d+) unsent_discarded=(\d+) unread_discarded=(\d+) ")
 
-def start(exe=EXE, args=("--bytes", str(N), "--log")):
+# --deadline-ms 30000: the mid-response connection's lw_close deadline (default 5000)
+# must not end it while it waits for the drain to begin (Wine's Ctrl-C is slow to come).
+def start(exe=EXE, args=("--bytes", str(N), "--log", "--deadline-ms", "30000")):
     p = subprocess.Popen(["wine", exe, "--listen", "127.0.0.1:0", *args],
                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     line = p.stdout.readline().strip()
@@ -102,11 +104,15 @@ t1 = time.monotonic()
 r_idle, r_mid = [], []
 ti = threading.Thread(target=read_all, args=(idle, r_idle))
 tm = threading.Thread(target=read_all, args=(mid, r_mid))
-p.send_signal(signal.SIGINT)  # then each client reads on to its end, as a client does
-ti.start(); tm.start()
+p.send_signal(signal.SIGINT)
+# The idle one's FIN comes only from the drain (respond has no idle timeout): once it is
+# there the drain runs, and the mid-response reader reads on to its end, as a client
+# does -- so that connection was covered while its answer was still on its way.
+ti.start(); ti.join(35)
+tm.start()
 rc = stop(p)  # (a second SIGINT, during the drain: ignored)
 took = time.monotonic() - t1
-ti.join(35); tm.join(35)
+tm.join(35)
 rest = [l.strip() for l in p.stdout.read().splitlines()]
 drain = [l for l in rest if l.startswith("drain ")]
 logs = [l for l in rest if l.startswith("close ")]

@@ -27,6 +27,7 @@
  */
 #include "lastword.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,11 +218,13 @@ typedef struct cli {
   int poison_seen;
   int pattern_bad;
   char head[64];
+  atomic_int connected; /* set once its connect returned */
 } cli;
 
 THR_FN(client_fn) {
   cli *a = arg;
   sk_t s = wt_connect(a->port);
+  atomic_store(&a->connected, 1);
   if (a->delay_ms)
     msleep(a->delay_ms);
   if (a->send_len && wt_send_all(s, a->send, a->send_len) != 0) {
@@ -836,7 +839,20 @@ static int case_lisclose(int rounds) {
       cc[i].port = lw_listener_port(lis);
       h[i] = thr_start(client_fn, &cc[i]);
     }
-    msleep(100); /* all 8 connected (backlog / AcceptEx) before the loop runs */
+    /* All 8 connected (backlog / AcceptEx) before the loop runs: waited for, not slept
+     * (a fixed 100 ms was too short under ctest -j2 on Wine: a late client's connect
+     * met the closed listener and failed). */
+    for (uint64_t t1 = now_ms(); now_ms() - t1 < 10000;) {
+      int n = 0;
+      for (int i = 0; i < 8; i++)
+        n += atomic_load(&cc[i].connected);
+      if (n == 8)
+        break;
+      msleep(1);
+    }
+    for (int i = 0; i < 8; i++)
+      CHECK(atomic_load(&cc[i].connected));
+    msleep(20); /* the last handshakes reach the accept queue / AcceptEx */
     uint64_t t0 = now_ms();
     while (!lc_closes && now_ms() - t0 < 10000) {
       CHECK(lw_loop_run(loop, LW_RUN_NOWAIT) == 0);
