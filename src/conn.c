@@ -374,7 +374,8 @@ static void stall_start(lw_conn *c) {
   uint32_t quiet;
   c->stall_active = 1;
   c->u.live.stall_since = c->loop->now;
-  c->u.live.stall_acked = lw__sock_progress(c->io.fd, &k, &quiet) == 0 ? k : c->bytes_sent;
+  c->stall_kernel = lw__sock_progress(c->io.fd, &k, &quiet) == 0;
+  c->u.live.stall_acked = c->stall_kernel ? k : c->bytes_sent;
   live_arm(c, stall_period(c));
 }
 
@@ -432,14 +433,20 @@ static void live_fire(lw_conn *c) {
       /* Where the OS cannot count unacknowledged bytes (outq < 0: Windows without
        * SIO_TCP_INFO, Wine), progress is what the kernel keeps taking from our
        * queue: weaker, but a peer that reads is never mistaken for a stalled one. */
-      /* Where the kernel counts acknowledged bytes (Linux), its count, always (the
-       * baseline from stall_start is in the same units). */
+      /* Where the kernel counts acknowledged bytes (Linux), its count; the baseline's
+       * units are in stall_kernel. */
       if (k_known < 0)
         k_known = lw__sock_progress(c->io.fd, &k_acked, &k_quiet) == 0;
       uint64_t acked = k_known                           ? k_acked
                        : outq < 0                        ? c->bytes_sent
                        : c->bytes_sent >= (uint64_t)outq ? c->bytes_sent - (uint64_t)outq
                                                          : c->u.live.stall_acked;
+      if ((unsigned)k_known != c->stall_kernel) {
+        /* The baseline was counted the other way (TCP_INFO failed at one of the two
+         * reads): take this count as the new baseline; the clock keeps running. */
+        c->stall_kernel = (unsigned)k_known;
+        c->u.live.stall_acked = acked;
+      }
       /* SIOCOUTQ 0: the peer has acknowledged all the kernel was given; what waits is
        * ours (queued, or a send whose completion is not dispatched yet): not a stall. */
       if (acked > c->u.live.stall_acked || outq == 0) {

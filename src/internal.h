@@ -389,6 +389,7 @@ struct lw_conn {
   unsigned peer_fin_first : 1; /* the kernel had the peer's FIN before ours left */
   unsigned acked_clean : 1;    /* the last SIOCOUTQ read 0: peer acked all, FIN too */
   unsigned stall_active : 1;   /* output pending: the stall clock runs */
+  unsigned stall_kernel : 1;   /* stall_acked is the kernel's count (lw__sock_progress) */
   unsigned watch_errors : 1;   /* keepalive/user timeout on: keep the fd registered */
   unsigned acked_known : 1;    /* results of the close, for lw_close_info */
   unsigned time_wait : 1;
