@@ -87,21 +87,28 @@ def verdicts(res, want):
         check(ok, "%s: %s (got %s)" % (k, v if isinstance(v, str) else "|".join(v), got))
 
 
+def start_example(argv, name):
+    """Starts an example server (respond, httpd) on a free loopback port; returns the
+    process and the port from its "listening on" line (None if it printed none)."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    port = None
+    for _ in range(5):
+        m = re.search(r"listening on .*:(\d+)", p.stdout.readline())
+        if m:
+            port = int(m.group(1))
+            break
+    check(port is not None, "%s listens" % name)
+    return p, port
+
+
 def respond(lw, binary):
     opts = ["--idle-timeout-ms", "1000", "--stall-timeout-ms", "1000", "--dead-after-ms", "1000",
             "--deadline-ms", "1500"]
     for mode in ("graceful", "naive"):
         print("== respond --close %s" % mode, flush=True)
-        p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--close", mode] + opts,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        p, port = start_example([binary, "--listen", "127.0.0.1:0", "--close", mode] + opts,
+                                "respond")
         try:
-            port = None
-            for _ in range(5):
-                m = re.search(r"listening on .*:(\d+)", p.stdout.readline())
-                if m:
-                    port = int(m.group(1))
-                    break
-            check(port is not None, "respond listens")
             if port is None:
                 continue
             res, rc = run_check(lw, "127.0.0.1:%d" % port, "--request", "GET\\n")
@@ -242,17 +249,9 @@ def httpd(lw, binary):
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "big.bin"), "wb") as f:
             f.write(os.urandom(BIG))
-        p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--root", d,
-                              "--idle-timeout-ms", "1000"],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        p, port = start_example([binary, "--listen", "127.0.0.1:0", "--root", d,
+                                 "--idle-timeout-ms", "1000"], "httpd")
         try:
-            port = None
-            for _ in range(5):
-                m = re.search(r"listening on .*:(\d+)", p.stdout.readline())
-                if m:
-                    port = int(m.group(1))
-                    break
-            check(port is not None, "httpd listens")
             if port is None:
                 return
             res, rc = run_check(lw, "127.0.0.1:%d" % port, "--http", "/big.bin")
