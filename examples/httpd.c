@@ -412,13 +412,7 @@ static void usage(void) {
                   "[--idle-timeout-ms T] [--header-timeout-ms T] [--threads N] [--drain-ms D] "
                   "[--backend epoll|uring] "
                   "[--log]\n");
-#ifdef _WIN32
-  fprintf(stderr,
-          "Windows: Ctrl-C or Ctrl-Break drains and exits 0 (Windows has no SIGTERM); "
-          "there is no SIGHUP restart and no socket activation (LISTEN_FDS), and "
-          "--threads is 1 (%s)\n",
-          WIN_NO_THREADS);
-#endif
+  serve_usage_more();
   exit(2);
 }
 

@@ -169,13 +169,7 @@ static void usage(void) {
                   "[--close graceful|abort|naive] [--deadline-ms D] [--dead-after-ms T] "
                   "[--idle-timeout-ms T] [--stall-timeout-ms T] [--backend epoll|uring] "
                   "[--threads N [--reuseport]] [--drain-ms D] [--log]\n");
-#ifdef _WIN32
-  fprintf(stderr,
-          "Windows: Ctrl-C or Ctrl-Break drains and exits 0 (Windows has no SIGTERM); "
-          "there is no SIGHUP restart and no socket activation (LISTEN_FDS), and "
-          "--threads is 1 (%s)\n",
-          WIN_NO_THREADS);
-#endif
+  serve_usage_more();
   exit(2);
 }
 

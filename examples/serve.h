@@ -354,6 +354,17 @@ static void print_listening(int fd) {
   printf(strchr(host, ':') ? "listening on [%s]:%d\n" : "listening on %s:%d\n", host, port);
 }
 
+/* The end of a usage message: what differs on Windows. */
+static void serve_usage_more(void) {
+#ifdef _WIN32
+  fprintf(stderr,
+          "Windows: Ctrl-C or Ctrl-Break drains and exits 0 (Windows has no SIGTERM); "
+          "there is no SIGHUP restart and no socket activation (LISTEN_FDS), and "
+          "--threads is 1 (%s)\n",
+          WIN_NO_THREADS);
+#endif
+}
+
 /* The listening sockets into fds[]: passed (systemd, or a predecessor's SIGHUP), else
  * one made from listen_arg (*made = 1). Returns how many, or -1 (the reason printed). */
 static int serve_listen(const char *listen_arg, int *fds, int *made) {
