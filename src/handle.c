@@ -128,20 +128,8 @@ void lw_wakeup_free(lw_wakeup *w) {
   free(w);
 }
 
-void lw_wakeup_unref(lw_wakeup *w) {
-  if (w && !w->unref) {
-    w->unref = 1;
-    w->loop->nactive--;
-  }
-}
-void lw_wakeup_ref(lw_wakeup *w) {
-  if (w && w->unref) {
-    w->unref = 0;
-    w->loop->nactive++;
-  }
-}
-void lw_wakeup_set_data(lw_wakeup *w, void *data) { w->data = data; }
-void *lw_wakeup_get_data(const lw_wakeup *w) { return w->data; }
+/* lw_wakeup_ref/unref/set_data/get_data: a wake-up counts in nactive from new to free. */
+LW__HANDLE_REF_FNS(lw_wakeup, 1)
 
 /* ---- fd watchers ---- */
 
@@ -260,22 +248,8 @@ void lw__watch_endgame(lw_loop *loop) {
   }
 }
 
-void lw_watch_unref(lw_watch *w) {
-  if (w && !w->unref) {
-    w->unref = 1;
-    if (w->events)
-      w->loop->nactive--;
-  }
-}
-void lw_watch_ref(lw_watch *w) {
-  if (w && w->unref) {
-    w->unref = 0;
-    if (w->events)
-      w->loop->nactive++;
-  }
-}
-void lw_watch_set_data(lw_watch *w, void *data) { w->data = data; }
-void *lw_watch_get_data(const lw_watch *w) { return w->data; }
+/* lw_watch_ref/unref/set_data/get_data: a watch counts while it has events. */
+LW__HANDLE_REF_FNS(lw_watch, h->events)
 
 /* ---- the walk: every conn not yet freed, in loop->conns; slots do not move while a
  * walk runs (a conn freed meanwhile leaves a NULL hole, closed up when the last walk

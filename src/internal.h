@@ -29,6 +29,33 @@ typedef struct iovec lw__iov;
 #define LW__CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define LW__MIN(a, b) ((a) < (b) ? (a) : (b))
 
+/* The public lw_<type>_set_data / _get_data pair of a handle type with a `data` field. */
+#define LW__HANDLE_DATA_FNS(type)                                                              \
+  void type##_set_data(type *h, void *data) { h->data = data; }                                \
+  void *type##_get_data(const type *h) { return h->data; }
+
+/* The public lw_<type>_ref / _unref (lastword.h: an unref'd handle does not keep its loop
+ * alive) and _set_data / _get_data of a handle type whose `unref` flag and loop->nactive
+ * move together: `active` (an expression of h) says whether the handle counts in
+ * nactive now (started), so that a ref/unref while stopped changes only the flag and
+ * its start/stop does the counting. Defines lw_wakeup_*, lw_watch_*, lw_signal_*. */
+#define LW__HANDLE_REF_FNS(type, active)                                                       \
+  void type##_unref(type *h) {                                                                 \
+    if (h && !h->unref) {                                                                      \
+      h->unref = 1;                                                                            \
+      if (active)                                                                              \
+        h->loop->nactive--;                                                                    \
+    }                                                                                          \
+  }                                                                                            \
+  void type##_ref(type *h) {                                                                   \
+    if (h && h->unref) {                                                                       \
+      h->unref = 0;                                                                            \
+      if (active)                                                                              \
+        h->loop->nactive++;                                                                    \
+    }                                                                                          \
+  }                                                                                            \
+  LW__HANDLE_DATA_FNS(type)
+
 /* ---- intrusive doubly linked list (circular, with a head node) ---- */
 typedef struct lw__list {
   struct lw__list *next, *prev;

@@ -332,19 +332,5 @@ void lw__signal_dispatch(lw_loop *loop) {
   }
 }
 
-void lw_signal_unref(lw_signal *s) {
-  if (s && !s->unref) {
-    s->unref = 1;
-    if (s->signum)
-      s->loop->nactive--;
-  }
-}
-void lw_signal_ref(lw_signal *s) {
-  if (s && s->unref) {
-    s->unref = 0;
-    if (s->signum)
-      s->loop->nactive++;
-  }
-}
-void lw_signal_set_data(lw_signal *s, void *data) { s->data = data; }
-void *lw_signal_get_data(const lw_signal *s) { return s->data; }
+/* lw_signal_ref/unref/set_data/get_data: a signal watcher counts while started. */
+LW__HANDLE_REF_FNS(lw_signal, h->signum)

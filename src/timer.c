@@ -181,8 +181,7 @@ void lw_timer_free(lw_timer *t) {
   free(t);
 }
 
-void lw_timer_set_data(lw_timer *t, void *data) { t->data = data; }
-void *lw_timer_get_data(const lw_timer *t) { return t->data; }
+LW__HANDLE_DATA_FNS(lw_timer) /* lw_timer_set_data, lw_timer_get_data */
 
 int lw__timers_run(lw_loop *loop) {
   int ran = 0;
