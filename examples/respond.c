@@ -36,6 +36,8 @@
  *                 it accepts (its ready byte), this copy drains and exits 0 (same
  *                 "drain" line); the connections waiting in the shared accept queue
  *                 are the successor's. If the successor dies first, this copy goes on.
+ * All of that is examples/serve.h, shared with httpd.c (its top says what differs on
+ * Windows); this file is the protocol, its options and --reuseport.
  */
 #include "serve.h" /* the scaffolding shared with httpd.c: copy it with this file */
 
