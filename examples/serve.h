@@ -28,9 +28,9 @@
  *    activation (lw_listen_fds, lw_listeners_handoff: LW_ENOSYS).
  *  - one loop: a socket is tied to ONE I/O completion port for its life
  *    (CreateIoCompletionPort), and its duplicates (WSADuplicateSocket, DuplicateHandle)
- *    are the same socket, so a second loop cannot adopt it (tests/win/test_win_server,
- *    "shared"); nor is there an SO_REUSEPORT group. So loop 0 makes the listener itself
- *    (lw_listener_new) and --threads must be 1.
+ *    are the same socket, so a second loop cannot adopt it (tests/test_adopt.c,
+ *    test_adopt_shared); nor is there an SO_REUSEPORT group. So loop 0 makes the listener
+ *    itself (lw_listener_new) and --threads must be 1.
  */
 #ifndef LW_EXAMPLES_SERVE_H
 #define LW_EXAMPLES_SERVE_H

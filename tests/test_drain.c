@@ -415,7 +415,7 @@ static void test_drain_hostile(void **state) {
  * (as respond and httpd do). Those still in the kernel's queue go to the successor,
  * which holds a dup of the socket. Every client gets its response and a clean EOF.
  * Not on Windows: a socket belongs to one completion port, so a second loop cannot adopt
- * its duplicate (tests/win/test_win_server, "shared"); IOCP's settle is not run there. */
+ * its duplicate (tests/test_adopt.c, test_adopt_shared); IOCP's settle is not run there. */
 #ifndef _WIN32
 #define HK 8
 static int hk_accepts2;
