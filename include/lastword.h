@@ -789,7 +789,9 @@ int lw_listeners_handoff(lw_listener *const *ls, int n, int *ready_fd);
 void lw_listeners_handoff_end(lw_listener *const *ls, int n);
 /* In the successor, once its adopted listeners are accepting (after lw_listener_adopt:
  * the accept is armed by then): tells the predecessor (LW_READY_FD), then closes and
- * unsets it. 0 if there was nothing to tell, 1 if told, or an LW_E code. */
+ * unsets it. 0 if there was nothing to tell, 1 if told, or an LW_E code. On Windows,
+ * where no predecessor can hand sockets over, always 0 (not LW_ENOSYS: a program may
+ * call it unconditionally). */
 int lw_handoff_ready(void);
 void lw_listener_set_data(lw_listener *l, void *data);
 void *lw_listener_get_data(const lw_listener *l);
