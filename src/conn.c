@@ -404,10 +404,12 @@ static void live_fire(lw_conn *c) {
         k_quiet < o->idle_timeout_ms && k_quiet <= now) {
       c->u.live.last_io = now - k_quiet; /* data moved while the loop was away */
       due = c->u.live.last_io + o->idle_timeout_ms;
-    } else if (now >= due && !k_known &&
+    } else if (now >= due && !k_known && lw__conn_wants_read(c) &&
                (lw__sock_inq(c->io.fd) > 0 || held_input(c, NULL) > 0)) {
-      /* No kernel clock (Windows): input waiting, in the kernel or in a completion not
-       * dispatched yet, is the peer talking while the loop was away. */
+      /* No kernel clock (Windows): input waiting while the application reads, in the
+       * kernel or in a completion not dispatched yet, is the peer talking while the loop
+       * was away. (With reading stopped, waiting input is old news: a peer that sent a
+       * byte and went silent still times out.) */
       c->u.live.last_io = now;
       due = now + o->idle_timeout_ms;
     }
