@@ -913,6 +913,27 @@ static void cancel_writes(lw_conn *c) {
  * c->u.live: from here on c->u.end holds the results. Returns 1 when the close must be
  * made an RST although the state machine asked for a plain close(): input the backend
  * holds (held_input) would have made the kernel send one, had it stayed there (B13). */
+/* The connection was dead before its close (final_snapshot): it ends as what killed
+ * it, if err says -- the peer's reset or its TCP giving up. Returns 1 if it did. */
+static int died_before_close(lw_conn *c, int err) {
+  if (err != LW_ECONNRESET && err != LW_EPIPE && err != LW_ETIMEDOUT)
+    return 0;
+  c->sm.reason = err == LW_ETIMEDOUT ? LW_REASON_DEAD_PEER : LW_REASON_PEER_RESET;
+  c->sm.err = err;
+  if (err != LW_ETIMEDOUT) {
+    c->sm.rst = 1;
+    if (!c->sm.fin_sent)
+      c->sm.initiator = LW_INITIATOR_PEER;
+  }
+  return 1;
+}
+
+void lw__conn_error_late(lw_conn *c, int err) {
+  assert(c->detached && !c->ops_done); /* on_close waits for the last completion */
+  if (c->dead_unexplained && died_before_close(c, err))
+    c->dead_unexplained = 0;
+}
+
 static int final_snapshot(lw_conn *c, int resetting) {
   int fd = c->io.fd;
   uint64_t acked = 0, silent = 0;
@@ -971,16 +992,9 @@ static int final_snapshot(lw_conn *c, int resetting) {
    * read from SO_ERROR (which the kernel keeps until someone reads it). */
   if (s.state == LW__TCP_CLOSE && c->sm.reason != LW_REASON_PEER_RESET &&
       c->sm.reason != LW_REASON_DEAD_PEER && c->sm.reason != LW_REASON_ERROR) {
-    int err = lw__sock_so_error(fd);
-    if (err == LW_ECONNRESET || err == LW_EPIPE || err == LW_ETIMEDOUT) {
-      c->sm.reason = err == LW_ETIMEDOUT ? LW_REASON_DEAD_PEER : LW_REASON_PEER_RESET;
-      c->sm.err = err;
-      if (err != LW_ETIMEDOUT) {
-        c->sm.rst = 1;
-        if (!c->sm.fin_sent)
-          c->sm.initiator = LW_INITIATOR_PEER;
-      }
-    }
+    /* Not found: an operation still in flight took it (lw__conn_error_late). */
+    if (!died_before_close(c, lw__sock_so_error(fd)))
+      c->dead_unexplained = 1;
   }
   if (inq > 0) {
     c->unread_discarded += (uint64_t)inq;

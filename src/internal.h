@@ -423,16 +423,17 @@ struct lw_conn {
   unsigned rst_seen : 1;    /* close() with unread input turned into an RST */
   unsigned close_begun : 1; /* t0 holds close_start (else first_byte_due) */
   unsigned deadline_armed : 1;
-  unsigned flush_due : 1;      /* queued bytes wait for the pending step (queue_write) */
-  unsigned deliver_due : 1;    /* held input waits for the pending step (deliver_held) */
-  unsigned established : 1;    /* accepted, or our connect completed */
-  unsigned fin_deferred : 1;   /* lw_shutdown while connecting: FIN once connected */
-  unsigned linger_acked : 1;   /* LINGER: every byte we wrote seen acknowledged */
-  unsigned close_reported : 1; /* on_close has run (lw_loop_walk skips it) */
-  unsigned draining : 1;       /* covered by the loop's drain (drain.c) */
-  unsigned drain_cb_due : 1;   /* its drain conn_cb has not run yet */
-  unsigned drain_idle : 1;     /* the drain's idle-close policy applies to it */
-  uint32_t ack_poll_ms;        /* ACK_WAIT / LINGER: SIOCOUTQ poll interval (backs off) */
+  unsigned flush_due : 1;        /* queued bytes wait for the pending step (queue_write) */
+  unsigned deliver_due : 1;      /* held input waits for the pending step (deliver_held) */
+  unsigned established : 1;      /* accepted, or our connect completed */
+  unsigned fin_deferred : 1;     /* lw_shutdown while connecting: FIN once connected */
+  unsigned linger_acked : 1;     /* LINGER: every byte we wrote seen acknowledged */
+  unsigned dead_unexplained : 1; /* the close found the socket dead, SO_ERROR taken */
+  unsigned close_reported : 1;   /* on_close has run (lw_loop_walk skips it) */
+  unsigned draining : 1;         /* covered by the loop's drain (drain.c) */
+  unsigned drain_cb_due : 1;     /* its drain conn_cb has not run yet */
+  unsigned drain_idle : 1;       /* the drain's idle-close policy applies to it */
+  uint32_t ack_poll_ms;          /* ACK_WAIT / LINGER: SIOCOUTQ poll interval (backs off) */
 
   /* One timer node, armed for the sooner of two due times (conn_timer_sync): the close
    * deadline (close_start + deadline_ms) and aux_due, the sooner of every other clock
@@ -483,6 +484,12 @@ void lw__conn_deliver_due(lw_conn *c);
  * bytes stayed queued (B13), but the receive took them: the backend then sets
  * SO_LINGER{1,0} before its close. */
 int lw__conn_read_late(lw_conn *c, size_t n, size_t counted);
+/* err (LW_E*): the error a receive or send still in flight at the close completed with.
+ * The kernel hands a socket's error out once (sock_error), so an operation in flight
+ * can take it before the close's snapshot reads SO_ERROR -- io_uring runs its task
+ * work at any syscall's return without COOP_TASKRUN. When the snapshot found the
+ * socket already dead but no error left, this names what killed it. */
+void lw__conn_error_late(lw_conn *c, int err);
 void lw__conn_ops_done(lw_conn *c);
 /* fd >= 0: a new connection; fd < 0: an LW_E* error (EMFILE...). */
 void lw__listener_accept_done(lw_listener *l, int fd, int status);

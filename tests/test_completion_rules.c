@@ -665,6 +665,44 @@ static void test_write_while_input_held(void **state) {
   finish(loop, l);
 }
 
+/* 7. The peer's reset while reading is stopped, and the application's close before the
+ * loop heard of it: the connection ends as the peer's reset, initiator the peer (the
+ * torture harness's initiator rule, issue 14.5). The kernel hands the error out once;
+ * on io_uring the receive left in flight by read_stop takes it as soon as its task
+ * work runs -- without COOP_TASKRUN that is the return of the peer's own close() here
+ * -- so the close's SO_ERROR read finds nothing and only the receive's completion,
+ * reaped after the close, can say what happened (lw__conn_error_late). Failed before
+ * that under LW_URING_NO_COOP=1 (reason naive/abort, initiator local). */
+static struct { int peer, mode; } r7;
+static void r7_reset_then_close(lw_timer *t) {
+  (void)t;
+  struct linger lg = {1, 0};
+  assert_int_equal(setsockopt(r7.peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+  assert_int_equal(close(r7.peer), 0); /* RST, processed by loopback before it returns */
+  r7.peer = -1;
+  assert_int_equal(r7.mode ? lw_abort(hs.a) : lw_close_naive(hs.a), 0);
+}
+
+static void test_reset_unheard_before_close(void **state) {
+  (void)state;
+  for (int mode = 0; mode < 2; mode++) {
+    lw_loop *loop;
+    lw_listener *l;
+    lw_timer *t;
+    hs_setup(NULL, &loop, &l, &r7.peer, &t);
+    r7.mode = mode;
+    lw_timer_start(t, r7_reset_then_close, 1, 0);
+    lwt_run_until(loop, NULL, &hs.closes, 1, 2000);
+    assert_int_equal(hs.closes, 1);
+    assert_int_equal(hs.info.reason, LW_REASON_PEER_RESET);
+    assert_int_equal(hs.info.initiator, LW_INITIATOR_PEER);
+    assert_int_equal(hs.info.rst, 1);
+    assert_int_equal(hs.info.os_error, LW_ECONNRESET);
+    lw_timer_free(t);
+    finish(loop, l);
+  }
+}
+
 #ifdef LW_HAVE_URING
 static int env_on(const char *name) {
   const char *v = getenv(name);
@@ -717,6 +755,7 @@ int main(void) {
       cmocka_unit_test(test_held_input_naive),
       cmocka_unit_test(test_held_input_first_byte),
       cmocka_unit_test(test_write_while_input_held),
+      cmocka_unit_test(test_reset_unheard_before_close),
 #ifdef LW_HAVE_URING
       cmocka_unit_test(test_uring_setup_mode),
 #endif

@@ -727,6 +727,8 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
         u->inq_counted -= (unsigned)counted;
       if (lw__conn_read_late(c, (size_t)res, counted))
         lw__sock_set_linger0(c->io.fd);
+    } else if (res < 0 && res != -ECANCELED) {
+      lw__conn_error_late(c, lw__err_from_errno(-res)); /* it took the socket's error */
     }
     if (u->close_wait_recv) {
       u->close_wait_recv = 0;
@@ -791,6 +793,8 @@ static void ur_send_done(lw_conn *c, int res) {
   u->send_inflight = 0;
   if (c->detached && res > 0)
     lw__conn_write_late(c, (size_t)res); /* it completed before its cancel was issued */
+  else if (c->detached && res < 0 && res != -ECANCELED)
+    lw__conn_error_late(c, lw__err_from_errno(-res));
   else if (!c->detached && res != -ECANCELED)
     lw__conn_write_done(c, res >= 0 ? res : lw__err_from_errno(-res));
   ur_op_finished(c);

@@ -728,6 +728,8 @@ static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
       ws->inq_counted -= counted;
     if (lw__conn_read_late(c, bytes, counted))
       linger0_set(ws->s);
+  } else if (c && err != 0 && err != ERROR_OPERATION_ABORTED) {
+    lw__conn_error_late(c, lw__err_from_win(err)); /* it may have taken the error */
   }
   op_finished(ws);
   if (c && !c->detached)
