@@ -7,7 +7,8 @@
 #   usage: bench/ab.sh BYTES CONC RUNS SERVER_BINARY...
 #   e.g.   bench/ab.sh 64 64 7 /tmp/respond_before build/examples/respond build/bench/uv_server
 # respond-style binaries get --close graceful; uv_server / raw_epoll / ev_server get
-# --mode respond. Needs build/bench/loadgen (make bench or bench/run.sh builds it).
+# --mode respond; a path ending in raw_linger (a link to raw_epoll) gets --mode
+# respond-linger. Needs build/bench/loadgen (make bench or bench/run.sh builds it).
 set -u
 bytes=$1 conc=$2 runs=$3
 shift 3
@@ -18,6 +19,7 @@ for r in $(seq "$runs"); do
   for b in "$@"; do
     port=$((port + 1))
     case $b in
+    *raw_linger*) args="--mode respond-linger" ;; # a link to raw_epoll: the graceful floor
     *uv_server* | *raw_epoll* | *ev_server*) args="--mode respond" ;;
     *) args="--close graceful" ;;
     esac

@@ -1,7 +1,8 @@
 /*
  * bench_args.h - the command line and the payload every comparison server shares, so
  * that they differ only in the event library under test:
- *   NAME --listen HOST:PORT [--bytes N] [--mode respond|echo]
+ *   NAME --listen HOST:PORT [--bytes N] [--mode respond|echo|respond-linger]
+ * respond-linger is raw_epoll's only (the hand-written graceful floor, raw_epoll.c).
  */
 #ifndef LW_BENCH_ARGS_H
 #define LW_BENCH_ARGS_H
@@ -17,6 +18,7 @@ typedef struct bench_args {
   const char *listen; /* HOST:PORT as given */
   size_t nbytes;      /* response size */
   int echo_mode;
+  int linger;    /* --mode respond-linger */
   char *payload; /* nbytes of i % 251 */
 } bench_args;
 
@@ -32,7 +34,8 @@ static int bench_args_parse(bench_args *a, int argc, char **argv, const char *na
     else if (!strcmp(argv[i], "--bytes"))
       a->nbytes = strtoull(argv[i + 1], NULL, 10);
     else if (!strcmp(argv[i], "--mode"))
-      a->echo_mode = !strcmp(argv[i + 1], "echo");
+      a->echo_mode = !strcmp(argv[i + 1], "echo"),
+      a->linger = !strcmp(argv[i + 1], "respond-linger");
     else
       goto usage;
   }
@@ -50,7 +53,9 @@ static int bench_args_parse(bench_args *a, int argc, char **argv, const char *na
   signal(SIGPIPE, SIG_IGN);
   return 0;
 usage:
-  fprintf(stderr, "usage: %s --listen HOST:PORT [--bytes N] [--mode respond|echo]\n", name);
+  fprintf(stderr,
+          "usage: %s --listen HOST:PORT [--bytes N] [--mode respond|echo|respond-linger]\n",
+          name);
   return 2;
 }
 

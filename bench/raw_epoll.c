@@ -2,10 +2,14 @@
  * raw_epoll - the floor: the cheapest server that speaks the bench protocols, written as
  * plainly as possible with a naive close() (no shutdown, no drain, no deadline).
  *
- *   raw_epoll --listen 127.0.0.1:PORT [--bytes N] [--mode respond|echo]
+ *   raw_epoll --listen 127.0.0.1:PORT [--bytes N] [--mode respond|echo|respond-linger]
  *
  * respond: reads the request line one byte at a time up to '\n' and never past it (the
  * same reading as examples/respond.c), writes N bytes (byte i = i % 251), close().
+ * respond-linger: the same, then the least a close that loses nothing must do, written
+ * as plainly: shutdown(SHUT_WR), read and discard until the peer's FIN, close() -- the
+ * graceful floor (no deadline, no accounting: the bench's peers always close). Set
+ * against respond, it prices waiting for the peer's FIN, which no naive close pays.
  * echo: writes back whatever it reads. SIGTERM: the default (the kernel closes every
  * socket: the natural "drain" of a plain server). SIGINT: exit(0) (for callgrind).
  */
@@ -29,11 +33,13 @@ typedef struct client {
   size_t off;   /* response bytes written */
   char *pend;   /* echo: bytes not yet written back */
   size_t pend_len;
+  int lingering; /* respond-linger: our FIN sent, reading to the peer's FIN */
 } client;
 
 static char *payload;
 static size_t nbytes = 64;
 static int echo_mode;
+static int linger_mode;
 static int epfd;
 static volatile sig_atomic_t stop;
 
@@ -46,6 +52,22 @@ static void drop(client *c) {
   close(c->fd);
   free(c->pend);
   free(c);
+}
+
+/* respond-linger: discard input until the peer's FIN (or an error), then close. */
+static void on_linger(client *c) {
+  static char sink[16384];
+  for (;;) {
+    ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+    if (n > 0)
+      continue;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN)
+      return;
+    drop(c);
+    return;
+  }
 }
 
 static void reply(client *c) {
@@ -62,6 +84,14 @@ static void reply(client *c) {
       break;
     }
     c->off += (size_t)w;
+  }
+  if (linger_mode && c->off == nbytes) {
+    shutdown(c->fd, SHUT_WR);
+    c->lingering = 1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    on_linger(c);
+    return;
   }
   drop(c); /* the naive close */
 }
@@ -132,6 +162,7 @@ int main(int argc, char **argv) {
     return 2;
   nbytes = args.nbytes;
   echo_mode = args.echo_mode;
+  linger_mode = args.linger;
   payload = args.payload;
   signal(SIGINT, on_int);
 
@@ -169,6 +200,8 @@ int main(int argc, char **argv) {
         }
       } else if (echo_mode)
         on_echo(c, evs[i].events);
+      else if (c->lingering)
+        on_linger(c);
       else if (c->replying)
         reply(c);
       else
