@@ -9,7 +9,11 @@ Every process is bounded in time (subprocess timeouts; loadgen bounds itself).""
 import argparse, csv, os, resource, shutil, signal, socket, statistics, subprocess, sys
 import tempfile, time
 
-SERVERS = ["raw", "lastword", "lw-uring", "libuv", "libevent", "nginx"]
+# raw: raw_epoll, the naive floor (close() at once); raw-linger: the same program with
+# the least a graceful close must add (shutdown, read to the peer's FIN, close): the
+# graceful floor, for the respond workloads only.
+SERVERS = ["raw", "raw-linger", "lastword", "lw-uring", "libuv", "libevent", "nginx"]
+RESPOND_ONLY = {"raw-linger"}
 SERVER_CPU, LOAD_CPU = "0", "1"
 BASE_PORT = 17100
 
@@ -50,8 +54,9 @@ class Server:
                 cmd = [os.path.join(A.bin, "lw_echo"), "--listen", listen]
             else:
                 cmd = [A.respond, "--listen", listen, "--bytes", str(nbytes), "--close", "graceful"]
-        elif name == "raw":
-            cmd = [os.path.join(A.bin, "raw_epoll"), "--listen", listen, "--bytes", str(nbytes), "--mode", mode]
+        elif name in ("raw", "raw-linger"):
+            m = "respond-linger" if name == "raw-linger" and mode == "respond" else mode
+            cmd = [os.path.join(A.bin, "raw_epoll"), "--listen", listen, "--bytes", str(nbytes), "--mode", m]
         elif name == "libuv":
             cmd = [os.path.join(A.bin, "uv_server"), "--listen", listen, "--bytes", str(nbytes), "--mode", mode]
         elif name == "libevent":
@@ -268,7 +273,7 @@ def w_echo(servers_names, runs):
     conc, dur = 1000, A.duration
     wl = "echo 1000 conns 64 B"
     log(f"{wl}: {runs} runs x {dur}s")
-    srv = start_set(servers_names, 64, "echo", BASE_PORT + 40)
+    srv = start_set([n for n in servers_names if n not in RESPOND_ONLY], 64, "echo", BASE_PORT + 40)
     try:
         for s in srv.values():
             loadgen(s, {"mode": "echo", "conc": conc, "duration": 0.3, "msg": 64}, 60)
@@ -287,6 +292,7 @@ def w_echo(servers_names, runs):
 
 def w_idle(servers_names, runs, conns, drain):
     """Memory per idle connection (a fresh server each run), then the drain."""
+    servers_names = [n for n in servers_names if n not in RESPOND_ONLY]  # as raw here
     wl = f"idle {conns // 1000}k conns"
     log(f"{wl}: {runs} runs (memory{' + drain' if drain else ''})")
     src_addrs = max(1, (conns + 25000) // 25000)
