@@ -810,7 +810,11 @@ void lw_conn_on_drain(lw_conn *c, lw_drain_cb cb);
 int lw_conn_read_start(lw_conn *c, lw_read_cb cb);
 int lw_conn_read_stop(lw_conn *c);
 /* Maximum bytes per read callback from now on (1 .. 1 MiB). A server that must leave
- * everything after a request line in the kernel reads with size 1 until the newline. */
+ * everything after a request line unread reads with size 1 until the newline. Unread
+ * means in the kernel, or held by the library: a completion backend's receive may
+ * complete after lw_conn_read_stop (IOCP, io_uring), and io_uring receives a whole
+ * buffer whatever the size. Every close counts held bytes as the kernel's queue -- a
+ * naive close resets, a graceful one discards them -- and lw_close_info says so. */
 int lw_conn_set_read_size(lw_conn *c, size_t size);
 
 /* Queues len bytes WITHOUT copying: buf must stay valid until cb fires (cb may be NULL
