@@ -909,10 +909,6 @@ static void cancel_writes(lw_conn *c) {
     lw__loop_pending_add(c);
 }
 
-/* Everything the kernel can tell us, read while the fd still exists. Ends the use of
- * c->u.live: from here on c->u.end holds the results. Returns 1 when the close must be
- * made an RST although the state machine asked for a plain close(): input the backend
- * holds (held_input) would have made the kernel send one, had it stayed there (B13). */
 /* The connection was dead before its close (final_snapshot): it ends as what killed
  * it, if err says -- the peer's reset or its TCP giving up. Returns 1 if it did. */
 static int died_before_close(lw_conn *c, int err) {
@@ -934,6 +930,10 @@ void lw__conn_error_late(lw_conn *c, int err) {
     c->dead_unexplained = 0;
 }
 
+/* Everything the kernel can tell us, read while the fd still exists. Ends the use of
+ * c->u.live: from here on c->u.end holds the results. Returns 1 when the close must be
+ * made an RST although the state machine asked for a plain close(): input the backend
+ * holds (held_input) would have made the kernel send one, had it stayed there (B13). */
 static int final_snapshot(lw_conn *c, int resetting) {
   int fd = c->io.fd;
   uint64_t acked = 0, silent = 0;

@@ -487,8 +487,8 @@ int lw__conn_read_late(lw_conn *c, size_t n, size_t counted);
 /* err (LW_E*): the error a receive or send still in flight at the close completed with.
  * The kernel hands a socket's error out once (sock_error), so an operation in flight
  * can take it before the close's snapshot reads SO_ERROR -- io_uring runs its task
- * work at any syscall's return without COOP_TASKRUN. When the snapshot found the
- * socket already dead but no error left, this names what killed it. */
+ * work at any syscall's return unless the ring has DEFER_TASKRUN. When the snapshot
+ * found the socket already dead but no error left, this names what killed it. */
 void lw__conn_error_late(lw_conn *c, int err);
 void lw__conn_ops_done(lw_conn *c);
 /* fd >= 0: a new connection; fd < 0: an LW_E* error (EMFILE...). */
