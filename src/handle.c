@@ -26,7 +26,7 @@
 #endif
 
 /* The signal handler and other threads touch these: they must not take a lock. */
-static void relax(void) {
+void lw__relax(void) {
 #ifdef _WIN32
   SwitchToThread();
 #else
@@ -120,7 +120,7 @@ void lw_wakeup_free(lw_wakeup *w) {
    * wait until it is out. Bounded by one send's length (an eventfd write); a send that
    * STARTS after this is the application's race, which the contract forbids. */
   while (atomic_load(&w->senders))
-    relax();
+    lw__relax();
   lw__list_remove(&w->node);
   w->loop->nhandles--;
   if (!w->unref)

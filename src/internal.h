@@ -255,6 +255,9 @@ unsigned lw__uring_setup_flags(const lw_loop *loop);
 #endif
 
 /* ---- loop integration handles (src/handle.c, src/signal.c) ---- */
+/* Gives the CPU away inside a spin on an atomic: the handles' registries and counters
+ * are shared with a signal handler and other threads, so they spin, never lock. */
+void lw__relax(void);
 #ifdef _WIN32
 #define LW__NSIG 32
 #else

@@ -46,7 +46,6 @@
 #include <windows.h>
 #else
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #endif
 
@@ -70,17 +69,9 @@ static int atfork_registered;
 #endif
 static unsigned sig_gen; /* +1 in a forked child: the registry starts over */
 
-static void relax(void) {
-#ifdef _WIN32
-  SwitchToThread();
-#else
-  sched_yield();
-#endif
-}
-
 static void reg_take(void) {
   while (atomic_flag_test_and_set(&reg_lock))
-    relax();
+    lw__relax();
 }
 static void reg_give(void) { atomic_flag_clear(&reg_lock); }
 
@@ -253,7 +244,7 @@ int lw_signal_start(lw_signal *s, lw_signal_cb cb, int signum) {
     if (took_slot) {
       atomic_store(&sig_loops[loop->sig_slot], NULL);
       while (atomic_load(&in_handler))
-        relax();
+        lw__relax();
       loop->sig_slot = -1;
     }
     reg_give();
@@ -288,7 +279,7 @@ void lw_signal_stop(lw_signal *s) {
     if (--loop->nsig_started == 0) {
       atomic_store(&sig_loops[loop->sig_slot], NULL);
       while (atomic_load(&in_handler))
-        relax(); /* a handler that read the slot before it was cleared is done */
+        lw__relax(); /* a handler that read the slot before it was cleared is done */
       loop->sig_slot = -1;
     }
   }
