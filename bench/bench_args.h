@@ -33,10 +33,10 @@ static int bench_args_parse(bench_args *a, int argc, char **argv, const char *na
       a->listen = argv[i + 1];
     else if (!strcmp(argv[i], "--bytes"))
       a->nbytes = strtoull(argv[i + 1], NULL, 10);
-    else if (!strcmp(argv[i], "--mode"))
-      a->echo_mode = !strcmp(argv[i + 1], "echo"),
+    else if (!strcmp(argv[i], "--mode")) {
+      a->echo_mode = !strcmp(argv[i + 1], "echo");
       a->linger = !strcmp(argv[i + 1], "respond-linger");
-    else
+    } else
       goto usage;
   }
   const char *colon = strrchr(a->listen, ':');
