@@ -934,7 +934,7 @@ void lw__conn_error_late(lw_conn *c, int err) {
  * c->u.live: from here on c->u.end holds the results. Returns 1 when the close must be
  * made an RST although the state machine asked for a plain close(): input the backend
  * holds (held_input) would have made the kernel send one, had it stayed there (B13). */
-static int final_snapshot(lw_conn *c, int resetting) {
+static int final_snapshot(lw_conn *c, int resetting, size_t *inq_counted) {
   int fd = c->io.fd;
   uint64_t acked = 0, silent = 0;
   if (!resetting && c->acked_clean && c->eof_seen && c->sm.state == LW__CS_CLOSING &&
@@ -951,14 +951,21 @@ static int final_snapshot(lw_conn *c, int resetting) {
     c->u.end.cancelled = 0;
     c->u.end.peer_silent_ms = 0;
     c->u.end.close_ms = 0;
+    *inq_counted = 0;
     return 0;
   }
   lw__tcp_snapshot s;
   lw__sock_snapshot(fd, &s);
   long outq = lw__sock_outq(fd);
-  long inq = lw__sock_inq(fd);
+  /* Held input before the kernel's queue, never after: a receive in flight can take
+   * bytes from the queue between the two reads (io_uring runs its task work at the
+   * return of the SIOCINQ ioctl itself; Wine completes a WSARecv at any instant). In
+   * this order such bytes are in SIOCINQ, and conn_detach sees the completion posted
+   * and knows they were counted; in the other order they were counted twice. */
   int held_fin = 0;
   size_t held = held_input(c, &held_fin);
+  long inq = lw__sock_inq(fd);
+  *inq_counted = inq > 0 ? (size_t)inq : 0;
   int force_rst = 0;
   if (held > 0) {
     force_rst = !resetting && inq <= 0 && s.state != LW__TCP_CLOSE;
@@ -1028,10 +1035,11 @@ static void close_fd(lw_conn *c, int reset) {
    * take time: the TCP table read of final_snapshot without SIO_TCP_INFO, and a
    * completion backend's wait for cancelled operations, which on_close waits for). */
   uint64_t ms = c->close_begun ? c->loop->now - c->t0.close_start : 0;
-  if (final_snapshot(c, reset))
+  size_t inq_counted;
+  if (final_snapshot(c, reset, &inq_counted))
     reset = 1;
   c->u.end.close_ms = (uint32_t)sat_u32(ms);
-  c->loop->backend->conn_detach(c);
+  c->loop->backend->conn_detach(c, inq_counted);
   c->detached = 1;
   c->reading = 0;
   c->discarding = 0;

@@ -194,8 +194,13 @@ typedef struct lw__backend {
   void (*conn_update)(lw_conn *c);
   /* Removes the fd from the loop and cancels what is in flight. The core closes the fd
    * after this returns. The backend calls lw__conn_ops_done once nothing of this conn
-   * is left in the kernel (at once for epoll; after the last CQE for io_uring). */
-  void (*conn_detach)(lw_conn *c);
+   * is left in the kernel (at once for epoll; after the last CQE for io_uring).
+   * inq_counted: the kernel's receive queue as the close's final snapshot just counted
+   * it in unread_discarded (held input apart). A receive still in flight may take part
+   * of it: its late completion passes what is left to lw__conn_read_late. The backend
+   * never measures the queue again here: a receive completing between two
+   * measurements would be counted twice (torture_iocp, unread-more-than-sent). */
+  void (*conn_detach)(lw_conn *c, size_t inq_counted);
   /* Optional (NULL: lw__sock_close at once). Closes the fd of a connection or listener
    * just detached (conn_detach / listener_close), for a backend whose queued requests
    * name fds by number: io_uring's submission queue holds SQEs that take their file only
@@ -481,8 +486,8 @@ void lw__conn_connect_done(lw_conn *c, int status);
 void lw__conn_deliver_due(lw_conn *c);
 /* n input bytes a receive brought after the connection was detached (a completion the
  * close overtook): unread input. `counted` of them were already in the kernel's queue
- * when the close measured it (SIOCINQ in the final snapshot; the backend reads it at
- * conn_detach and passes what is left of it): only the rest is added. Returns 1 if the
+ * when the close measured it (SIOCINQ in the final snapshot, which conn_detach was
+ * given; the backend passes what is left of it): only the rest is added. Returns 1 if the
  * close must be an RST -- a naive close, which the kernel would have made one had the
  * bytes stayed queued (B13), but the receive took them: the backend then sets
  * SO_LINGER{1,0} before its close. */

@@ -162,7 +162,8 @@ static int ep_conn_open(lw_conn *c) {
   return 0;
 }
 
-static void ep_conn_detach(lw_conn *c) {
+static void ep_conn_detach(lw_conn *c, size_t inq_counted) {
+  (void)inq_counted; /* nothing is ever in flight */
   /* EPOLL_CTL_DEL before close(), always: the registration belongs to the open file,
    * and a child forked by the application (fork, system, popen) keeps that file open
    * after our close(), so a registration left behind would deliver events for a

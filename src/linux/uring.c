@@ -146,7 +146,7 @@ typedef struct ur_conn {
   unsigned stash_eof : 1;
   unsigned delivering : 1;      /* input is being handed over: no nested delivery, no recv */
   unsigned close_wait_recv : 1; /* detached: its close waits for the recv's CQE (rule 6) */
-  unsigned inq_counted; /* SIOCINQ at detach, counted by the core: a late recv took it */
+  unsigned inq_counted; /* SIOCINQ the close counted (conn_detach): a late recv took it */
   unsigned
       recv_seen_detach : 1; /* its recv's CQE was posted at detach: held_input counted it */
   struct iovec iov[UR_MAX_IOV];
@@ -649,7 +649,7 @@ static void ur_submit_cancels(lw_conn *c) {
 
 /* The core calls .close_fd right after this: the connection's ops done come with the
  * CQE of its IORING_OP_CLOSE (or of a cancelled op, if later). */
-static void ur_conn_detach(lw_conn *c) {
+static void ur_conn_detach(lw_conn *c, size_t inq_counted) {
   ur_conn *u = urc(c);
   if (u->retry) {
     lw__list_remove(&u->retry_node); /* nothing more is owed to a closed fd */
@@ -660,12 +660,12 @@ static void ur_conn_detach(lw_conn *c) {
     u->starved = 0;
   }
   if (u->recv_inflight) {
-    /* What the final snapshot just counted: the kernel's queue, or the recv's
-     * completion if it was already posted (ur_held_input). */
+    /* The final snapshot counted the recv's completion as held input if it was
+     * posted then (ur_held_input, read before SIOCINQ). Posted now but not then, its
+     * task work ran at the SIOCINQ ioctl's return and took bytes SIOCINQ counted. */
     int res;
     u->recv_seen_detach = ur_recv_pending(c, &res);
-    long q = lw__sock_inq(c->io.fd);
-    u->inq_counted = q > 0 ? (unsigned)q : 0;
+    u->inq_counted = (unsigned)inq_counted;
   }
   if (u->inflight)
     ur_submit_cancels(c);

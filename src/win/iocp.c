@@ -109,7 +109,7 @@ typedef struct iocp_sock {
   unsigned recycle_ready : 1; /* DisconnectEx completed while the conn still existed */
   unsigned delivering : 1;    /* a read callback holds rbuf: no WSARecv into it */
   unsigned held_eof : 1;      /* the peer's FIN came while the application did not read */
-  size_t inq_counted; /* FIONREAD at detach, counted by the core: a late WSARecv took it */
+  size_t inq_counted; /* FIONREAD the close counted (conn_detach): a late WSARecv took it */
   unsigned
       recv_seen_detach : 1; /* its WSARecv had completed at detach: held_input counted it */
   unsigned uses;            /* connections served by this socket */
@@ -586,19 +586,20 @@ static void iocp_conn_update(lw_conn *c) {
     post_recv(c, 1);
 }
 
-static void iocp_conn_detach(lw_conn *c) {
+static void iocp_conn_detach(lw_conn *c, size_t inq_counted) {
   iocp_sock *ws = ws_of(c);
   ws->detached = 1;
   ws->stash_off = ws->stash_len = 0; /* counted as unread by the core's final snapshot */
   ws->held_eof = 0;
   tls_detached = ws; /* the core's lw__sock_close(fd) follows at once */
   if (ws->recv_inflight && !ws->recv_zero) {
-    /* What the final snapshot just counted: the stack's queue, or the WSARecv's
-     * result if it had completed (iocp_held_input). */
+    /* Completed now: the final snapshot counted its result as held input
+     * (iocp_held_input), or it completed since and took bytes of the FIONREAD the
+     * snapshot read after that (or, Wine, bytes it took before: uncounted, never
+     * twice). Not completed: its bytes come from that FIONREAD, or arrived since. */
     size_t got;
     ws->recv_seen_detach = recv_completed_unreaped(ws, &got);
-    long q = lw__sock_inq(c->io.fd);
-    ws->inq_counted = q > 0 ? (size_t)q : 0;
+    ws->inq_counted = inq_counted;
   }
   if (ws->inflight) {
     /* Cancel what is pending (the WSARecv above all); the close waits for the
