@@ -642,6 +642,55 @@ static void test_held_input_first_byte(void **state) {
   r5_case(R5_FIRST_BYTE);
 }
 
+/* 5b. The peer's FIN alone, to a connection that never started reading (nothing in
+ * flight on any backend: the FIN waits in the kernel): the peer spoke, so the first-byte
+ * timeout does not reset it, and read_start delivers the EOF. Under Wine (no
+ * SIO_TCP_INFO) the FIN in the queue went unseen and the connection was reset as
+ * first-byte-timeout (torture_iocp first-byte-timeout-after-peer-fin): failed there
+ * before lw__sock_peer_fin_queued's select() fallback (src/win/sockopt.c). */
+static void fb_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  assert_int_equal(status, 0);
+  hs.a = c;
+  lw_conn_on_close(c, hs_close); /* reading not started */
+}
+
+static void test_fin_only_first_byte(void **state) {
+  (void)state;
+  lw_conn_options o;
+  memset(&o, 0, sizeof(o));
+  o.first_byte_timeout_ms = 200;
+  memset(&hs, 0, sizeof(hs));
+  lw_loop *loop;
+  lw_listener *l;
+  assert_int_equal(lw_loop_new(&loop, NULL), 0);
+  lwt_check_backend(loop);
+  assert_int_equal(lw_listener_new(loop, "127.0.0.1", 0, 4, &o, fb_accept, &l), 0);
+  int peer = raw_connect(lw_listener_port(l), 0);
+  uint64_t end = lwt_now_ms() + 2000;
+  while (!hs.a && lwt_now_ms() < end)
+    lw_loop_run(loop, LW_RUN_ONCE);
+  assert_non_null(hs.a);
+  assert_int_equal(shutdown(peer, SHUT_WR), 0); /* the FIN, and nothing else */
+  run_for(loop, 500);                           /* well past the first-byte timeout */
+  if (hs.closes)
+    fail_msg("closed as %s while the peer's FIN waited unread", lw_reason_name(hs.info.reason));
+  assert_int_equal(lw_conn_read_start(hs.a, hs_read), 0);
+  run_for(loop, 50);
+  assert_int_equal(hs.eofs, 1); /* hs_read answers "response!" */
+  char buf[16];
+  assert_int_equal(hs_peer_read(loop, peer, buf, 9), 9);
+  assert_memory_equal(buf, "response!", 9);
+  /* (No half-close allowed: the EOF began the graceful close; it is already closing.) */
+  assert_int_equal(lw_close(hs.a, 1000), LW_EALREADY);
+  lwt_run_until(loop, NULL, &hs.closes, 1, 3000);
+  assert_int_equal(hs.closes, 1);
+  assert_int_equal(hs.info.reason, LW_REASON_PEER_CLOSED_FIRST);
+  assert_int_equal(hs.info.rst, 0);
+  close(peer);
+  finish(loop, l);
+}
+
 /* 6. Input held while reading is stopped does not hold back our writes. */
 static void test_write_while_input_held(void **state) {
   (void)state;
@@ -754,6 +803,7 @@ int main(void) {
       cmocka_unit_test(test_held_input_abort),
       cmocka_unit_test(test_held_input_naive),
       cmocka_unit_test(test_held_input_first_byte),
+      cmocka_unit_test(test_fin_only_first_byte),
       cmocka_unit_test(test_write_while_input_held),
       cmocka_unit_test(test_reset_unheard_before_close),
 #ifdef LW_HAVE_URING
