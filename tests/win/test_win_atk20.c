@@ -8,6 +8,10 @@
  *                 The bytes were in this host's TCP at 150 ms: the peer spoke, it must not
  *                 be reset as silent (lastword.h: "bytes the peer sent that the application
  *                 has not read yet ... do" count).
+ *   fbtrst        first_byte_timeout_ms=300, reading never started; the peer resets at
+ *                 100 ms: the timeout's check finds the RST, the connection ends as
+ *                 peer_reset (before: a readable socket with nothing to read was taken
+ *                 for a FIN waiting, the timeout dropped, the connection left open).
  *   abortcount [naive]  read_size 4, the peer sends 16 bytes at once; lw_abort (or
  *                 lw_close_naive) from a timer while the loop was busy:
  *                 bytes_received + unread_discarded must be 16.
@@ -212,6 +216,7 @@ typedef struct cli {
   const char *send;
   int send_len;
   int fin; /* shutdown after sending */
+  int rst; /* after sending: SO_LINGER{1,0} and close (the peer resets) */
   unsigned read_delay_ms;
   long long got;
   int err;
@@ -229,6 +234,12 @@ THR_FN(client_fn) {
     msleep(a->delay_ms);
   if (a->send_len && wt_send_all(s, a->send, a->send_len) != 0) {
     a->err = sk_errno(); /* the server may already have reset it (cross) */
+    sk_close(s);
+    THR_RET;
+  }
+  if (a->rst) {
+    struct linger lg = {1, 0};
+    setsockopt(s, SOL_SOCKET, SO_LINGER, (const char *)&lg, sizeof(lg));
     sk_close(s);
     THR_RET;
   }
@@ -328,6 +339,44 @@ static int case_fbt(int fin_only) {
   if (sc_info.reason == LW_REASON_FIRST_BYTE_TIMEOUT)
     DEFECT("the peer sent %s at 150 ms (deadline 300 ms) and was reset as silent",
            fin_only ? "its FIN" : "5 bytes");
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------
+ * fbtrst: the first-byte timeout of a connection the application does not read, whose
+ * peer reset it. Nothing is in flight to hear the RST; the timeout's check does
+ * (socket_died, SO_ERROR): the connection ends as the peer's reset, as on Linux. A
+ * "peer spoke" test that takes the RST for a FIN waiting drops the timeout and
+ * leaves the dead connection open for good.
+ * --------------------------------------------------------------------------------- */
+static void fbtrst_accept(lw_listener *l, lw_conn *c, int status) {
+  (void)l;
+  CHECK(status == 0);
+  sc = c;
+  lw_conn_on_close(c, sc_on_close); /* reading never started: nothing in flight */
+}
+static int case_fbtrst(void) {
+  lw_conn_options o;
+  memset(&o, 0, sizeof(o));
+  o.first_byte_timeout_ms = 300;
+  memset(&ca, 0, sizeof(ca));
+  ca.delay_ms = 100; /* the RST at 100 ms, the timeout at 300 ms */
+  ca.rst = 1;
+  thr_t h = serve_start(&o, fbtrst_accept);
+  uint64_t t0 = now_ms();
+  while (!sc_closes && now_ms() - t0 < 3000) {
+    CHECK(lw_loop_run(loop, LW_RUN_NOWAIT) == 0);
+    msleep(2);
+  }
+  if (!sc_closes) {
+    DEFECT("the peer reset at 100 ms, first_byte_timeout_ms=300: no on_close after 3 s "
+           "(the timeout was dropped, the RST never reported)");
+    CHECK(sc && lw_abort(sc) == 0);
+  }
+  serve_end(h);
+  print_info("fbtrst server", &sc_info);
+  if (sc_info.reason != LW_REASON_PEER_RESET)
+    DEFECT("reason %s, want peer_reset", lw_reason_name(sc_info.reason));
   return 0;
 }
 
@@ -897,6 +946,8 @@ int main(int argc, char **argv) {
     printf("backend %s\n", lw_loop_backend(loop));
     if (strcmp(c, "fbt") == 0)
       case_fbt(strcmp(v, "fin") == 0);
+    else if (strcmp(c, "fbtrst") == 0)
+      case_fbtrst();
     else if (strcmp(c, "abortcount") == 0)
       case_abortcount(strcmp(v, "naive") == 0);
     else if (strcmp(c, "heldfin") == 0)
@@ -912,7 +963,7 @@ int main(int argc, char **argv) {
       case_cross(argc > 2 ? atoi(v) : 10);
     else {
       fprintf(stderr,
-              "usage: %s fbt|abortcount|heldfin|poison|churn|cross|lisclose [variant]\n",
+              "usage: %s fbt|fbtrst|abortcount|heldfin|poison|churn|cross|lisclose [variant]\n",
               argv[0]);
       return 2;
     }
