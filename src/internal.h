@@ -437,6 +437,7 @@ struct lw_conn {
   unsigned fin_deferred : 1;     /* lw_shutdown while connecting: FIN once connected */
   unsigned linger_acked : 1;     /* LINGER: every byte we wrote seen acknowledged */
   unsigned dead_unexplained : 1; /* the close found the socket dead, SO_ERROR taken */
+  unsigned dead_silent : 1;      /* ... and empty (ops_done_event) */
   unsigned close_reported : 1;   /* on_close has run (lw_loop_walk skips it) */
   unsigned draining : 1;         /* covered by the loop's drain (drain.c) */
   unsigned drain_cb_due : 1;     /* its drain conn_cb has not run yet */

@@ -655,8 +655,24 @@ static void fb_accept(lw_listener *l, lw_conn *c, int status) {
   lw_conn_on_close(c, hs_close); /* reading not started */
 }
 
+/* 5c. The same with the peer's RST instead (SO_LINGER{1,0} close): the timeout's check
+ * hears it and the connection ends as peer-reset at once. Linux's poll reports
+ * POLLRDHUP after an RST as after a FIN, and the check took it for a FIN waiting and
+ * dropped the timeout: on epoll and io_uring no on_close came at all (failed before
+ * first_byte_check asked SO_ERROR first). */
+static void fin_or_rst_first_byte(int rst);
+
 static void test_fin_only_first_byte(void **state) {
   (void)state;
+  fin_or_rst_first_byte(0);
+}
+
+static void test_rst_only_first_byte(void **state) {
+  (void)state;
+  fin_or_rst_first_byte(1);
+}
+
+static void fin_or_rst_first_byte(int rst) {
   lw_conn_options o;
   memset(&o, 0, sizeof(o));
   o.first_byte_timeout_ms = 200;
@@ -671,6 +687,18 @@ static void test_fin_only_first_byte(void **state) {
   while (!hs.a && lwt_now_ms() < end)
     lw_loop_run(loop, LW_RUN_ONCE);
   assert_non_null(hs.a);
+  if (rst) {
+    struct linger lg = {1, 0};
+    assert_int_equal(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    assert_int_equal(close(peer), 0); /* the RST, and nothing else */
+    lwt_run_until(loop, NULL, &hs.closes, 1, 1000);
+    if (hs.closes != 1)
+      fail_msg("the peer reset, first_byte_timeout_ms=200: no on_close after 1 s");
+    assert_int_equal(hs.info.reason, LW_REASON_PEER_RESET);
+    assert_int_equal(hs.info.initiator, LW_INITIATOR_PEER);
+    finish(loop, l);
+    return;
+  }
   assert_int_equal(shutdown(peer, SHUT_WR), 0); /* the FIN, and nothing else */
   run_for(loop, 500);                           /* well past the first-byte timeout */
   if (hs.closes)
@@ -804,6 +832,7 @@ int main(void) {
       cmocka_unit_test(test_held_input_naive),
       cmocka_unit_test(test_held_input_first_byte),
       cmocka_unit_test(test_fin_only_first_byte),
+      cmocka_unit_test(test_rst_only_first_byte),
       cmocka_unit_test(test_write_while_input_held),
       cmocka_unit_test(test_reset_unheard_before_close),
 #ifdef LW_HAVE_URING

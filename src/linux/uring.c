@@ -662,7 +662,8 @@ static void ur_conn_detach(lw_conn *c, size_t inq_counted) {
   if (u->recv_inflight) {
     /* The final snapshot counted the recv's completion as held input if it was
      * posted then (ur_held_input, read before SIOCINQ). Posted now but not then, its
-     * task work ran at the SIOCINQ ioctl's return and took bytes SIOCINQ counted. */
+     * task work ran at the SIOCINQ ioctl's return and took bytes SIOCINQ counted (or,
+     * preempted just before the ioctl, bytes neither counted: short, never twice). */
     int res;
     u->recv_seen_detach = ur_recv_pending(c, &res);
     u->inq_counted = (unsigned)inq_counted;
