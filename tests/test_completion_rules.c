@@ -757,7 +757,10 @@ static void r7_reset_then_close(lw_timer *t) {
   assert_int_equal(setsockopt(r7.peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
   assert_int_equal(close(r7.peer), 0); /* RST, processed by loopback before it returns */
   r7.peer = -1;
-  assert_int_equal(r7.mode ? lw_abort(hs.a) : lw_close_naive(hs.a), 0);
+  if (r7.mode == 2)
+    assert_int_equal(lw_close(hs.a, 1000), 0);
+  else
+    assert_int_equal(r7.mode ? lw_abort(hs.a) : lw_close_naive(hs.a), 0);
 }
 
 static void test_reset_unheard_before_close(void **state) {
@@ -778,6 +781,36 @@ static void test_reset_unheard_before_close(void **state) {
     lw_timer_free(t);
     finish(loop, l);
   }
+}
+
+/* 7b. The same with the graceful lw_close: the peer's RST came before it, and our FIN
+ * never left (shutdown() on the dead socket fails), so the connection ends as the
+ * peer's reset with the peer as initiator (close_sm.c: what was SENT names it), as on
+ * epoll and io_uring. Under Wine (no SIO_TCP_INFO) shut_wr_now's "peer FIN waiting?"
+ * check is lw__sock_peer_fin_queued's select() fallback, which now answers 0 for a
+ * reset socket (getpeername: WSAENOTCONN), so peer_fin_first stays 0, fin_sent=1 keeps
+ * died_before_close from naming the peer, and the initiator is reported local. */
+static void test_reset_unheard_before_graceful_close(void **state) {
+  (void)state;
+  lw_loop *loop;
+  lw_listener *l;
+  lw_timer *t;
+  hs_setup(NULL, &loop, &l, &r7.peer, &t);
+  r7.mode = 2;
+  lw_timer_start(t, r7_reset_then_close, 1, 0);
+  lwt_run_until(loop, NULL, &hs.closes, 1, 3000);
+  assert_int_equal(hs.closes, 1);
+  if (hs.info.reason != LW_REASON_PEER_RESET || !hs.info.rst ||
+      hs.info.initiator != LW_INITIATOR_PEER)
+    fail_msg("the peer reset before lw_close: reason %s rst %d initiator %s os_error %d, "
+             "want peer-reset rst 1 initiator peer",
+             lw_reason_name(hs.info.reason), hs.info.rst,
+             hs.info.initiator == LW_INITIATOR_PEER    ? "peer"
+             : hs.info.initiator == LW_INITIATOR_LOCAL ? "local"
+                                                       : "none",
+             hs.info.os_error);
+  lw_timer_free(t);
+  finish(loop, l);
 }
 
 #ifdef LW_HAVE_URING
@@ -835,6 +868,7 @@ int main(void) {
       cmocka_unit_test(test_rst_only_first_byte),
       cmocka_unit_test(test_write_while_input_held),
       cmocka_unit_test(test_reset_unheard_before_close),
+      cmocka_unit_test(test_reset_unheard_before_graceful_close),
 #ifdef LW_HAVE_URING
       cmocka_unit_test(test_uring_setup_mode),
 #endif
