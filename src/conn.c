@@ -1302,15 +1302,24 @@ static int first_byte_check(lw_conn *c, uint64_t *next) {
   }
   c->t0.first_byte_due = 0;
   /* A peer that reset has spoken too: it ends as what it is (SO_ERROR, read once
-   * here), not as a first-byte timeout -- asked first, for after an RST Linux's poll
-   * reports POLLRDHUP as for a FIN, and the timeout, dropped below as for a peer whose
-   * FIN waits, would leave the dead connection open for good. */
+   * here), not as a first-byte timeout -- asked first, for after an RST a FIN seems
+   * to wait (Linux's POLLRDHUP, Windows' readable socket), and the timeout, dropped
+   * below for a peer whose FIN waits, would leave the dead connection open for good. */
   if (socket_died(c))
     return 1;
   /* Sent, not read yet (the application stopped reading): bytes or a FIN in the
    * kernel, or held by the backend. */
-  if (lw__sock_inq(c->io.fd) > 0 || held_input(c, NULL) > 0 || peer_fin_waiting(c))
+  if (lw__sock_inq(c->io.fd) > 0 || held_input(c, NULL) > 0)
     return 0;
+  if (peer_fin_waiting(c)) {
+    /* A FIN, or an RST whose error is not kept (Wine, nothing pending): a reset socket
+     * is CLOSED. The timeout then resets it, and the close, finding it dead and
+     * silent, ends it as the peer's reset (ops_done_event). */
+    lw__tcp_snapshot s;
+    lw__sock_snapshot(c->io.fd, &s);
+    if (s.state != LW__TCP_CLOSE)
+      return 0;
+  }
   conn_event(c, LW__CE_TIMEOUT, LW_REASON_FIRST_BYTE_TIMEOUT);
   return 1;
 }

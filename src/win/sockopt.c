@@ -802,21 +802,19 @@ int lw__sock_peer_fin_queued(int fd) {
   if (tcp_info_v0(s, &ti))
     return map_tcpstate((int)ti.State) == LW__TCP_CLOSE_WAIT;
   /* No SIO_TCP_INFO (Wine; Windows before 10 1703): a socket that selects readable
-   * with nothing to read holds the peer's FIN or its RST; still connected
-   * (getpeername), it is the FIN -- CLOSE_WAIT -- while a reset one is CLOSED and
-   * WSAENOTCONN. FIONREAD after select: bytes that came in between make it "cannot
-   * tell" (0), as bytes ahead of a FIN do. Without this a peer's FIN waiting while
-   * reading was stopped went unseen under Wine, and the first-byte timeout reset a peer
-   * that had closed (torture_iocp, first-byte-timeout-after-peer-fin). */
+   * with nothing to read holds the peer's FIN -- or its RST, as Linux's POLLRDHUP
+   * says for both: the peer ended first either way (shut_wr_now), and first_byte_check
+   * tells a reset socket apart by its state. FIONREAD after select: bytes that came in
+   * between make it "cannot tell" (0), as bytes ahead of a FIN do. Without this a
+   * peer's FIN waiting while reading was stopped went unseen under Wine, and the
+   * first-byte timeout reset a peer that had closed (torture_iocp,
+   * first-byte-timeout-after-peer-fin). */
   fd_set r;
   FD_ZERO(&r);
   FD_SET(s, &r);
   struct timeval tv = {0, 0};
   u_long n = 0;
-  struct sockaddr_storage pa;
-  int pl = sizeof(pa);
-  return select(0, &r, NULL, NULL, &tv) == 1 && ioctlsocket(s, FIONREAD, &n) == 0 && n == 0 &&
-         getpeername(s, (struct sockaddr *)&pa, &pl) == 0;
+  return select(0, &r, NULL, NULL, &tv) == 1 && ioctlsocket(s, FIONREAD, &n) == 0 && n == 0;
 }
 
 /* Windows cannot tell a listen socket's backlog length; socket inheritance for a
