@@ -740,11 +740,15 @@ static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
 static void send_done(iocp_sock *ws, DWORD bytes, DWORD err) {
   lw_conn *c = ws->conn;
   ws->send_inflight = 0;
-  if (c && c->detached && bytes > 0) {
+  if (c && c->detached) {
     /* A WSASend that finished (or was cancelled part-way: the count is what it
      * transferred) after the close detached the connection: those bytes left, so
-     * bytes_sent says so (lw__conn_write_late). */
-    lw__conn_write_late(c, bytes);
+     * bytes_sent says so (lw__conn_write_late). One that failed may have taken the
+     * error that killed the connection, as the io_uring send does. */
+    if (bytes > 0)
+      lw__conn_write_late(c, bytes);
+    if (err != 0 && err != ERROR_OPERATION_ABORTED)
+      lw__conn_error_late(c, lw__err_from_win(err));
   } else if (c && !c->detached && err != ERROR_OPERATION_ABORTED) {
     /* A send that failed part-way (the peer's RST while it was in flight) still
      * transferred `bytes`: they left, so bytes_sent counts them before the error is
