@@ -1309,13 +1309,17 @@ static int first_byte_check(lw_conn *c, uint64_t *next) {
     return 1;
   /* Sent, not read yet (the application stopped reading): bytes or a FIN in the
    * kernel, or held by the backend. */
-  if (lw__sock_inq(c->io.fd) > 0 || held_input(c, NULL) > 0)
+  int held_fin = 0;
+  if (lw__sock_inq(c->io.fd) > 0 || held_input(c, &held_fin) > 0 || held_fin)
     return 0;
-  if (peer_fin_waiting(c)) {
-    /* A FIN, or an RST whose error is not kept (Wine, nothing pending): a reset socket
-     * is CLOSED. The timeout then resets it, and the close, finding it dead and
+  if (lw__sock_peer_fin_queued(c->io.fd)) {
+    /* A FIN, or an RST whose error is not kept (Wine, nothing pending). Without a FIN
+     * of ours (lw_shutdown: LAST_ACK, then CLOSE, is a clean end) a socket in CLOSE
+     * was reset: the timeout then resets it too, and the close, finding it dead and
      * silent, ends it as the peer's reset (ops_done_event). */
     lw__tcp_snapshot s;
+    if (c->sm.fin_sent)
+      return 0;
     lw__sock_snapshot(c->io.fd, &s);
     if (s.state != LW__TCP_CLOSE)
       return 0;

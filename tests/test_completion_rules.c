@@ -660,19 +660,38 @@ static void fb_accept(lw_listener *l, lw_conn *c, int status) {
  * POLLRDHUP after an RST as after a FIN, and the check took it for a FIN waiting and
  * dropped the timeout: on epoll and io_uring no on_close came at all (failed before
  * first_byte_check asked SO_ERROR first). */
-static void fin_or_rst_first_byte(int rst);
+/* 5d. The peer's FIN, then the application's lw_shutdown (reading still not started):
+ * both FINs done, the socket is in CLOSE -- a clean end, not a reset. Failed while
+ * first_byte_check took any socket in CLOSE with a FIN waiting for a reset one (the
+ * timeout reset it: reason first-byte-timeout; torture first-byte-timeout-after-
+ * peer-fin on io_uring under load). */
+enum { FB_FIN, FB_RST, FB_FIN_SHUT };
+static void fin_or_rst_first_byte(int mode);
 
 static void test_fin_only_first_byte(void **state) {
   (void)state;
-  fin_or_rst_first_byte(0);
+  fin_or_rst_first_byte(FB_FIN);
 }
 
 static void test_rst_only_first_byte(void **state) {
   (void)state;
-  fin_or_rst_first_byte(1);
+  fin_or_rst_first_byte(FB_RST);
 }
 
-static void fin_or_rst_first_byte(int rst) {
+static void test_fin_then_shutdown_first_byte(void **state) {
+  (void)state;
+  fin_or_rst_first_byte(FB_FIN_SHUT);
+}
+
+static void fb_read_eof(lw_conn *c, long n, const char *buf) {
+  (void)c;
+  (void)buf;
+  if (n == LW_EOF)
+    hs.eofs++;
+}
+
+static void fin_or_rst_first_byte(int mode) {
+  int rst = mode == FB_RST;
   lw_conn_options o;
   memset(&o, 0, sizeof(o));
   o.first_byte_timeout_ms = 200;
@@ -700,9 +719,23 @@ static void fin_or_rst_first_byte(int rst) {
     return;
   }
   assert_int_equal(shutdown(peer, SHUT_WR), 0); /* the FIN, and nothing else */
-  run_for(loop, 500);                           /* well past the first-byte timeout */
+  if (mode == FB_FIN_SHUT) {
+    run_for(loop, 50);
+    assert_int_equal(lw_shutdown(hs.a), 0); /* our FIN: LAST_ACK, then CLOSE */
+  }
+  run_for(loop, 500); /* well past the first-byte timeout */
   if (hs.closes)
     fail_msg("closed as %s while the peer's FIN waited unread", lw_reason_name(hs.info.reason));
+  if (mode == FB_FIN_SHUT) {
+    assert_int_equal(lw_conn_read_start(hs.a, fb_read_eof), 0);
+    lwt_run_until(loop, NULL, &hs.closes, 1, 3000);
+    assert_int_equal(hs.eofs, 1);
+    assert_int_not_equal(hs.info.reason, LW_REASON_FIRST_BYTE_TIMEOUT);
+    assert_int_equal(hs.info.rst, 0);
+    close(peer);
+    finish(loop, l);
+    return;
+  }
   assert_int_equal(lw_conn_read_start(hs.a, hs_read), 0);
   run_for(loop, 50);
   assert_int_equal(hs.eofs, 1); /* hs_read answers "response!" */
@@ -866,6 +899,7 @@ int main(void) {
       cmocka_unit_test(test_held_input_first_byte),
       cmocka_unit_test(test_fin_only_first_byte),
       cmocka_unit_test(test_rst_only_first_byte),
+      cmocka_unit_test(test_fin_then_shutdown_first_byte),
       cmocka_unit_test(test_write_while_input_held),
       cmocka_unit_test(test_reset_unheard_before_close),
       cmocka_unit_test(test_reset_unheard_before_graceful_close),
