@@ -597,7 +597,10 @@ typedef struct lw_conn_options {
   /* first_byte_timeout_ms = N (accepted connections only): a peer that has sent nothing
    * at all -- no byte, no FIN -- N ms after the accept is reset (RST), reason
    * LW_REASON_FIRST_BYTE_TIMEOUT. Bytes the server writes first (a banner) do not count;
-   * bytes the peer sent that the application has not read yet (reading stopped) do.
+   * bytes the peer sent that the application has not read yet (reading stopped) do,
+   * and so does its FIN. A peer that reset the connection in that time ends it as
+   * LW_REASON_PEER_RESET when the timeout comes, even with reading stopped and nothing
+   * else to hear of it (under Wine, where the error is not kept, os_error is then 0).
    * Default 0: off, because protocols where only the server talks (a push stream) are
    * legitimate; servers whose clients speak first should set it (e.g. 10000). It does
    * not bound a peer that sends slowly (one byte per second): idle_timeout_ms does not
