@@ -12,6 +12,9 @@
  *                 100 ms: the timeout's check finds the RST, the connection ends as
  *                 peer_reset (before: a readable socket with nothing to read was taken
  *                 for a FIN waiting, the timeout dropped, the connection left open).
+ *   fbtrst shut   the same after the application's lw_shutdown at the accept: our FIN
+ *                 went, then the peer's RST. The connection must still end (peer_reset),
+ *                 as on Linux, where SO_ERROR keeps ECONNRESET.
  *   abortcount [naive]  read_size 4, the peer sends 16 bytes at once; lw_abort (or
  *                 lw_close_naive) from a timer while the loop was busy:
  *                 bytes_received + unread_discarded must be 16.
@@ -349,13 +352,17 @@ static int case_fbt(int fin_only) {
  * "peer spoke" test that takes the RST for a FIN waiting drops the timeout and
  * leaves the dead connection open for good.
  * --------------------------------------------------------------------------------- */
+static int fbtrst_shut;
 static void fbtrst_accept(lw_listener *l, lw_conn *c, int status) {
   (void)l;
   CHECK(status == 0);
   sc = c;
   lw_conn_on_close(c, sc_on_close); /* reading never started: nothing in flight */
+  if (fbtrst_shut)
+    CHECK(lw_shutdown(c) == 0); /* our FIN goes now, before the peer's RST */
 }
-static int case_fbtrst(void) {
+static int case_fbtrst(int shut) {
+  fbtrst_shut = shut;
   lw_conn_options o;
   memset(&o, 0, sizeof(o));
   o.first_byte_timeout_ms = 300;
@@ -369,8 +376,9 @@ static int case_fbtrst(void) {
     msleep(2);
   }
   if (!sc_closes) {
-    DEFECT("the peer reset at 100 ms, first_byte_timeout_ms=300: no on_close after 3 s "
-           "(the timeout was dropped, the RST never reported)");
+    DEFECT("the peer reset at 100 ms%s, first_byte_timeout_ms=300: no on_close after 3 s "
+           "(the timeout was dropped, the RST never reported)",
+           shut ? " (after our lw_shutdown)" : "");
     CHECK(sc && lw_abort(sc) == 0);
   }
   serve_end(h);
@@ -947,7 +955,7 @@ int main(int argc, char **argv) {
     if (strcmp(c, "fbt") == 0)
       case_fbt(strcmp(v, "fin") == 0);
     else if (strcmp(c, "fbtrst") == 0)
-      case_fbtrst();
+      case_fbtrst(strcmp(v, "shut") == 0);
     else if (strcmp(c, "abortcount") == 0)
       case_abortcount(strcmp(v, "naive") == 0);
     else if (strcmp(c, "heldfin") == 0)
@@ -963,7 +971,8 @@ int main(int argc, char **argv) {
       case_cross(argc > 2 ? atoi(v) : 10);
     else {
       fprintf(stderr,
-              "usage: %s fbt|fbtrst|abortcount|heldfin|poison|churn|cross|lisclose [variant]\n",
+              "usage: %s fbt|fbtrst [shut]|abortcount|heldfin|poison|churn|cross|lisclose "
+              "[variant]\n",
               argv[0]);
       return 2;
     }
