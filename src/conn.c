@@ -212,7 +212,7 @@ lw_conn *lw__conn_accepted(lw_loop *loop, int fd, lw__opts *opts, int *err) {
   c->established = 1;
   idle_start(c);
   first_byte_start(c);
-  if (c->watch_errors)
+  if (lw__conn_wants_errors(c))
     conn_update(c); /* watched for errors even before the application reads */
   return c;
 }
@@ -291,8 +291,14 @@ int lw__conn_last_before_fin(const lw_conn *c, lw__iov *iov, int *n) {
   return 0;
 }
 
+/* Liveness options on, or the first-byte timeout pending: a peer's reset (or its TCP
+ * giving up) must end the connection even while nothing reads. For the first-byte wait
+ * this is what hears a reset where the error is not kept for the timeout's own check
+ * (Wine, nothing pending: after our lw_shutdown a FIN and an RST look alike there). */
 int lw__conn_wants_errors(const lw_conn *c) {
-  return c->watch_errors && !c->detached && !c->connecting && lw__cs_live(&c->sm);
+  int first_byte = !c->close_begun && c->t0.first_byte_due != 0;
+  return (c->watch_errors || first_byte) && !c->detached && !c->connecting &&
+         lw__cs_live(&c->sm);
 }
 
 /* ---------------------------------------------------------------------------------
