@@ -825,7 +825,14 @@ static void ur_errpoll_done(lw_conn *c, int res) {
       int st = lw__sock_so_error(c->io.fd);
       if (st || !(u->recv_inflight || u->send_inflight))
         lw__conn_read_done(c, NULL, st ? st : LW_EIO);
-    } else if (res & POLLHUP) {
+    } else {
+      /* No error: POLLHUP (both FINs, or CLOSE) or POLLRDHUP (the peer's FIN waits
+       * unread), which a poll reports whatever its mask (the kernel's IO_POLL_UNMASK)
+       * and which never clear. Re-armed, the one-shot poll would complete at once,
+       * forever: 190,000 loop iterations a second while a stopped reader's peer had
+       * sent its FIN (torture, spin). Parked, as epoll's edge-triggered errors-only
+       * watch never reports them again; a later error is found by the next read,
+       * write or close. */
       c->io.hup = 1;
     }
   }
