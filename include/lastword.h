@@ -267,7 +267,8 @@ typedef void (*lw_close_cb)(lw_conn *c, const lw_close_info *info);
  * (os_error: LW_ECONNREFUSED, LW_ENETUNREACH, ...), or DEAD_PEER when it timed out
  * (status LW_ETIMEDOUT: no answer to the SYNs within dead_after_ms / user_timeout_ms,
  * or the kernel's SYN retries); peer_silent_ms is then the time since the connect
- * began. */
+ * began. Status LW_ECONNRESET: the peer accepted and reset the connection before the
+ * loop saw the connect complete; on_close says PEER_RESET. */
 typedef void (*lw_connect_cb)(lw_conn *c, int status);
 /* status 0: c is a new connection (set its callbacks, start reading). Otherwise c is NULL
  * and status tells what failed (e.g. LW_EMFILE: the pending connection was refused). */

@@ -722,7 +722,13 @@ void lw__conn_connect_done(lw_conn *c, int status) {
   }
   if (c->connect_cb)
     c->connect_cb(c, status);
-  if (status < 0)
+  /* ECONNRESET / EPIPE from a connect: the handshake completed (a SYN answered by an RST
+   * is ECONNREFUSED) and the peer reset the connection before the loop saw it done --
+   * a listener that accepts and resets at once. It ends as what it is: the peer's
+   * reset, not a failed connect (torture, reason-error-without-cause). */
+  if (status == LW_ECONNRESET || status == LW_EPIPE)
+    conn_event(c, LW__CE_PEER_RST, status);
+  else if (status < 0)
     conn_event(c, LW__CE_ERROR, status);
   else
     conn_update(c);
