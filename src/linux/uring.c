@@ -601,17 +601,22 @@ static void ur_conn_update(lw_conn *c) {
    * bytes wait in the stash (cancelling it would race with its completion anyway). */
   if (lw__conn_wants_write(c) && !u->send_inflight)
     ur_submit_send(c);
-  /* Liveness on and nothing in flight to carry an error (a pending recv or send
-   * completes with ETIMEDOUT by itself): poll for POLLERR alone, so a dead peer ends
-   * the connection while the application is not reading. POLLHUP without POLLERR
-   * (both FINs, or CLOSE) never clears: the watch is then parked, as on epoll. */
+  /* Liveness on (or the first-byte wait) and nothing in flight to carry an error (a
+   * pending recv or send completes with ETIMEDOUT by itself): poll for POLLERR, so a
+   * dead peer ends the connection while the application is not reading. Multishot:
+   * the kernel reports POLLRDHUP and POLLHUP whatever the mask (IO_POLL_UNMASK) and
+   * neither clears, so a one-shot poll re-armed on a peer's FIN waiting unread would
+   * complete at once, forever (torture: a spin of 190,000 loop iterations a second);
+   * armed once, the multishot poll reports again only on a wakeup -- the error that
+   * comes later included (a peer that sent its FIN, then vanished: test_dead_peer
+   * halfclosed_nft_drop). It stays armed until the close cancels it. */
   if (lw__conn_wants_errors(c) && !c->io.hup && !u->recv_inflight && !u->send_inflight &&
       !u->err_inflight) {
     struct io_uring_sqe *sqe = ur_sqe(s);
     if (!sqe)
       ur_defer(c);
     if (sqe) {
-      io_uring_prep_poll_add(sqe, c->io.fd, POLLERR);
+      io_uring_prep_poll_multishot(sqe, c->io.fd, POLLERR);
       io_uring_sqe_set_data(sqe, &u->epoll_);
       u->err_inflight = 1;
       u->inflight++;
@@ -814,9 +819,11 @@ static void ur_poll_done(lw_conn *c, int res) {
   ur_op_finished(c);
 }
 
-static void ur_errpoll_done(lw_conn *c, int res) {
+static void ur_errpoll_done(lw_conn *c, int res, unsigned flags) {
   ur_conn *u = urc(c);
-  u->err_inflight = 0;
+  int more = (flags & IORING_CQE_F_MORE) != 0; /* the multishot poll is still armed */
+  if (!more)
+    u->err_inflight = 0;
   if (!c->detached && res > 0) {
     if (res & POLLERR) {
       /* sk_err is handed out once: a recv or send in flight may have taken it in the
@@ -825,17 +832,15 @@ static void ur_errpoll_done(lw_conn *c, int res) {
       int st = lw__sock_so_error(c->io.fd);
       if (st || !(u->recv_inflight || u->send_inflight))
         lw__conn_read_done(c, NULL, st ? st : LW_EIO);
-    } else {
-      /* No error: POLLHUP (both FINs, or CLOSE) or POLLRDHUP (the peer's FIN waits
-       * unread), which a poll reports whatever its mask (the kernel's IO_POLL_UNMASK)
-       * and which never clear. Re-armed, the one-shot poll would complete at once,
-       * forever: 190,000 loop iterations a second while a stopped reader's peer had
-       * sent its FIN (torture, spin). Parked, as epoll's edge-triggered errors-only
-       * watch never reports them again; a later error is found by the next read,
-       * write or close. */
+    } else if (res & POLLHUP) {
+      /* Both FINs, or CLOSE: nothing more can come. Parked, as on epoll: not armed
+       * again once this poll ends. (POLLRDHUP alone, the peer's FIN waiting: the poll
+       * stays armed for an error that may follow.) */
       c->io.hup = 1;
     }
   }
+  if (more)
+    return; /* one op in flight still: not finished */
   ur_op_finished(c);
 }
 
@@ -1243,7 +1248,7 @@ static int ur_poll(lw_loop *loop, int timeout_ms) {
         ur_poll_done(op->owner, ev[i].res);
         break;
       case UR_OP_ERRPOLL:
-        ur_errpoll_done(op->owner, ev[i].res);
+        ur_errpoll_done(op->owner, ev[i].res, ev[i].flags);
         break;
       case UR_OP_CLOSE:
         ur_close_done(op->owner);
