@@ -138,9 +138,12 @@ void lw__conn_deliver_due(lw_conn *c) {
   lw__loop_pending_add(c);
 }
 
-int lw__conn_read_late(lw_conn *c, size_t n, size_t counted) {
+int lw__conn_read_late(lw_conn *c, size_t n, int held, size_t *inq_left) {
   assert(c->detached);
-  c->unread_discarded += n > counted ? n - counted : 0;
+  size_t counted = held ? n : LW__MIN(n, *inq_left);
+  if (!held)
+    *inq_left -= counted;
+  c->unread_discarded += n - counted;
   if (n == 0 || c->sm.reason != LW_REASON_NAIVE || c->sm.rst)
     return 0;
   c->rst_seen = 1;
@@ -212,9 +215,16 @@ lw_conn *lw__conn_accepted(lw_loop *loop, int fd, lw__opts *opts, int *err) {
   c->established = 1;
   idle_start(c);
   first_byte_start(c);
-  if (lw__conn_wants_errors(c))
-    conn_update(c); /* watched for errors even before the application reads */
   return c;
+}
+
+/* Called by listener.c once the accept callback has returned. A connection that is to
+ * be watched for errors (liveness options, the first-byte wait) and that the callback
+ * did not start reading is watched from here on; one it started reading needs no
+ * watch -- the receive carries the errors -- and is left as it is (no-op once closed). */
+void lw__conn_accept_cb_done(lw_conn *c) {
+  if (lw__conn_wants_errors(c))
+    conn_update(c);
 }
 
 int lw_conn_connect(lw_loop *loop, const char *host, int port, const lw_conn_options *opts,
@@ -1329,9 +1339,9 @@ static int first_byte_check(lw_conn *c, uint64_t *next) {
      * of ours (lw_shutdown: LAST_ACK, then CLOSE, is a clean end) a socket in CLOSE
      * was reset: the timeout then resets it too, and the close, finding it dead and
      * silent, ends it as the peer's reset (ops_done_event). */
-    lw__tcp_snapshot s;
     if (c->sm.fin_sent)
       return 0;
+    lw__tcp_snapshot s;
     lw__sock_snapshot(c->io.fd, &s);
     if (s.state != LW__TCP_CLOSE)
       return 0;

@@ -486,13 +486,14 @@ void lw__conn_connect_done(lw_conn *c, int status);
 /* The backend holds input the connection now wants: deliver_held from the pending step. */
 void lw__conn_deliver_due(lw_conn *c);
 /* n input bytes a receive brought after the connection was detached (a completion the
- * close overtook): unread input. `counted` of them were already in the kernel's queue
- * when the close measured it (SIOCINQ in the final snapshot, which conn_detach was
- * given; the backend passes what is left of it): only the rest is added. Returns 1 if the
- * close must be an RST -- a naive close, which the kernel would have made one had the
- * bytes stayed queued (B13), but the receive took them: the backend then sets
- * SO_LINGER{1,0} before its close. */
-int lw__conn_read_late(lw_conn *c, size_t n, size_t counted);
+ * close overtook): unread input, counted once. held: the close counted them already as
+ * held input (the completion was posted when conn_detach looked). Otherwise they came
+ * from the kernel's queue the close counted -- *inq_left, what is left of the
+ * inq_counted conn_detach was given, which this lowers -- or arrived since: only those
+ * are added. Returns 1 if the close must be an RST -- a naive close, which the kernel
+ * would have made one had the bytes stayed queued (B13), but the receive took them:
+ * the backend then sets SO_LINGER{1,0} before its close. */
+int lw__conn_read_late(lw_conn *c, size_t n, int held, size_t *inq_left);
 /* err (LW_E*): the error a receive or send still in flight at the close completed with.
  * The kernel hands a socket's error out once (sock_error), so an operation in flight
  * can take it before the close's snapshot reads SO_ERROR -- io_uring runs its task

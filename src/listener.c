@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 lw_conn *lw__conn_accepted(lw_loop *loop, int fd, lw__opts *opts, int *err);
+void lw__conn_accept_cb_done(lw_conn *c);
 
 /* Shared by new and adopt: wraps a listening fd. On error the caller still owns fd. */
 static int listener_wrap(lw_loop *loop, int fd, int port, const lw_conn_options *opts,
@@ -124,6 +125,7 @@ void lw__listener_accept_done(lw_listener *l, int fd, int status) {
   }
   lw_loop *loop = l->loop;
   l->cb(l, c, 0);
+  lw__conn_accept_cb_done(c);
   /* Accepted while a drain runs (io_uring / IOCP: already accepted when the drain
    * paused the listener; or the application resumed it): the drain covers it. */
   if (loop->drain)

@@ -146,7 +146,7 @@ typedef struct ur_conn {
   unsigned stash_eof : 1;
   unsigned delivering : 1;      /* input is being handed over: no nested delivery, no recv */
   unsigned close_wait_recv : 1; /* detached: its close waits for the recv's CQE (rule 6) */
-  unsigned inq_counted; /* SIOCINQ the close counted (conn_detach): a late recv took it */
+  size_t inq_counted; /* SIOCINQ the close counted (conn_detach): a late recv took it */
   unsigned
       recv_seen_detach : 1; /* its recv's CQE was posted at detach: held_input counted it */
   struct iovec iov[UR_MAX_IOV];
@@ -671,7 +671,7 @@ static void ur_conn_detach(lw_conn *c, size_t inq_counted) {
      * preempted just before the ioctl, bytes neither counted: short, never twice). */
     int res;
     u->recv_seen_detach = ur_recv_pending(c, &res);
-    u->inq_counted = (unsigned)inq_counted;
+    u->inq_counted = inq_counted;
   }
   if (u->inflight)
     ur_submit_cancels(c);
@@ -732,11 +732,7 @@ static void ur_recv_done(lw_conn *c, int res, unsigned flags) {
     if (res > 0) {
       /* Counted already if it was posted at the detach (held input); else its bytes
        * came from the queue the snapshot measured, or arrived since. */
-      size_t counted =
-          u->recv_seen_detach ? (size_t)res : LW__MIN((size_t)res, (size_t)u->inq_counted);
-      if (!u->recv_seen_detach)
-        u->inq_counted -= (unsigned)counted;
-      if (lw__conn_read_late(c, (size_t)res, counted))
+      if (lw__conn_read_late(c, (size_t)res, u->recv_seen_detach, &u->inq_counted))
         lw__sock_set_linger0(c->io.fd);
     } else if (res < 0 && res != -ECANCELED) {
       lw__conn_error_late(c, lw__err_from_errno(-res)); /* it took the socket's error */

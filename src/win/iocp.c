@@ -723,11 +723,7 @@ static void recv_done(iocp_sock *ws, DWORD bytes, DWORD err) {
     /* The close overtook this completion: its bytes are unread input, and a naive
      * close over them resets, as the stack would have with them still queued. The
      * closesocket waits for this completion (lw__sock_close), so the linger lands. */
-    size_t counted =
-        ws->recv_seen_detach ? (size_t)bytes : LW__MIN((size_t)bytes, ws->inq_counted);
-    if (!ws->recv_seen_detach)
-      ws->inq_counted -= counted;
-    if (lw__conn_read_late(c, bytes, counted))
+    if (lw__conn_read_late(c, bytes, ws->recv_seen_detach, &ws->inq_counted))
       linger0_set(ws->s);
   } else if (c && err != 0 && err != ERROR_OPERATION_ABORTED) {
     lw__conn_error_late(c, lw__err_from_win(err)); /* it may have taken the error */
