@@ -142,6 +142,8 @@ typedef struct lwn_peer {
   int max_ms;          /* lifetime bound (default 15000) */
   size_t pace_chunk;   /* with pace_ms: read at most pace_chunk bytes per pace_ms */
   int pace_ms;
+  int shut_at_limit; /* with read_limit: shutdown(SHUT_WR) once read_limit is read */
+  atomic_int finned; /* ... done */
   atomic_size_t received;
   atomic_int stop;
   atomic_int done;
@@ -183,6 +185,9 @@ static inline void *lwn_peer_main(void *arg) {
     }
     size_t got = atomic_load(&p->received);
     if (p->no_read || (p->read_limit && got >= p->read_limit)) {
+      if (p->shut_at_limit && got >= p->read_limit && !atomic_load(&p->finned) &&
+          shutdown(fd, SHUT_WR) == 0)
+        atomic_store(&p->finned, 1);
       lwn_msleep(20);
       continue;
     }
@@ -214,6 +219,7 @@ static inline void lwn_peer_start(lwn_peer *p) {
   atomic_store(&p->received, 0);
   atomic_store(&p->stop, 0);
   atomic_store(&p->done, 0);
+  atomic_store(&p->finned, 0);
   assert_int_equal(pthread_create(&p->thread, NULL, lwn_peer_main, p), 0);
 }
 

@@ -755,25 +755,17 @@ static void fin_or_rst_first_byte(int mode) {
 /* 5e. A listener that accepts and resets before the loop saw the connect complete:
  * the connect's SO_ERROR is ECONNRESET, and the connection ends as the peer's reset, not
  * as a failed connect (reason ERROR before: torture reason-error-without-cause). */
-static struct {
-  int status, closes;
-  lw_close_info info;
-} cr;
-static void cr_close(lw_conn *c, const lw_close_info *in) {
-  (void)c;
-  cr.closes++;
-  cr.info = *in;
-}
-static void cr_read(lw_conn *c, long n, const char *buf) { (void)c, (void)n, (void)buf; }
+static int cr_status; /* what the connect callback was told */
 static void cr_connect(lw_conn *c, int status) {
-  cr.status = status;
+  cr_status = status;
   if (status == 0) /* connected as far as the loop saw: reading hears the reset */
-    assert_int_equal(lw_conn_read_start(c, cr_read), 0);
+    assert_int_equal(lw_conn_read_start(c, fb_read_eof), 0);
 }
 
 static void test_connect_then_reset(void **state) {
   (void)state;
-  memset(&cr, 0, sizeof(cr));
+  memset(&hs, 0, sizeof(hs));
+  cr_status = 0;
   int port;
   int lfd = raw_listen(&port);
   lw_loop *loop;
@@ -781,26 +773,26 @@ static void test_connect_then_reset(void **state) {
   lwt_check_backend(loop);
   lw_conn *c;
   assert_int_equal(lw_conn_connect(loop, "127.0.0.1", port, NULL, cr_connect, &c), 0);
-  lw_conn_on_close(c, cr_close);
+  lw_conn_on_close(c, hs_close);
   int s = accept(lfd, NULL, NULL); /* the handshake is done in the kernel */
   assert_true(s >= 0);
   struct linger lg = {1, 0};
   assert_int_equal(setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
   assert_int_equal(close(s), 0); /* the RST, before the loop ran once */
-  lwt_run_until(loop, NULL, &cr.closes, 1, 2000);
-  assert_int_equal(cr.closes, 1);
+  lwt_run_until(loop, NULL, &hs.closes, 1, 2000);
+  assert_int_equal(hs.closes, 1);
   /* (The connect callback may say 0 -- the loop saw the handshake first on a backend
    * that completes it by itself -- or ECONNRESET; the end is the peer's reset.) */
-  assert_true(cr.status == 0 || cr.status == LW_ECONNRESET);
+  assert_true(cr_status == 0 || cr_status == LW_ECONNRESET);
   /* (Wine's recv may read an RST as EOF, helper.h: the connect completed there, and
    * the reset read as the peer's FIN.) */
   int wine_eof =
-      !LWT_RST_RELIABLE && cr.status == 0 && cr.info.reason == LW_REASON_PEER_CLOSED_FIRST;
-  if (cr.info.reason != LW_REASON_PEER_RESET && !wine_eof)
+      !LWT_RST_RELIABLE && cr_status == 0 && hs.info.reason == LW_REASON_PEER_CLOSED_FIRST;
+  if (hs.info.reason != LW_REASON_PEER_RESET && !wine_eof)
     fail_msg("connect status %s, then reason %s (os_error %s): want peer-reset",
-             lw_err_name(cr.status), lw_reason_name(cr.info.reason),
-             lw_err_name(cr.info.os_error));
-  assert_int_equal(cr.info.initiator, LW_INITIATOR_PEER);
+             lw_err_name(cr_status), lw_reason_name(hs.info.reason),
+             lw_err_name(hs.info.os_error));
+  assert_int_equal(hs.info.initiator, LW_INITIATOR_PEER);
   close(lfd);
   assert_int_equal(lw_loop_run(loop, LW_RUN_DEFAULT), 0);
   assert_int_equal(lw_loop_close(loop), 0);

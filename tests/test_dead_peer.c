@@ -20,13 +20,20 @@ static int served(void *a) {
 }
 static int closed(void *a) { return ((lwt_server *)a)->closes >= 1; }
 
+/* The server of every case here: answers 100 bytes, stops reading, keeps the
+ * connection open, and asks the kernel to declare the peer dead after T. */
+static void quiet_server_start(lwt_server *s) {
+  memset(s, 0, sizeof(*s));
+  s->bytes = 100;
+  s->close_mode = LWT_CLOSE_NONE;
+  s->opts.dead_after_ms = T;
+  lwt_server_start(s, LWN_ADDR_A);
+}
+
 static void idle_dead(int link) {
   int fds = lwt_fd_count();
-  lwt_server s = {0};
-  s.bytes = 100;
-  s.close_mode = LWT_CLOSE_NONE; /* answer, stop reading, keep the connection open */
-  s.opts.dead_after_ms = T;
-  lwt_server_start(&s, LWN_ADDR_A);
+  lwt_server s;
+  quiet_server_start(&s);
   lwn_peer p = {0};
   p.port = s.port;
   p.read_limit = s.bytes;
@@ -66,61 +73,24 @@ static void test_idle_link_down(void **state) {
   idle_dead(1);
 }
 
-/* The peer half-closes, then vanishes, while the application is not reading (issue 4's
- * promise holds "whether or not the application is reading"): the peer asks, reads the
+/* The peer half-closes, then vanishes, while the application is not reading (the
+ * header's promise holds "whether or not the application is reading"): the peer asks, reads the
  * answer, sends its FIN (shutdown(SHUT_WR), as a client that has said all it will) and
  * its host then drops everything. Our side sits in CLOSE_WAIT with the FIN unread;
  * keepalive still probes there and TCP_USER_TIMEOUT ends it with ETIMEDOUT, which the
  * errors-only watch must hear. */
-typedef struct {
-  int port;
-  atomic_int finned, stop;
-} hc_peer;
-
-static void *hc_peer_main(void *arg) {
-  hc_peer *p = arg;
-  if (setns(lwn_fd_b, CLONE_NEWNET) < 0)
-    return NULL;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->port)};
-  inet_pton(AF_INET, LWN_ADDR_A, &a.sin_addr);
-  struct timeval tv = {0, 50 * 1000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-      send(fd, "GET\n", 4, MSG_NOSIGNAL) == 4) {
-    char buf[256];
-    size_t got = 0;
-    uint64_t end = lwt_now_ms() + 5000;
-    while (got < 100 && lwt_now_ms() < end) {
-      ssize_t n = recv(fd, buf, sizeof(buf), 0);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        break;
-      if (n > 0)
-        got += (size_t)n;
-    }
-    if (got == 100 && shutdown(fd, SHUT_WR) == 0)
-      atomic_store(&p->finned, 1);
-  }
-  uint64_t end = lwt_now_ms() + 15000;
-  while (!atomic_load(&p->stop) && lwt_now_ms() < end)
-    lwn_msleep(20);
-  close(fd);
-  return NULL;
-}
-
-static int finned(void *a) { return atomic_load(&((hc_peer *)a)->finned); }
+static int finned(void *a) { return atomic_load(&((lwn_peer *)a)->finned); }
 
 static void test_halfclosed_nft_drop(void **state) {
   (void)state;
   int fds = lwt_fd_count();
-  lwt_server s = {0};
-  s.bytes = 100;
-  s.close_mode = LWT_CLOSE_NONE; /* answer, stop reading, keep the connection open */
-  s.opts.dead_after_ms = T;
-  lwt_server_start(&s, LWN_ADDR_A);
-  hc_peer p = {.port = s.port};
-  pthread_t th;
-  assert_int_equal(pthread_create(&th, NULL, hc_peer_main, &p), 0);
+  lwt_server s;
+  quiet_server_start(&s);
+  lwn_peer p = {0};
+  p.port = s.port;
+  p.read_limit = s.bytes;
+  p.shut_at_limit = 1; /* reads the answer, then its FIN */
+  lwn_peer_start(&p);
   lwn_run_until(s.loop, finned, &p, 5000);
   /* The FIN reaches our side and is acknowledged; the loop sees whatever it will. */
   lw_timer *tick;
@@ -144,8 +114,7 @@ static void test_halfclosed_nft_drop(void **state) {
   int closes = s.closes;
   if (!closes && s.conn)
     lw_abort(s.conn); /* lets the server stop cleanly on failure */
-  atomic_store(&p.stop, 1);
-  pthread_join(th, NULL);
+  lwn_peer_join(&p);
   lwt_server_stop(&s);
   assert_int_equal(closes, 1);
   assert_int_equal(s.last.reason, LW_REASON_DEAD_PEER);
